@@ -1,0 +1,95 @@
+//! The command line as the user typed it (clap). Validation that needs more than one argument,
+//! the clock or the environment happens in [`crate::settings`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Environment variables read by the tool itself (S3 settings are read by object_store from the
+/// standard `AWS_*` variables).
+pub mod env {
+    pub const BASE_URL: &str = "CUBE_BASE_URL";
+    pub const TOKEN: &str = "CUBE_TOKEN";
+    pub const USERNAME: &str = "CUBE_USERNAME";
+    pub const PASSWORD: &str = "CUBE_PASSWORD";
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "cube-extract", version, about = "Copies Headshed Cube call outcomes into date-partitioned Parquet on local disk or S3.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract call outcomes, one Parquet partition per (campaign, day).
+    CallOutcomes(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Cube account URL, e.g. https://acme.headshed.com (the API root is {base}/api/v1/).
+    #[arg(long, env = env::BASE_URL, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// API token, sent as `Authorization: Token <token>`.
+    #[arg(long, env = env::TOKEN, value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// User name for HTTP Basic authentication (with --password).
+    #[arg(long, env = env::USERNAME, value_name = "USER")]
+    pub username: Option<String>,
+    /// Password for HTTP Basic authentication (with --username).
+    #[arg(long, env = env::PASSWORD, value_name = "PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Campaign id; repeat the option or separate ids with commas.
+    #[arg(long = "campaign", value_name = "ID", value_delimiter = ',')]
+    pub campaigns: Vec<String>,
+    /// Every campaign the account lists (archived ones only with --include-archived).
+    #[arg(long, conflicts_with = "campaigns")]
+    pub all_campaigns: bool,
+    /// With --all-campaigns: include archived campaigns too.
+    #[arg(long, requires = "all_campaigns")]
+    pub include_archived: bool,
+    /// First day, YYYY-MM-DD or YYYYMMDD (default: today, local time).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last day, inclusive (default: --from).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+
+    /// Destination: a local directory, file:///path, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub dest: Option<String>,
+
+    /// Most requests in flight.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_concurrency)]
+    pub concurrency: usize,
+    /// Skip (campaign, day) partitions an earlier run committed.
+    #[arg(long)]
+    pub resume: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Write a JSON summary of the run to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+    /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("it must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("it must be a whole number, at least 1".into()),
+    }
+}

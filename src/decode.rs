@@ -1,0 +1,488 @@
+//! Raw page bytes -> Arrow `RecordBatch`es of the dataset schema.
+//!
+//! arrow-json's tape decoder parses the raw `results` array; our own column decoders (plugged in
+//! through its `DecoderFactory`) apply the contract's value rules, which differ from arrow-json's:
+//! `""` is null in numeric, boolean, date and timestamp columns; a `Utf8` column holds the JSON
+//! text of numbers and booleans; timestamps come in the API's own formats.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
+use arrow_json::ReaderBuilder;
+use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+/// Rows per decoded batch: large enough to amortise per-batch work, small enough to stay cache-
+/// and memory-friendly with 300-column records.
+pub const BATCH_ROWS: usize = 8192;
+
+/// A value broke the contract for its column (e.g. a known timestamp field that is not one).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(String);
+
+/// Streams the `results` arrays of a partition's pages into batches of `target` schema.
+pub struct PageDecoder {
+    inner: arrow_json::reader::Decoder,
+    target: SchemaRef,
+}
+
+impl PageDecoder {
+    /// `decode_schema` names the fields by JSON key; `target` is the same layout named by column.
+    pub fn new(decode_schema: SchemaRef, target: SchemaRef) -> Result<PageDecoder, DecodeError> {
+        let inner = ReaderBuilder::new(decode_schema)
+            .with_batch_size(BATCH_ROWS)
+            .with_flatten(true)
+            .with_decoder_factory(Arc::new(ContractDecoders))
+            .build_decoder()
+            .map_err(|e| DecodeError(e.to_string()))?;
+        Ok(PageDecoder { inner, target })
+    }
+
+    /// Feeds one page's `results` array; hands every full batch to `sink`.
+    pub fn push<E: From<DecodeError>>(
+        &mut self,
+        results_json: &[u8],
+        sink: &mut impl FnMut(RecordBatch) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rest = results_json;
+        while !rest.is_empty() {
+            let used = self.inner.decode(rest).map_err(decode_error)?;
+            rest = &rest[used..];
+            // `decode` stops early when a batch is full, possibly before the closing `]`.
+            if used == 0 || self.inner.len() >= BATCH_ROWS {
+                self.flush(sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the rows still buffered to `sink`.
+    pub fn finish<E: From<DecodeError>>(
+        &mut self,
+        sink: &mut impl FnMut(RecordBatch) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.flush(sink)
+    }
+
+    fn flush<E: From<DecodeError>>(
+        &mut self,
+        sink: &mut impl FnMut(RecordBatch) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if let Some(batch) = self.inner.flush().map_err(decode_error)? {
+            // Same arrays, renamed from JSON keys to column names.
+            let batch = RecordBatch::try_new(self.target.clone(), batch.columns().to_vec())
+                .map_err(decode_error)?;
+            sink(batch)?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_error(e: ArrowError) -> DecodeError {
+    match e {
+        ArrowError::JsonError(m) => DecodeError(m),
+        other => DecodeError(other.to_string()),
+    }
+}
+
+/// Chooses our column decoders for every type the dataset uses.
+#[derive(Debug)]
+struct ContractDecoders;
+
+impl DecoderFactory for ContractDecoders {
+    fn make_default_decoder(
+        &self,
+        _ctx: &DecoderContext,
+        field: &FieldRef,
+        _is_nullable: bool,
+    ) -> Result<Option<Box<dyn ArrayDecoder>>, ArrowError> {
+        let column = field.name().clone();
+        let kind = match field.data_type() {
+            DataType::Utf8 => Value::JsonText,
+            DataType::Int64 => Value::Int64,
+            DataType::Float64 => Value::Float64,
+            DataType::Boolean => Value::Boolean,
+            DataType::Date32 => Value::Date32,
+            DataType::Timestamp(TimeUnit::Microsecond, None) => Value::Timestamp,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => Value::TimestampUtc,
+            _ => return Ok(None),
+        };
+        Ok(Some(Box::new(ColumnDecoder { column, kind })))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    JsonText,
+    Int64,
+    Float64,
+    Boolean,
+    Date32,
+    Timestamp,
+    TimestampUtc,
+}
+
+struct ColumnDecoder {
+    column: String,
+    kind: Value,
+}
+
+impl ColumnDecoder {
+    fn bad(&self, what: &str, tape: &Tape<'_>, p: u32) -> ArrowError {
+        let mut text = String::new();
+        write_json(tape, p, &mut text);
+        if text.len() > 60 {
+            let cut = (0..=60).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            text.truncate(cut);
+            text.push('…');
+        }
+        ArrowError::JsonError(format!(
+            "column {:?} holds {text}, which is not {what}",
+            self.column
+        ))
+    }
+
+    /// Accepts null and `""` (both null outside Utf8 columns); anything else is an error.
+    fn expect_null(&self, tape: &Tape<'_>, p: u32, what: &str) -> Result<(), ArrowError> {
+        match self.text(tape, p, what)? {
+            None => Ok(()),
+            Some(_) => Err(self.bad(what, tape, p)),
+        }
+    }
+
+    /// The string at `p` if it is one; `Ok(None)` for null and `""`.
+    fn text<'t>(&self, tape: &Tape<'t>, p: u32, what: &str) -> Result<Option<&'t str>, ArrowError> {
+        match tape.get(p) {
+            TapeElement::Null => Ok(None),
+            TapeElement::String(i) => {
+                let s = tape.get_string(i);
+                Ok(if s.is_empty() { None } else { Some(s) })
+            }
+            _ => Err(self.bad(what, tape, p)),
+        }
+    }
+}
+
+impl ArrayDecoder for ColumnDecoder {
+    fn decode(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
+        Ok(match self.kind {
+            Value::JsonText => {
+                let mut b = StringBuilder::with_capacity(pos.len(), pos.len() * 16);
+                let mut scratch = String::new();
+                for &p in pos {
+                    match tape.get(p) {
+                        TapeElement::Null => b.append_null(),
+                        TapeElement::String(i) | TapeElement::Number(i) => {
+                            b.append_value(tape.get_string(i))
+                        }
+                        TapeElement::True => b.append_value("true"),
+                        TapeElement::False => b.append_value("false"),
+                        _ => {
+                            scratch.clear();
+                            write_json(tape, p, &mut scratch);
+                            b.append_value(&scratch);
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Value::Int64 => {
+                let mut b = Int64Builder::with_capacity(pos.len());
+                for &p in pos {
+                    match tape.get(p) {
+                        TapeElement::Number(i) => match tape.get_string(i).parse::<i64>() {
+                            Ok(v) => b.append_value(v),
+                            Err(_) => return Err(self.bad("an integer", tape, p)),
+                        },
+                        _ => {
+                            self.expect_null(tape, p, "an integer")?;
+                            b.append_null();
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Value::Float64 => {
+                let mut b = Float64Builder::with_capacity(pos.len());
+                for &p in pos {
+                    match tape.get(p) {
+                        TapeElement::Number(i) => match tape.get_string(i).parse::<f64>() {
+                            Ok(v) => b.append_value(v),
+                            Err(_) => return Err(self.bad("a number", tape, p)),
+                        },
+                        _ => {
+                            self.expect_null(tape, p, "a number")?;
+                            b.append_null();
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Value::Boolean => {
+                let mut b = BooleanBuilder::with_capacity(pos.len());
+                for &p in pos {
+                    match tape.get(p) {
+                        TapeElement::True => b.append_value(true),
+                        TapeElement::False => b.append_value(false),
+                        _ => {
+                            self.expect_null(tape, p, "a boolean")?;
+                            b.append_null();
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Value::Date32 => {
+                let mut b = Date32Builder::with_capacity(pos.len());
+                for &p in pos {
+                    let v = match self.text(tape, p, "a date")? {
+                        None => None,
+                        Some(s) => Some(parse_date(s).ok_or_else(|| self.bad("a date", tape, p))?),
+                    };
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            Value::Timestamp => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(pos.len());
+                for &p in pos {
+                    let v = match self.text(tape, p, "a timestamp")? {
+                        None => None,
+                        Some(s) => Some(
+                            parse_naive_timestamp(s)
+                                .ok_or_else(|| self.bad("a local timestamp", tape, p))?,
+                        ),
+                    };
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            Value::TimestampUtc => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(pos.len())
+                    .with_timezone("UTC");
+                for &p in pos {
+                    let v = match self.text(tape, p, "a timestamp")? {
+                        None => None,
+                        Some(s) => Some(
+                            parse_zoned_timestamp(s)
+                                .ok_or_else(|| self.bad("a timestamp with offset", tape, p))?,
+                        ),
+                    };
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+        })
+    }
+}
+
+/// Days since 1970-01-01 of `YYYY-MM-DD` (a time after it, if any, is ignored).
+pub fn parse_date(s: &str) -> Option<i32> {
+    let date = NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()?;
+    Some((date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+}
+
+/// Microseconds of a local wall-clock time such as `2019-08-14 09:34` (seconds and fractions optional).
+pub fn parse_naive_timestamp(s: &str) -> Option<i64> {
+    const FORMATS: [&str; 4] = [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ];
+    FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+/// Microseconds since the epoch (UTC) of a time with offset, e.g. `2020-02-12T10:27:06.477+0100`.
+pub fn parse_zoned_timestamp(s: &str) -> Option<i64> {
+    const FORMATS: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"];
+    FORMATS
+        .iter()
+        .find_map(|f| DateTime::parse_from_str(s, f).ok())
+        .or_else(|| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp_micros())
+}
+
+/// Writes the JSON text of the value at `p` (objects and arrays included).
+fn write_json(tape: &Tape<'_>, p: u32, out: &mut String) -> u32 {
+    match tape.get(p) {
+        TapeElement::StartObject(end) => {
+            out.push('{');
+            let mut cur = p + 1;
+            let mut first = true;
+            while cur < end {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                cur = write_json(tape, cur, out);
+                out.push(':');
+                cur = write_json(tape, cur, out);
+            }
+            out.push('}');
+            end + 1
+        }
+        TapeElement::StartList(end) => {
+            out.push('[');
+            let mut cur = p + 1;
+            let mut first = true;
+            while cur < end {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                cur = write_json(tape, cur, out);
+            }
+            out.push(']');
+            end + 1
+        }
+        TapeElement::String(i) => {
+            let _ = write!(out, "{}", serde_json::Value::from(tape.get_string(i)));
+            p + 1
+        }
+        TapeElement::Number(i) => {
+            out.push_str(tape.get_string(i));
+            p + 1
+        }
+        TapeElement::True => {
+            out.push_str("true");
+            p + 1
+        }
+        TapeElement::False => {
+            out.push_str("false");
+            p + 1
+        }
+        TapeElement::Null => {
+            out.push_str("null");
+            p + 1
+        }
+        // Only produced when serialising Rust values into the tape, never from JSON text.
+        _ => p + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use arrow_schema::{Field, Schema};
+
+    fn decode(fields: Vec<Field>, json: &str) -> Result<RecordBatch, DecodeError> {
+        let schema = Arc::new(Schema::new(fields));
+        let mut d = PageDecoder::new(schema.clone(), schema)?;
+        let mut out = Vec::new();
+        let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
+            out.push(b);
+            Ok(())
+        };
+        d.push(json.as_bytes(), &mut sink)?;
+        d.finish(&mut sink)?;
+        assert_eq!(out.len(), 1);
+        Ok(out.pop().unwrap())
+    }
+
+    #[test]
+    fn utf8_holds_strings_and_the_json_text_of_numbers_and_booleans() {
+        let b = decode(
+            vec![Field::new("a", DataType::Utf8, true)],
+            r#"[{"a": "0235"}, {"a": 56}, {"a": true}, {"a": ""}, {"a": null}, {}, {"a": 2.50}, {"a": {"x": [1, "y"]}}]"#,
+        )
+        .unwrap();
+        let a = b.column(0).as_string::<i32>();
+        assert_eq!(a.value(0), "0235");
+        assert_eq!(a.value(1), "56");
+        assert_eq!(a.value(2), "true");
+        assert_eq!(a.value(3), "");
+        assert!(a.is_null(4) && a.is_null(5));
+        assert_eq!(a.value(6), "2.50");
+        assert_eq!(a.value(7), r#"{"x":[1,"y"]}"#);
+    }
+
+    #[test]
+    fn empty_string_is_null_in_int_float_boolean() {
+        let b = decode(
+            vec![
+                Field::new("i", DataType::Int64, true),
+                Field::new("f", DataType::Float64, true),
+                Field::new("b", DataType::Boolean, true),
+            ],
+            r#"[{"i": 9007199254740993, "f": 2.7, "b": true}, {"i": "", "f": "", "b": ""}, {"f": 3}]"#,
+        )
+        .unwrap();
+        let i = b.column(0).as_primitive::<Int64Type>();
+        let f = b.column(1).as_primitive::<Float64Type>();
+        let bo = b.column(2).as_boolean();
+        assert_eq!(i.value(0), 9007199254740993);
+        assert_eq!(f.value(0), 2.7);
+        assert!(bo.value(0));
+        assert!(i.is_null(1) && f.is_null(1) && bo.is_null(1));
+        assert_eq!(f.value(2), 3.0);
+    }
+
+    #[test]
+    fn a_fraction_in_an_int64_column_is_an_error_not_a_truncation() {
+        let e = decode(vec![Field::new("i", DataType::Int64, true)], r#"[{"i": 2.7}]"#).unwrap_err();
+        assert!(e.to_string().contains("\"i\""), "{e}");
+    }
+
+    #[test]
+    fn timestamps_and_dates_parse_the_api_formats() {
+        let b = decode(
+            vec![
+                Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+                Field::new("z", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                Field::new("d", DataType::Date32, true),
+            ],
+            r#"[{"t": "2019-08-14 09:34", "z": "2020-02-12T10:27:06.477+0100", "d": "2019-08-14"},
+                {"t": "", "z": "", "d": ""}]"#,
+        )
+        .unwrap();
+        let t = b.column(0).as_primitive::<TimestampMicrosecondType>();
+        let z = b.column(1).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(t.value(0), 1565775240 * 1_000_000);
+        assert_eq!(z.value(0), 1581499626477000);
+        assert_eq!(b.column(1).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+        assert_eq!(b.column(2).as_primitive::<arrow_array::types::Date32Type>().value(0), 18122);
+        assert!(t.is_null(1) && z.is_null(1) && b.column(2).is_null(1));
+    }
+
+    #[test]
+    fn a_bad_known_timestamp_is_an_error() {
+        let e = decode(
+            vec![Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true)],
+            r#"[{"t": "yesterday"}]"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn many_pages_and_batches_keep_api_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let mut d = PageDecoder::new(schema.clone(), schema).unwrap();
+        let mut got = Vec::new();
+        let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
+            got.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            Ok(())
+        };
+        let mut next = 0i64;
+        for _ in 0..3 {
+            let page: Vec<String> = (0..5000).map(|_| { next += 1; format!("{{\"n\": {next}}}") }).collect();
+            d.push(format!("[{}]", page.join(",")).as_bytes(), &mut sink).unwrap();
+        }
+        d.finish(&mut sink).unwrap();
+        assert_eq!(got, (1..=15000).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,91 @@
+//! cube-extract: Headshed Cube call outcomes -> Hive-partitioned Parquet on disk or S3.
+//!
+//! Stages, each in its own module, talking through plain types:
+//! [`settings`] (what to do) -> [`source`] (pages of raw JSON) -> [`schema`] (keys and types)
+//! -> [`decode`] (Arrow batches) -> [`sink`] (Parquet files, atomically placed, and the ledger)
+//! -> [`report`] (outcome and exit status). [`pipeline`] runs them.
+
+pub mod cli;
+pub mod decode;
+pub mod logging;
+pub mod pipeline;
+pub mod report;
+pub mod schema;
+pub mod settings;
+pub mod sink;
+pub mod source;
+pub mod unit;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use report::{exit, Report};
+
+/// An error and its causes on one line ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Runs a parsed command line; the return value is the process exit status.
+pub fn main_with(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::CallOutcomes(args) => {
+            let progress = logging::Progress::new(args.log_format);
+            logging::init(args.log_format, args.verbose, args.quiet, &progress);
+            let today = chrono::Local::now().date_naive();
+            let settings = match settings::Settings::resolve(&args, today) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime starts");
+            let report = runtime.block_on(pipeline::run(&settings, unit::CALL_OUTCOMES, &progress));
+            finish(&settings, &report)
+        }
+    }
+}
+
+fn finish(settings: &settings::Settings, report: &Report) -> ExitCode {
+    if let Some(error) = &report.error {
+        tracing::error!("{error}");
+    }
+    let failed = report
+        .partitions
+        .iter()
+        .filter(|p| p.status == report::PartitionStatus::Failed)
+        .count();
+    tracing::info!(
+        status = report.status,
+        exit_code = report.exit_code,
+        rows = report.rows,
+        partitions = report.partitions.len(),
+        failed,
+        files_rewritten = report.files_rewritten,
+        "run finished"
+    );
+    let mut code = report.exit_code;
+    if let Some(path) = &settings.report {
+        if let Err(e) = std::fs::write(path, report.to_json()) {
+            tracing::error!("could not write the report to {}: {e}; check the --report path", path.display());
+            if code == exit::OK {
+                code = exit::PARTIAL;
+            }
+        }
+    }
+    ExitCode::from(code)
+}

@@ -1,0 +1,456 @@
+//! Plan and run: check the request against the API, plan the (campaign, day) units, extract
+//! them concurrently (fetch -> infer -> decode -> encode -> place -> record), then bring files
+//! written under an older dataset schema up to date.
+
+use std::collections::BTreeMap;
+
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use crate::decode::{DecodeError, PageDecoder};
+use crate::logging::Progress;
+use crate::report::{exit, PartitionReport, PartitionStatus, Report};
+use crate::schema::{DatasetSchema, KeyKinds, KnownFields, SchemaChange};
+use crate::settings::{CampaignSelection, Settings};
+use crate::sink::parquet::{file_schema, rewrite, EncodeError, PartitionWriter};
+use crate::sink::{Committed, Destination, Layout, Ledger, LedgerRecord, StoreError};
+use crate::source::retry::RetryPolicy;
+use crate::source::{fetch_partition, Campaign, CubeClient, Page, SourceError};
+use crate::unit::{Dataset, Unit};
+
+/// Why a run stopped before (or instead of) extracting partitions.
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Auth(SourceError),
+    #[error("{0}")]
+    Api(SourceError),
+    #[error("{0}")]
+    Destination(StoreError),
+    #[error("{0}")]
+    State(String),
+}
+
+impl Stop {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Stop::Usage(_) | Stop::Auth(_) | Stop::Destination(_) | Stop::State(_) => exit::USAGE,
+            // The API could not be reached even after retries: worth retrying later.
+            Stop::Api(_) => exit::PARTIAL,
+        }
+    }
+}
+
+/// Why one partition failed.
+#[derive(Debug, thiserror::Error)]
+enum UnitError {
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("encoding Parquet failed: {0}")]
+    Encode(#[from] EncodeError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl UnitError {
+    fn is_contract_violation(&self) -> bool {
+        match self {
+            UnitError::Source(e) => e.is_contract_violation(),
+            UnitError::Decode(_) => true,
+            UnitError::Encode(_) | UnitError::Store(_) => false,
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
+/// Runs one extraction and returns its report (whose exit code is the process's).
+pub async fn run(settings: &Settings, dataset: Dataset, progress: &Progress) -> Report {
+    let mut report = Report::new(now(), settings.dest.display());
+    match execute(settings, dataset, progress, &mut report).await {
+        Ok(()) => report.conclude(now()),
+        Err(stop) => report.stopped(stop.exit_code(), stop.to_string(), now()),
+    }
+    report
+}
+
+async fn execute(
+    settings: &Settings,
+    dataset: Dataset,
+    progress: &Progress,
+    report: &mut Report,
+) -> Result<(), Stop> {
+    let client = CubeClient::new(
+        settings.api_root.clone(),
+        settings.auth.clone(),
+        settings.concurrency,
+        RetryPolicy::default(),
+    )
+    .map_err(Stop::Api)?;
+    // Checks credentials and campaign ids before anything is written.
+    let listed = client.campaigns().await.map_err(|e| match e {
+        SourceError::Auth { .. } => Stop::Auth(e),
+        other => Stop::Api(other),
+    });
+    let counters = client.counters.clone();
+    let listed = match listed {
+        Ok(l) => l,
+        Err(stop) => {
+            report.requests = counters.requests.load(std::sync::atomic::Ordering::Relaxed);
+            return Err(stop);
+        }
+    };
+    let ids = select_campaigns(&settings.campaigns, &listed)?;
+    report.campaigns = ids.clone();
+
+    let dest = Destination::open(&settings.dest).map_err(Stop::Destination)?;
+    let layout = Layout::new(dataset.name);
+    let schema = load_schema(&dest, &layout, &dataset).await?;
+    let committed = Ledger::new(&dest, &layout)
+        .load()
+        .await
+        .map_err(|e| Stop::State(format!("{e}; check the destination's permissions")))?;
+
+    let mut todo = Vec::new();
+    for day in &settings.days {
+        for &campaign_id in &ids {
+            let unit = Unit { day: *day, campaign_id };
+            if settings.resume && committed.contains_key(&unit) {
+                report.partitions.push(skipped(&unit));
+            } else {
+                todo.push(unit);
+            }
+        }
+    }
+    tracing::info!(
+        dest = dest.display(),
+        partitions = todo.len(),
+        skipped = report.partitions.len(),
+        "extracting {}",
+        dataset.name
+    );
+    progress.start(todo.len() as u64);
+
+    let run = Run {
+        client,
+        dest,
+        layout,
+        dataset,
+        fan_out: settings.concurrency,
+        schema: Mutex::new(SchemaState {
+            schema,
+            changes: Vec::new(),
+        }),
+    };
+    let run_ref = &run;
+    let outcomes: Vec<PartitionReport> = futures::stream::iter(todo)
+        .map(|unit| async move {
+            let outcome = run_ref.extract(unit).await;
+            progress.partition_done(outcome.rows as u64, outcome.status == PartitionStatus::Failed);
+            outcome
+        })
+        .buffer_unordered(settings.concurrency)
+        .collect()
+        .await;
+    report.partitions.extend(outcomes);
+
+    match run.reconcile(settings.concurrency).await {
+        Ok((rewritten, bytes)) => {
+            report.files_rewritten = rewritten;
+            report.bytes_written += bytes;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not bring earlier files up to date");
+            report.error = Some(format!(
+                "{e}; earlier files keep their old columns until a later run succeeds"
+            ));
+        }
+    }
+    progress.finish();
+    report.schema_changes = run.schema.into_inner().changes;
+    report.requests = counters.requests.load(std::sync::atomic::Ordering::Relaxed);
+    report.retries = counters.retries.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+fn select_campaigns(selection: &CampaignSelection, listed: &[Campaign]) -> Result<Vec<u64>, Stop> {
+    match selection {
+        CampaignSelection::All { include_archived } => Ok(listed
+            .iter()
+            .filter(|c| *include_archived || !c.archived)
+            .map(|c| c.id)
+            .collect()),
+        CampaignSelection::Ids(ids) => {
+            let unknown: Vec<String> = ids
+                .iter()
+                .filter(|id| !listed.iter().any(|c| c.id == **id))
+                .map(|id| id.to_string())
+                .collect();
+            if unknown.is_empty() {
+                Ok(ids.clone())
+            } else {
+                Err(Stop::Usage(format!(
+                    "campaign {} is not listed by this Cube account; check --campaign against GET /api/v1/campaigns or use --all-campaigns",
+                    unknown.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+async fn load_schema(dest: &Destination, layout: &Layout, dataset: &Dataset) -> Result<DatasetSchema, Stop> {
+    let path = layout.schema_file();
+    match dest.get(&path).await {
+        Ok(None) => Ok(DatasetSchema::new(&KnownFields::parse(dataset.known_fields))),
+        Ok(Some(bytes)) => DatasetSchema::from_json(&bytes).map_err(|e| {
+            Stop::State(format!(
+                "{}/{path} is not a valid dataset schema ({e}); restore it from a backup or extract into a new --dest",
+                dest.display()
+            ))
+        }),
+        Err(e) => Err(Stop::State(format!("{e}; check the destination and its credentials"))),
+    }
+}
+
+fn skipped(unit: &Unit) -> PartitionReport {
+    PartitionReport {
+        campaign_id: unit.campaign_id,
+        date: unit.day,
+        status: PartitionStatus::Skipped,
+        rows: 0,
+        pages: 0,
+        file: None,
+        error: None,
+        contract_violation: false,
+        bytes_written: 0,
+    }
+}
+
+struct SchemaState {
+    schema: DatasetSchema,
+    changes: Vec<SchemaChange>,
+}
+
+/// The schema a partition is written with.
+struct Target {
+    arrow: SchemaRef,
+    decode: SchemaRef,
+    version: u64,
+}
+
+struct Run {
+    client: CubeClient,
+    dest: Destination,
+    layout: Layout,
+    dataset: Dataset,
+    fan_out: usize,
+    schema: Mutex<SchemaState>,
+}
+
+impl Run {
+    async fn extract(&self, unit: Unit) -> PartitionReport {
+        let mut report = skipped(&unit);
+        match self.try_extract(&unit, &mut report).await {
+            Ok(()) => {
+                tracing::info!(campaign = unit.campaign_id, day = %unit.day, rows = report.rows, pages = report.pages, "partition {}", if report.status == PartitionStatus::Empty { "empty" } else { "committed" });
+            }
+            Err(e) => {
+                tracing::error!(campaign = unit.campaign_id, day = %unit.day, error = %e, "partition failed");
+                report.status = PartitionStatus::Failed;
+                report.contract_violation = e.is_contract_violation();
+                report.error = Some(e.to_string());
+                report.file = None;
+            }
+        }
+        report
+    }
+
+    async fn try_extract(&self, unit: &Unit, report: &mut PartitionReport) -> Result<(), UnitError> {
+        let fetched = fetch_partition(&self.client, &self.dataset, unit, self.fan_out).await?;
+        report.rows = fetched.rows;
+        report.pages = fetched.pages.len().max(1);
+        let path = self.layout.data_file(unit);
+        let ledger = Ledger::new(&self.dest, &self.layout);
+        let mut record = LedgerRecord {
+            campaign_id: unit.campaign_id,
+            date: unit.day,
+            rows: fetched.rows,
+            pages: report.pages,
+            file: None,
+            schema_version: 0,
+            committed_at: String::new(),
+        };
+        if fetched.rows == 0 {
+            // A re-run replaces a partition, so a day that is empty now loses its old file.
+            self.dest.delete(&path).await?;
+            self.dest.prune_empty_dirs(&path);
+            record.schema_version = self.schema.lock().await.schema.version;
+            record.committed_at = now();
+            ledger.record(unit, &record).await?;
+            report.status = PartitionStatus::Empty;
+            return Ok(());
+        }
+        let target = self.merge(&fetched.keys, unit.day).await?;
+        let version = target.version;
+        let pages = fetched.pages;
+        let bytes = tokio::task::spawn_blocking(move || encode(&pages, target))
+            .await
+            .expect("encoding does not panic")?;
+        report.bytes_written = bytes.len() as u64;
+        self.dest.put_final(&path, bytes, &self.layout.staging_dir()).await?;
+        record.file = Some(path.to_string());
+        record.schema_version = version;
+        record.committed_at = now();
+        ledger.record(unit, &record).await?;
+        report.status = PartitionStatus::Committed;
+        report.file = record.file;
+        Ok(())
+    }
+
+    /// Folds a partition's keys into the dataset schema, persisting it before any file that
+    /// depends on it is written.
+    async fn merge(&self, keys: &KeyKinds, day: chrono::NaiveDate) -> Result<Target, StoreError> {
+        let mut state = self.schema.lock().await;
+        let (changes, touched) = state.schema.merge(keys, day);
+        if touched {
+            for c in &changes {
+                tracing::info!(column = %c.column, change = ?c.change, from = c.from, to = c.to, "schema change");
+            }
+            let json = Bytes::from(state.schema.to_json());
+            self.dest.put_state(&self.layout.schema_file(), json).await?;
+            state.changes.extend(changes);
+        }
+        Ok(Target {
+            arrow: state.schema.arrow(),
+            decode: state.schema.decode_arrow(),
+            version: state.schema.version,
+        })
+    }
+
+    /// Rewrites every file recorded under an older schema version (and any file a killed run
+    /// placed without recording it) to the current dataset schema. Returns files and bytes written.
+    async fn reconcile(&self, concurrency: usize) -> Result<(usize, u64), UnitError> {
+        let (target, version) = {
+            let state = self.schema.lock().await;
+            (state.schema.arrow(), state.schema.version)
+        };
+        let ledger = Ledger::new(&self.dest, &self.layout);
+        let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
+        let mut stale: Vec<(Unit, Option<Committed>)> = committed
+            .iter()
+            .filter(|(_, c)| c.schema_version < version)
+            .map(|(u, c)| (*u, Some(c.clone())))
+            .collect();
+        for meta in self.dest.list(&self.layout.table_root()).await? {
+            if let Some(unit) = self.layout.unit_of(&meta.location) {
+                if !committed.contains_key(&unit) {
+                    stale.push((unit, None));
+                }
+            }
+        }
+        let results: Vec<Result<u64, UnitError>> = futures::stream::iter(stale)
+            .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, target.clone(), version))
+            .buffer_unordered(concurrency.clamp(1, 4))
+            .collect()
+            .await;
+        let mut files = 0;
+        let mut bytes = 0;
+        for r in results {
+            let written = r?;
+            if written > 0 {
+                files += 1;
+                bytes += written;
+            }
+        }
+        Ok((files, bytes))
+    }
+
+    async fn bring_up_to_date(
+        &self,
+        unit: Unit,
+        recorded: Option<Committed>,
+        target: SchemaRef,
+        version: u64,
+    ) -> Result<u64, UnitError> {
+        let path = self.layout.data_file(&unit);
+        let ledger = Ledger::new(&self.dest, &self.layout);
+        let mut record = match &recorded {
+            Some(c) => self.read_record(c).await?,
+            None => None,
+        }
+        .unwrap_or_else(|| LedgerRecord {
+            campaign_id: unit.campaign_id,
+            date: unit.day,
+            rows: 0,
+            pages: 0,
+            file: None,
+            schema_version: version,
+            committed_at: now(),
+        });
+        let mut written = 0;
+        if let Some(old) = self.dest.get(&path).await? {
+            let t = target.clone();
+            let rewritten = tokio::task::spawn_blocking(move || {
+                let (schema, _) = file_schema(&old)?;
+                if schema.fields() == t.fields() {
+                    return Ok::<_, EncodeError>(None);
+                }
+                rewrite(old, t, version).map(Some)
+            })
+            .await
+            .expect("rewriting does not panic")?;
+            if let Some((bytes, rows)) = rewritten {
+                written = bytes.len() as u64;
+                self.dest.put_final(&path, bytes, &self.layout.staging_dir()).await?;
+                tracing::info!(campaign = unit.campaign_id, day = %unit.day, rows, "rewrote file for the current dataset schema");
+                record.rows = rows;
+            }
+            record.file = Some(path.to_string());
+        }
+        // Files nobody recorded stay unrecorded, so --resume fetches their day again.
+        if recorded.is_some() {
+            record.schema_version = version;
+            ledger.record(&unit, &record).await?;
+        }
+        Ok(written)
+    }
+
+    /// The newest ledger record of a unit, if readable.
+    async fn read_record(&self, c: &Committed) -> Result<Option<LedgerRecord>, StoreError> {
+        let newest = c
+            .entries
+            .iter()
+            .find(|p| p.filename() == Some(&format!("v{}.json", c.schema_version)));
+        Ok(match newest {
+            Some(p) => self
+                .dest
+                .get(p)
+                .await?
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            None => None,
+        })
+    }
+}
+
+/// Decodes a partition's pages and encodes them as one Parquet file.
+fn encode(pages: &[Page], target: Target) -> Result<Bytes, UnitError> {
+    let mut decoder = PageDecoder::new(target.decode, target.arrow.clone())?;
+    let mut writer = PartitionWriter::new(target.arrow, target.version)?;
+    let mut sink = |batch: arrow_array::RecordBatch| -> Result<(), UnitError> {
+        writer.write(&batch)?;
+        Ok(())
+    };
+    for page in pages {
+        decoder.push(page.results_json(), &mut sink)?;
+    }
+    decoder.finish(&mut sink)?;
+    Ok(writer.finish()?)
+}

@@ -1,0 +1,76 @@
+//! The known fields of each dataset, with fixed types, read from `schemas/` (data, not code).
+
+use serde::Deserialize;
+
+use super::types::ColumnType;
+
+#[derive(Deserialize)]
+struct KnownFile {
+    dataset: String,
+    columns: Vec<KnownColumn>,
+}
+
+#[derive(Deserialize)]
+struct KnownColumn {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+/// The known columns of a dataset, in the order the file lists them.
+#[derive(Clone, Debug)]
+pub struct KnownFields {
+    pub dataset: String,
+    pub columns: Vec<(String, ColumnType)>,
+}
+
+impl KnownFields {
+    pub fn call_outcomes() -> KnownFields {
+        Self::parse(crate::unit::CALL_OUTCOMES.known_fields)
+    }
+
+    /// Panics on a malformed file: it is compiled in, and a unit test parses it.
+    pub fn parse(text: &str) -> KnownFields {
+        let file: KnownFile = serde_json::from_str(text).expect("schemas/*.json is valid JSON");
+        let columns = file
+            .columns
+            .into_iter()
+            .map(|c| {
+                let ty = ColumnType::from_name(&c.ty)
+                    .unwrap_or_else(|| panic!("schemas/: unknown type {} of {}", c.ty, c.name));
+                (c.name, ty)
+            })
+            .collect();
+        KnownFields { dataset: file.dataset, columns }
+    }
+
+    pub fn get(&self, key: &str) -> Option<ColumnType> {
+        self.columns.iter().find(|(n, _)| n == key).map(|(_, t)| *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_outcomes_types_match_the_contract() {
+        let k = KnownFields::call_outcomes();
+        assert_eq!(k.dataset, "call_outcomes");
+        assert_eq!(k.get("call_outcome__submitted_when"), Some(ColumnType::Timestamp));
+        assert_eq!(k.get("call_outcome__report_as__submitted_when"), Some(ColumnType::Timestamp));
+        assert_eq!(
+            k.get("call_outcome__report_as__submitted_when_timestamp"),
+            Some(ColumnType::TimestampUtc)
+        );
+        assert_eq!(k.get("crm__change_log__updated"), Some(ColumnType::Date32));
+        assert_eq!(k.get("crm__customer_id"), Some(ColumnType::Utf8));
+        // Exactly these four are typed beyond JSON.
+        let beyond = k
+            .columns
+            .iter()
+            .filter(|(_, t)| !matches!(t, ColumnType::Utf8))
+            .count();
+        assert_eq!(beyond, 4);
+    }
+}

@@ -1,0 +1,319 @@
+//! The dataset schema: which columns every file of a dataset carries, with which types, and how
+//! it grows. It only ever adds columns and widens types; see [`types`] for the type rules.
+
+pub mod infer;
+pub mod known;
+pub mod names;
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub use infer::{scan_records, KeyKinds};
+pub use known::KnownFields;
+pub use types::{ColumnType, Kinds};
+
+use names::TakenNames;
+
+/// One column of the dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// The Parquet column name (NFC, unique ignoring case).
+    pub name: String,
+    /// The JSON key the values come from.
+    pub source_key: String,
+    pub ty: ColumnType,
+    /// Human label of a custom field, where the API tells it.
+    pub label: Option<String>,
+    /// The first partition day the key was seen on; `None` for a known field not seen yet.
+    pub first_seen: Option<NaiveDate>,
+    /// From `schemas/`: the type is fixed.
+    pub known: bool,
+}
+
+/// What a merge changed, for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SchemaChange {
+    pub column: String,
+    pub change: ChangeKind,
+    pub from: Option<&'static str>,
+    pub to: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Widened,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatasetSchema {
+    pub dataset: String,
+    /// Bumped whenever the Arrow layout (columns or their types) changes. A file written under
+    /// an older version must be brought up to date.
+    pub version: u64,
+    columns: Vec<Column>,
+    by_key: HashMap<String, usize>,
+}
+
+impl DatasetSchema {
+    /// A new dataset: version 1 with every known field.
+    pub fn new(known: &KnownFields) -> DatasetSchema {
+        let columns = known
+            .columns
+            .iter()
+            .map(|(name, ty)| Column {
+                name: name.clone(),
+                source_key: name.clone(),
+                ty: *ty,
+                label: None,
+                first_seen: None,
+                known: true,
+            })
+            .collect();
+        Self::from_parts(known.dataset.clone(), 1, columns)
+    }
+
+    fn from_parts(dataset: String, version: u64, columns: Vec<Column>) -> DatasetSchema {
+        let by_key = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.source_key.clone(), i))
+            .collect();
+        DatasetSchema {
+            dataset,
+            version,
+            columns,
+            by_key,
+        }
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Folds one partition's keys into the schema. Returns the layout changes (added columns,
+    /// widened types); bumps `version` when there are any. Also returns whether anything worth
+    /// persisting changed at all (e.g. a first sighting of a known field).
+    pub fn merge(&mut self, keys: &KeyKinds, day: NaiveDate) -> (Vec<SchemaChange>, bool) {
+        let mut changes = Vec::new();
+        let mut touched = false;
+        let mut taken: Option<TakenNames> = None;
+        for (key, kinds) in keys.iter() {
+            match self.by_key.get(key) {
+                Some(&i) => {
+                    let col = &mut self.columns[i];
+                    if col.first_seen.is_none() {
+                        col.first_seen = Some(day);
+                        touched = true;
+                    }
+                    if col.known {
+                        continue;
+                    }
+                    let wider = col.ty.widen(kinds);
+                    if wider != col.ty {
+                        touched = true;
+                        if wider.arrow() != col.ty.arrow() {
+                            changes.push(SchemaChange {
+                                column: col.name.clone(),
+                                change: ChangeKind::Widened,
+                                from: Some(col.ty.name()),
+                                to: wider.name(),
+                            });
+                        }
+                        col.ty = wider;
+                    }
+                }
+                None => {
+                    let taken = taken.get_or_insert_with(|| {
+                        TakenNames::new(self.columns.iter().map(|c| c.name.as_str()))
+                    });
+                    let ty = ColumnType::from_kinds(kinds);
+                    let name = taken.allocate(key);
+                    changes.push(SchemaChange {
+                        column: name.clone(),
+                        change: ChangeKind::Added,
+                        from: None,
+                        to: ty.name(),
+                    });
+                    self.by_key.insert(key.to_owned(), self.columns.len());
+                    self.columns.push(Column {
+                        name,
+                        source_key: key.to_owned(),
+                        ty,
+                        label: None,
+                        first_seen: Some(day),
+                        known: false,
+                    });
+                    touched = true;
+                }
+            }
+        }
+        if !changes.is_empty() {
+            self.version += 1;
+        }
+        (changes, touched)
+    }
+
+    /// The Arrow schema every Parquet file of the dataset has.
+    pub fn arrow(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.arrow(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The same schema named by JSON keys, for the JSON decoder (which matches keys exactly).
+    pub fn decode_arrow(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.source_key, c.ty.arrow(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    pub fn to_json(&self) -> String {
+        let file = SchemaFile {
+            dataset: self.dataset.clone(),
+            version: self.version,
+            columns: self
+                .columns
+                .iter()
+                .map(|c| ColumnEntry {
+                    name: c.name.clone(),
+                    ty: c.ty.name().to_owned(),
+                    source_key: c.source_key.clone(),
+                    label: c.label.clone(),
+                    first_seen: c.first_seen,
+                    known: c.known,
+                    empty: matches!(c.ty, ColumnType::Empty),
+                    big_ints: matches!(c.ty, ColumnType::Int64 { big_ints: true }),
+                })
+                .collect(),
+        };
+        serde_json::to_string_pretty(&file).expect("schema serialises") + "\n"
+    }
+
+    pub fn from_json(text: &[u8]) -> Result<DatasetSchema, String> {
+        let file: SchemaFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        let mut columns = Vec::with_capacity(file.columns.len());
+        for c in file.columns {
+            let mut ty = ColumnType::from_name(&c.ty)
+                .ok_or_else(|| format!("column {:?} has unknown type {:?}", c.name, c.ty))?;
+            if c.empty && ty == ColumnType::Utf8 {
+                ty = ColumnType::Empty;
+            }
+            if c.big_ints && matches!(ty, ColumnType::Int64 { .. }) {
+                ty = ColumnType::Int64 { big_ints: true };
+            }
+            columns.push(Column {
+                name: c.name,
+                source_key: c.source_key,
+                ty,
+                label: c.label,
+                first_seen: c.first_seen,
+                known: c.known,
+            });
+        }
+        Ok(Self::from_parts(file.dataset, file.version, columns))
+    }
+}
+
+/// `schema.json` as stored under `_cube_extract/<dataset>/`.
+#[derive(Serialize, Deserialize)]
+struct SchemaFile {
+    dataset: String,
+    version: u64,
+    columns: Vec<ColumnEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ColumnEntry {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+    source_key: String,
+    label: Option<String>,
+    first_seen: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    known: bool,
+    /// Only `""`/null seen so far: stored as Utf8 but may still take another type.
+    #[serde(default, skip_serializing_if = "is_false")]
+    empty: bool,
+    /// Some integer exceeded 2^53: a fraction widens this column to Utf8, not Float64.
+    #[serde(default, skip_serializing_if = "is_false")]
+    big_ints: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(json: &str) -> KeyKinds {
+        let mut k = KeyKinds::default();
+        scan_records(json, &mut k).unwrap();
+        k
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2019, 8, d).unwrap()
+    }
+
+    #[test]
+    fn merge_adds_then_widens_and_bumps_version_once_per_layout_change() {
+        let mut s = DatasetSchema::new(&KnownFields::call_outcomes());
+        let v0 = s.version;
+        let (c, _) = s.merge(&keys(r#"[{"crm__custom_info__220": 56, "x": ""}]"#), day(1));
+        assert_eq!(c.len(), 2);
+        assert_eq!(s.version, v0 + 1);
+        let (c, _) = s.merge(&keys(r#"[{"crm__custom_info__220": 5.5}]"#), day(2));
+        assert_eq!(
+            c,
+            vec![SchemaChange {
+                column: "crm__custom_info__220".into(),
+                change: ChangeKind::Widened,
+                from: Some("Int64"),
+                to: "Float64"
+            }]
+        );
+        assert_eq!(s.version, v0 + 2);
+        // Nothing new: no change, no bump.
+        let (c, _) = s.merge(&keys(r#"[{"crm__custom_info__220": 1}]"#), day(3));
+        assert!(c.is_empty());
+        assert_eq!(s.version, v0 + 2);
+    }
+
+    #[test]
+    fn known_fields_keep_their_type() {
+        let mut s = DatasetSchema::new(&KnownFields::call_outcomes());
+        let (c, touched) = s.merge(&keys(r#"[{"crm__customer_id": 12}]"#), day(1));
+        assert!(c.is_empty());
+        assert!(touched, "first sighting is recorded");
+        let col = s.columns().iter().find(|c| c.name == "crm__customer_id").unwrap();
+        assert_eq!(col.ty, ColumnType::Utf8);
+        assert_eq!(col.first_seen, Some(day(1)));
+    }
+
+    #[test]
+    fn schema_json_round_trips_flags() {
+        let mut s = DatasetSchema::new(&KnownFields::call_outcomes());
+        s.merge(&keys(r#"[{"a": "", "b": 9007199254740993, "Date": "x"}]"#), day(1));
+        let back = DatasetSchema::from_json(s.to_json().as_bytes()).unwrap();
+        assert_eq!(back.columns(), s.columns());
+        assert_eq!(back.version, s.version);
+        let date = back.columns().iter().find(|c| c.source_key == "Date").unwrap();
+        assert_eq!(date.name, "Date__2");
+    }
+}

@@ -1,0 +1,69 @@
+//! Column names: Unicode NFC, and unique ignoring case, because DuckDB and Spark match column
+//! names case-insensitively and the partition columns live only in the path.
+
+use std::collections::HashSet;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Names that belong to the Hive partition path; a data column may not shadow them in any case.
+pub const PARTITION_COLUMNS: [&str; 2] = ["campaign_id", "date"];
+
+/// The case-insensitive identity of a column name.
+pub fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// The set of folded names already taken in a dataset (partition columns included).
+#[derive(Clone, Debug)]
+pub struct TakenNames(HashSet<String>);
+
+impl TakenNames {
+    pub fn new<'a>(existing: impl IntoIterator<Item = &'a str>) -> TakenNames {
+        let mut set: HashSet<String> = PARTITION_COLUMNS.iter().map(|s| s.to_string()).collect();
+        set.extend(existing.into_iter().map(fold));
+        TakenNames(set)
+    }
+
+    /// The column name for a new JSON key: its NFC form, or, when that collides ignoring case with
+    /// a taken name, the NFC form plus the smallest free suffix `__2`, `__3`, ...
+    pub fn allocate(&mut self, key: &str) -> String {
+        let base: String = key.nfc().collect();
+        let mut name = base.clone();
+        let mut n = 2;
+        while self.0.contains(&fold(&name)) {
+            name = format!("{base}__{n}");
+            n += 1;
+        }
+        self.0.insert(fold(&name));
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_equal_ignoring_case_get_suffixes_in_arrival_order() {
+        let mut t = TakenNames::new(["call_outcome__extra__Kommentar"]);
+        assert_eq!(t.allocate("call_outcome__extra__kommentar"), "call_outcome__extra__kommentar__2");
+        assert_eq!(t.allocate("CALL_OUTCOME__EXTRA__KOMMENTAR"), "CALL_OUTCOME__EXTRA__KOMMENTAR__3");
+    }
+
+    #[test]
+    fn partition_names_are_reserved_in_any_case() {
+        let mut t = TakenNames::new([]);
+        assert_eq!(t.allocate("Date"), "Date__2");
+        assert_eq!(t.allocate("campaign_id"), "campaign_id__2");
+        assert_eq!(t.allocate("CAMPAIGN_ID"), "CAMPAIGN_ID__3");
+    }
+
+    #[test]
+    fn names_are_nfc_and_keep_odd_characters() {
+        let mut t = TakenNames::new([]);
+        assert_eq!(t.allocate("call_outcome__extra__Re\u{301}sume\u{301}"), "call_outcome__extra__Résumé");
+        assert_eq!(t.allocate("call_outcome__extra__Fast ansatt over 50 %"), "call_outcome__extra__Fast ansatt over 50 %");
+        // The precomposed spelling of the same key collides with the decomposed one.
+        assert_eq!(t.allocate("call_outcome__extra__Résumé"), "call_outcome__extra__Résumé__2");
+    }
+}

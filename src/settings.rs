@@ -1,0 +1,192 @@
+//! Resolved settings: the command line checked, parsed and merged with the environment, once.
+
+use chrono::NaiveDate;
+use reqwest::header::HeaderValue;
+use url::Url;
+
+use crate::cli::{ExtractArgs, LogFormat};
+use crate::sink::DestinationSpec;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CampaignSelection {
+    Ids(Vec<u64>),
+    All { include_archived: bool },
+}
+
+pub struct Settings {
+    /// `{base}/api/v1/`.
+    pub api_root: Url,
+    /// The `Authorization` header value (marked sensitive; never printed).
+    pub auth: HeaderValue,
+    pub campaigns: CampaignSelection,
+    pub days: Vec<NaiveDate>,
+    pub dest: DestinationSpec,
+    pub concurrency: usize,
+    pub resume: bool,
+    pub log_format: LogFormat,
+    pub report: Option<std::path::PathBuf>,
+}
+
+/// A usage or configuration error: one sentence with the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+impl Settings {
+    pub fn resolve(args: &ExtractArgs, today: NaiveDate) -> Result<Settings, UsageError> {
+        let api_root = api_root(args.base_url.as_deref())?;
+        let auth = auth_header(args)?;
+        let campaigns = if args.all_campaigns {
+            CampaignSelection::All {
+                include_archived: args.include_archived,
+            }
+        } else {
+            let mut ids = Vec::new();
+            for raw in args.campaigns.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                match raw.parse::<u64>() {
+                    Ok(id) if !ids.contains(&id) => ids.push(id),
+                    Ok(_) => {}
+                    Err(_) => {
+                        return usage(format!(
+                            "--campaign {raw:?} is not a campaign id; give numeric ids such as --campaign 926,927"
+                        ))
+                    }
+                }
+            }
+            if ids.is_empty() {
+                return usage("no campaign given; pass --campaign ID (repeatable or comma separated) or --all-campaigns");
+            }
+            CampaignSelection::Ids(ids)
+        };
+        let days = days(args.from.as_deref(), args.to.as_deref(), today)?;
+        let Some(dest) = args.dest.as_deref() else {
+            return usage("no destination given; pass --dest DIR, file:///path or s3://bucket/prefix");
+        };
+        let dest = DestinationSpec::parse(dest).map_err(UsageError)?;
+        Ok(Settings {
+            api_root,
+            auth,
+            campaigns,
+            days,
+            dest,
+            concurrency: args.concurrency,
+            resume: args.resume,
+            log_format: args.log_format,
+            report: args.report.clone(),
+        })
+    }
+}
+
+fn api_root(base: Option<&str>) -> Result<Url, UsageError> {
+    let Some(base) = base.map(str::trim).filter(|b| !b.is_empty()) else {
+        return usage("no Cube URL given; pass --base-url https://ACCOUNT.headshed.com or set CUBE_BASE_URL");
+    };
+    // Never echo a URL that may carry a password; say what is wrong with it instead.
+    let mut url = match Url::parse(base) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
+        _ => {
+            return usage("--base-url is not an http(s) URL; write it as https://ACCOUNT.headshed.com")
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return usage("--base-url must not contain a user name or password; pass them with --username and --password, or use --token");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return usage(format!("--base-url {url} has a query or fragment; give just the account URL"));
+    }
+    let mut path = url.path().trim_end_matches('/').to_owned();
+    if !path.ends_with("/api/v1") {
+        path.push_str("/api/v1");
+    }
+    path.push('/');
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn auth_header(args: &ExtractArgs) -> Result<HeaderValue, UsageError> {
+    let value = match (&args.token, &args.username, &args.password) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return usage("both a token and a user name/password were given; use either --token or --username with --password")
+        }
+        (Some(t), None, None) if !t.trim().is_empty() => format!("Token {}", t.trim()),
+        (None, Some(u), Some(p)) if !u.is_empty() => {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            format!("Basic {encoded}")
+        }
+        (None, Some(_), None) => return usage("--username needs --password (or CUBE_PASSWORD)"),
+        (None, None, Some(_)) => return usage("--password needs --username (or CUBE_USERNAME)"),
+        _ => {
+            return usage("no credentials given; pass --token (or CUBE_TOKEN), or --username and --password")
+        }
+    };
+    let mut header = HeaderValue::from_str(&value)
+        .map_err(|_| UsageError("the credentials contain characters that cannot be sent in an HTTP header; check --token / --password".into()))?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// Parses `YYYY-MM-DD` or `YYYYMMDD`; `what` names the option in the message.
+pub fn parse_day(s: &str, what: &str) -> Result<NaiveDate, UsageError> {
+    let s = s.trim();
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .or_else(|_| {
+            if s.len() == 8 {
+                NaiveDate::parse_from_str(s, "%Y%m%d")
+            } else {
+                NaiveDate::parse_from_str("", "x")
+            }
+        })
+        .map_err(|_| UsageError(format!("{what} {s:?} is not a date; write it as YYYY-MM-DD or YYYYMMDD")))
+}
+
+fn days(from: Option<&str>, to: Option<&str>, today: NaiveDate) -> Result<Vec<NaiveDate>, UsageError> {
+    let (from, to) = match (from, to) {
+        (None, None) => (today, today),
+        (Some(f), None) => {
+            let f = parse_day(f, "--from")?;
+            (f, f)
+        }
+        (Some(f), Some(t)) => (parse_day(f, "--from")?, parse_day(t, "--to")?),
+        (None, Some(_)) => return usage("--to was given without --from; pass --from DATE too"),
+    };
+    if to < from {
+        return usage(format!("--to {to} is before --from {from}; swap them or fix the range"));
+    }
+    Ok(from.iter_days().take_while(|d| *d <= to).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn day_ranges() {
+        let today = d("2026-11-28");
+        assert_eq!(days(None, None, today).unwrap(), vec![today]);
+        assert_eq!(days(Some("20190801"), Some("2019-08-03"), today).unwrap().len(), 3);
+        assert_eq!(days(Some("2019-08-01"), None, today).unwrap(), vec![d("2019-08-01")]);
+        assert!(days(Some("2019-08-02"), Some("2019-08-01"), today).unwrap_err().0.contains("before"));
+        assert!(days(Some("2019-13-01"), None, today).unwrap_err().0.contains("YYYY-MM-DD"));
+        assert!(days(None, Some("2019-08-01"), today).is_err());
+    }
+
+    #[test]
+    fn api_root_is_normalised() {
+        assert_eq!(api_root(Some("https://acme.headshed.com")).unwrap().as_str(), "https://acme.headshed.com/api/v1/");
+        assert_eq!(api_root(Some("http://127.0.0.1:8080/")).unwrap().as_str(), "http://127.0.0.1:8080/api/v1/");
+        assert_eq!(api_root(Some("https://x.headshed.com/api/v1/")).unwrap().as_str(), "https://x.headshed.com/api/v1/");
+        let e = api_root(Some("https://u:secret@x.com")).unwrap_err().0;
+        assert!(!e.contains("secret"));
+        assert!(api_root(Some("ftp://x")).is_err());
+        assert!(api_root(None).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! The output side: where files live, Parquet encoding, atomic placement, the ledger.
+
+pub mod layout;
+pub mod ledger;
+pub mod parquet;
+pub mod store;
+
+pub use layout::Layout;
+pub use ledger::{Committed, Ledger, LedgerRecord};
+pub use store::{Destination, DestinationSpec, StoreError};

@@ -1,0 +1,163 @@
+//! Parquet encoding of one partition, and rewriting a file to a newer dataset schema.
+
+use arrow_array::{new_null_array, RecordBatch};
+use arrow_cast::{cast_with_options, CastOptions};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+/// Row groups close at about a million rows or 128 MiB, whichever comes first.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+pub const ROW_GROUP_BYTES: usize = 128 << 20;
+
+/// File-level metadata key holding the dataset schema version the file was written under.
+pub const SCHEMA_VERSION_KEY: &str = "cube.schema_version";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EncodeError(String);
+
+impl From<parquet::errors::ParquetError> for EncodeError {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        EncodeError(e.to_string())
+    }
+}
+
+impl From<arrow_schema::ArrowError> for EncodeError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        EncodeError(e.to_string())
+    }
+}
+
+pub fn writer_properties(schema_version: u64) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .set_created_by(concat!("cube-extract ", env!("CARGO_PKG_VERSION")).to_owned())
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_owned(),
+            schema_version.to_string(),
+        )]))
+        .build()
+}
+
+/// Encodes batches of one partition into an in-memory Parquet file.
+pub struct PartitionWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: usize,
+}
+
+impl PartitionWriter {
+    pub fn new(schema: SchemaRef, schema_version: u64) -> Result<PartitionWriter, EncodeError> {
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(schema_version)))?;
+        Ok(PartitionWriter { writer, rows: 0 })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn finish(self) -> Result<Bytes, EncodeError> {
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
+}
+
+/// Reads a Parquet file's Arrow schema and the dataset schema version it records.
+pub fn file_schema(bytes: &Bytes) -> Result<(SchemaRef, Option<u64>), EncodeError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let version = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
+        .and_then(|k| k.value.as_deref()?.parse().ok());
+    Ok((builder.schema().clone(), version))
+}
+
+/// Rewrites a file to `target`: columns it lacks become null, narrower types are cast up.
+/// Returns the new file and its row count.
+pub fn rewrite(bytes: Bytes, target: SchemaRef, schema_version: u64) -> Result<(Bytes, usize), EncodeError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .with_batch_size(crate::decode::BATCH_ROWS)
+        .build()?;
+    let mut out = PartitionWriter::new(target.clone(), schema_version)?;
+    for batch in reader {
+        out.write(&conform(&batch?, &target)?)?;
+    }
+    let rows = out.rows();
+    Ok((out.finish()?, rows))
+}
+
+/// The batch with exactly the target's columns and types.
+pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, EncodeError> {
+    // `safe` turns what cannot be cast into null instead of failing; the only such values in a
+    // widening are the "" of a column that held nothing else, which the contract makes null.
+    let options = CastOptions::default();
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => cast_with_options(c, f.data_type(), &options),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn rewrite_adds_columns_and_widens() {
+        let old = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("e", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            old.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(56), None])),
+                Arc::new(StringArray::from(vec![Some(""), None])),
+            ],
+        )
+        .unwrap();
+        let mut w = PartitionWriter::new(old, 1).unwrap();
+        w.write(&batch).unwrap();
+        let file = w.finish().unwrap();
+        assert_eq!(file_schema(&file).unwrap().1, Some(1));
+
+        let target = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Float64, true),
+            Field::new("e", DataType::Int64, true),
+            Field::new("new", DataType::Utf8, true),
+        ]));
+        let (file, rows) = rewrite(file, target.clone(), 2).unwrap();
+        assert_eq!(rows, 2);
+        let (schema, version) = file_schema(&file).unwrap();
+        assert_eq!(schema.fields(), target.fields());
+        assert_eq!(version, Some(2));
+        let b = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+        assert_eq!(b.column(0).as_primitive::<Float64Type>().value(0), 56.0);
+        assert!(b.column(1).as_primitive::<Int64Type>().is_null(0), "\"\" of an empty column becomes null");
+        assert_eq!(b.column(2).null_count(), 2);
+    }
+}

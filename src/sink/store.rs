@@ -1,0 +1,219 @@
+//! The destination: local disk or an S3-compatible bucket behind one `object_store` interface.
+//!
+//! Data files reach their final path in one atomic step, so the table root never holds a
+//! partial or staging object: on S3 a single PUT; on local disk a write into `_cube_extract/`
+//! followed by a rename (object_store's own local `put` stages `<name>#<n>` *beside* the target,
+//! which a crash would leave under the table root).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error_chain;
+
+/// Where `--dest` points, parsed but not yet opened (opening may create the directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationSpec {
+    Local(std::path::PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl DestinationSpec {
+    pub fn parse(dest: &str) -> Result<DestinationSpec, String> {
+        if let Some(rest) = dest.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("--dest {dest:?} names no bucket; write it as s3://BUCKET/PREFIX"));
+            }
+            return Ok(DestinationSpec::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        let path = if dest.starts_with("file://") {
+            url::Url::parse(dest)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| format!("--dest {dest:?} is not a valid file:// URL; write it as file:///absolute/path"))?
+        } else if dest.contains("://") {
+            return Err(format!(
+                "--dest {dest:?} uses an unsupported scheme; use a local path, file:///path or s3://bucket/prefix"
+            ));
+        } else {
+            std::path::PathBuf::from(dest)
+        };
+        if path.as_os_str().is_empty() {
+            return Err("--dest is empty; give a local directory or s3://bucket/prefix".into());
+        }
+        let absolute = std::path::absolute(&path)
+            .map_err(|e| format!("--dest {dest:?} cannot be resolved: {e}"))?;
+        Ok(DestinationSpec::Local(absolute))
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            DestinationSpec::Local(p) => p.display().to_string(),
+            DestinationSpec::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            DestinationSpec::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use destination {dest}: {cause}")]
+    Open { dest: String, cause: String },
+    #[error("{op} {path} in {dest} failed: {cause}")]
+    Io {
+        op: &'static str,
+        path: String,
+        dest: String,
+        cause: String,
+    },
+}
+
+pub struct Destination {
+    store: Arc<dyn ObjectStore>,
+    /// The directory of a local destination; `None` for object stores.
+    local_root: Option<std::path::PathBuf>,
+    display: String,
+}
+
+impl Destination {
+    /// Opens the destination, creating a local directory if needed. Call only once the run is
+    /// known to be valid: a usage error must leave nothing behind.
+    pub fn open(spec: &DestinationSpec) -> Result<Destination, StoreError> {
+        let display = spec.display();
+        let open_err = |cause: String| StoreError::Open {
+            dest: display.clone(),
+            cause,
+        };
+        let (store, local_root): (Arc<dyn ObjectStore>, _) = match spec {
+            DestinationSpec::Local(path) => {
+                std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
+                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| open_err(error_chain(&e)))?;
+                (Arc::new(fs), Some(path.clone()))
+            }
+            DestinationSpec::S3 { bucket, prefix } => {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                {
+                    builder = builder.with_region("us-east-1");
+                } else if let Ok(region) = std::env::var("AWS_REGION") {
+                    builder = builder.with_region(region);
+                }
+                let s3 = builder.build().map_err(|e| open_err(error_chain(&e)))?;
+                if prefix.is_empty() {
+                    (Arc::new(s3), None)
+                } else {
+                    (Arc::new(PrefixStore::new(s3, Path::from(prefix.as_str()))), None)
+                }
+            }
+        };
+        Ok(Destination {
+            store,
+            local_root,
+            display,
+        })
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn io(&self, op: &'static str, path: &Path, e: object_store::Error) -> StoreError {
+        StoreError::Io {
+            op,
+            path: path.to_string(),
+            dest: self.display.clone(),
+            cause: error_chain(&e),
+        }
+    }
+
+    /// Reads a whole object; `None` if there is none.
+    pub async fn get(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
+        match self.store.get(path).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.io("reading", path, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.io("reading", path, e)),
+        }
+    }
+
+    /// Writes tool state (under `_cube_extract/`), replacing what was there.
+    pub async fn put_state(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.io("writing", path, e))
+    }
+
+    /// Puts a data file at its final path so that no reader ever sees it partial.
+    pub async fn put_final(&self, path: &Path, bytes: Bytes, staging: &Path) -> Result<(), StoreError> {
+        if self.local_root.is_none() {
+            return self.put_state(path, bytes).await;
+        }
+        let tmp = staging.clone().join(format!("{:016x}.parquet", rand::random::<u64>()));
+        self.put_state(&tmp, bytes).await?;
+        if let Err(e) = self.store.rename(&tmp, path).await {
+            let _ = self.store.delete(&tmp).await;
+            return Err(self.io("moving into place", path, e));
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.io("deleting", path, e)),
+        }
+    }
+
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.io("listing", prefix, e))
+    }
+
+    /// Removes empty folders a deleted partition leaves on local disk (object stores have none).
+    pub fn prune_empty_dirs(&self, path: &Path) {
+        let Some(root) = &self.local_root else {
+            return;
+        };
+        let mut dir = root.join(path.as_ref());
+        while dir.pop() && dir.starts_with(root) && dir != *root {
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_destinations() {
+        assert_eq!(
+            DestinationSpec::parse("s3://bucket/a/b/").unwrap(),
+            DestinationSpec::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+        );
+        assert_eq!(
+            DestinationSpec::parse("file:///tmp/x").unwrap(),
+            DestinationSpec::Local("/tmp/x".into())
+        );
+        assert!(matches!(DestinationSpec::parse("out").unwrap(), DestinationSpec::Local(p) if p.is_absolute()));
+        assert!(DestinationSpec::parse("gs://x").is_err());
+        assert!(DestinationSpec::parse("s3://").is_err());
+    }
+}

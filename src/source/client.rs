@@ -1,0 +1,264 @@
+//! The HTTP client: one origin, credentials on every request to it and to nothing else, one
+//! semaphore bounding the requests in flight, retries per [`super::retry`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::{redirect, StatusCode};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::retry::{is_retryable_status, retry_after, RetryPolicy};
+use super::{Page, SourceError};
+use crate::error_chain;
+use crate::unit::{Dataset, Unit};
+
+/// Request and retry totals for the report.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// A campaign as `GET /api/v1/campaigns` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Campaign {
+    pub id: u64,
+    pub name: String,
+    pub archived: bool,
+    pub data_owner_id: Option<u64>,
+    pub crm_type: Option<String>,
+}
+
+pub struct CubeClient {
+    http: reqwest::Client,
+    api_root: Url,
+    auth: HeaderValue,
+    retry: RetryPolicy,
+    permits: Arc<Semaphore>,
+    pub counters: Arc<Counters>,
+}
+
+impl CubeClient {
+    /// `api_root` ends in `/api/v1/`; `auth` is the full `Authorization` header value.
+    pub fn new(
+        api_root: Url,
+        mut auth: HeaderValue,
+        concurrency: usize,
+        retry: RetryPolicy,
+    ) -> Result<CubeClient, SourceError> {
+        auth.set_sensitive(true);
+        let origin = api_root.origin();
+        // Follow redirects only within the configured origin, so credentials never leave it.
+        let policy = redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("cube-extract/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(300))
+            .redirect(policy)
+            .build()
+            .map_err(|e| SourceError::Transport {
+                url: api_root.to_string(),
+                cause: error_chain(&e),
+            })?;
+        Ok(CubeClient {
+            http,
+            api_root,
+            auth,
+            retry,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            counters: Arc::default(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        self.api_root.origin().ascii_serialization()
+    }
+
+    /// GETs `url` (on the configured origin) and returns the whole body of a 2xx answer.
+    pub async fn get(&self, url: &Url) -> Result<Bytes, SourceError> {
+        if url.origin() != self.api_root.origin() {
+            // Unreachable by construction; kept so no future caller can leak the credentials.
+            return Err(SourceError::Transport {
+                url: url.to_string(),
+                cause: "refusing to send credentials to another origin".into(),
+            });
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = {
+                let _permit = self.permits.acquire().await.expect("semaphore never closed");
+                self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                self.attempt(url).await
+            };
+            let (error, wait_hint) = match outcome {
+                Attempt::Done(body) => return Ok(body),
+                Attempt::Fatal(e) => return Err(e),
+                Attempt::Retry(e, hint) => (e, hint),
+            };
+            match self.retry.next_delay(attempt, started, wait_hint) {
+                Some(delay) => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(url = %url, attempt, delay_ms = delay.as_millis() as u64, cause = %error, "retrying request");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    async fn attempt(&self, url: &Url) -> Attempt {
+        let transport = |e: reqwest::Error| {
+            Attempt::Retry(
+                SourceError::Transport {
+                    url: url.to_string(),
+                    cause: error_chain(&e),
+                },
+                None,
+            )
+        };
+        let response = match self
+            .http
+            .get(url.clone())
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, self.auth.clone())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return transport(e),
+        };
+        let status = response.status();
+        if status.is_success() {
+            // Reading the whole body inside the attempt makes a body cut short a retryable error.
+            return match response.bytes().await {
+                Ok(body) => Attempt::Done(body),
+                Err(e) => transport(e),
+            };
+        }
+        let hint = retry_after(response.headers());
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Attempt::Fatal(SourceError::Auth {
+                origin: self.origin(),
+                status: status.as_u16(),
+            });
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Attempt::Fatal(SourceError::NotFound {
+                url: url.to_string(),
+            });
+        }
+        let detail = response
+            .text()
+            .await
+            .ok()
+            .map(|t| detail_of(&t))
+            .unwrap_or_default();
+        let error = SourceError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail,
+        };
+        if is_retryable_status(status) {
+            Attempt::Retry(error, hint)
+        } else {
+            Attempt::Fatal(error)
+        }
+    }
+
+    /// `GET /api/v1/campaigns`.
+    pub async fn campaigns(&self) -> Result<Vec<Campaign>, SourceError> {
+        let url = self.api_root.join("campaigns").expect("static path");
+        let body = self.get(&url).await?;
+        let bad = |cause: String| SourceError::BadResponse {
+            url: url.to_string(),
+            cause,
+        };
+        let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("expected a JSON array of campaigns ({e})")))?;
+        list.iter()
+            .map(|c| {
+                let id = as_u64(c.get("campaign__id"))
+                    .ok_or_else(|| bad("a campaign has no numeric campaign__id".into()))?;
+                let text = |k: &str| match c.get(k) {
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                Ok(Campaign {
+                    id,
+                    name: text("campaign__name").unwrap_or_default(),
+                    archived: text("campaign__archived_date").is_some_and(|s| !s.is_empty()),
+                    data_owner_id: as_u64(c.get("data_owner__id")),
+                    crm_type: text("campaign__crm_type"),
+                })
+            })
+            .collect()
+    }
+
+    /// The URL of page `number` of a unit's listing, always on the configured origin.
+    pub fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
+        let mut url = self
+            .api_root
+            .join(&format!("campaigns/{}/{}/", unit.campaign_id, dataset.endpoint))
+            .expect("relative path joins");
+        let day = unit.day.format("%Y%m%d").to_string();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("from_date", &day).append_pair("to_date", &day);
+            if number > 1 {
+                q.append_pair("page", &number.to_string());
+            }
+        }
+        url
+    }
+
+    /// Fetches and parses one page. Parsing runs off the async workers.
+    pub async fn page(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Result<Page, SourceError> {
+        let url = self.page_url(dataset, unit, number);
+        let body = self.get(&url).await?;
+        tokio::task::spawn_blocking(move || Page::parse(number, body))
+            .await
+            .expect("page parsing does not panic")
+            .map_err(|cause| SourceError::BadResponse {
+                url: url.to_string(),
+                cause,
+            })
+    }
+}
+
+enum Attempt {
+    Done(Bytes),
+    Retry(SourceError, Option<Duration>),
+    Fatal(SourceError),
+}
+
+fn as_u64(v: Option<&serde_json::Value>) -> Option<u64> {
+    match v? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// DRF puts the reason in `{"detail": ...}`; show it, shortened, so users see the API's words.
+fn detail_of(body: &str) -> String {
+    let detail = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned));
+    match detail {
+        Some(d) => format!(": {}", d.chars().take(200).collect::<String>()),
+        None => String::new(),
+    }
+}

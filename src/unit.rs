@@ -1,0 +1,34 @@
+//! The unit of work and of output: one campaign on one day.
+
+use std::fmt;
+
+use chrono::NaiveDate;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Unit {
+    pub day: NaiveDate,
+    pub campaign_id: u64,
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "campaign {} on {}", self.campaign_id, self.day)
+    }
+}
+
+/// A table (stream) of the API: where its records come from and which fields it knows.
+#[derive(Clone, Copy, Debug)]
+pub struct Dataset {
+    /// Table folder and name in `schema.json`.
+    pub name: &'static str,
+    /// Path segment under `/api/v1/campaigns/{id}/`.
+    pub endpoint: &'static str,
+    /// The known-fields file under `schemas/`, compiled in.
+    pub known_fields: &'static str,
+}
+
+pub const CALL_OUTCOMES: Dataset = Dataset {
+    name: "call_outcomes",
+    endpoint: "call_outcomes",
+    known_fields: include_str!("../schemas/call_outcomes.json"),
+};
