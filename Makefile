@@ -1,0 +1,35 @@
+# cube-extract: the two commands first.
+#   make demo   build, start the bundled Cube simulator, extract a month of 3 campaigns into ./out
+#   make test   every test: Rust unit + integration (against the simulator and an S3 server), Python interop
+SHELL := /bin/bash
+CARGO ?= cargo
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test build venv lint bench clean
+
+demo: build
+	scripts/demo.sh
+
+test: build venv
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --all-targets
+	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
+		$(PY) -m pytest -q tests/interop
+
+build:
+	$(CARGO) build --all-targets
+
+# The Python packages the interop tests read the output with (DuckDB, Polars, PyArrow, Spark).
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/interop/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	touch $@
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	rm -rf out target/demo-report.json

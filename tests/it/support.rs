@@ -1,0 +1,367 @@
+//! Test harness: run the binary, start simulators, read a dataset back and build the rows the
+//! simulator served, converted by the contract's rules from the schema the run recorded.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch, RecordBatchReader};
+use arrow_schema::{DataType, SchemaRef};
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+pub use crate::cube_sim::{self, Quirks, SimConfig, SimHandle};
+
+pub const TOKEN: &str = "sim-token";
+
+pub fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+pub fn days(from: &str, to: &str) -> Vec<NaiveDate> {
+    day(from).iter_days().take_while(|d| *d <= day(to)).collect()
+}
+
+/// A temp dir holding the destination and the reports of one test.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    runs: std::cell::Cell<usize>,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+            runs: std::cell::Cell::new(0),
+        }
+    }
+
+    pub fn dest(&self) -> PathBuf {
+        self.dir.path().join("dest")
+    }
+
+    /// Runs `cube-extract call-outcomes` against `sim` into `dest()` with `--report`.
+    pub fn extract(&self, sim: &SimHandle, args: &[&str]) -> Outcome {
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let report = self.dir.path().join(format!("report-{n}.json"));
+        let dest = self.dest();
+        let mut all = vec![
+            "call-outcomes".to_string(),
+            "--base-url".into(),
+            sim.base_url(),
+            "--dest".into(),
+            dest.display().to_string(),
+            "--report".into(),
+            report.display().to_string(),
+        ];
+        if !args.iter().any(|a| *a == "--username" || *a == "--token") {
+            all.push("--token".into());
+            all.push(TOKEN.into());
+        }
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut out = run_bin(&all);
+        out.report = std::fs::read(&report)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).expect("report is JSON"));
+        out
+    }
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<Value>,
+}
+
+impl Outcome {
+    pub fn report(&self) -> &Value {
+        self.report.as_ref().expect("a report was written")
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit status\nstderr:\n{}", self.stderr);
+        self
+    }
+
+    /// Every output a user or orchestrator sees.
+    pub fn all_output(&self) -> String {
+        format!(
+            "{}\n{}\n{}",
+            self.stdout,
+            self.stderr,
+            self.report.as_ref().map(|r| r.to_string()).unwrap_or_default()
+        )
+    }
+}
+
+pub fn run_bin<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_cube-extract"))
+        .args(args)
+        .env_remove("CUBE_BASE_URL")
+        .env_remove("CUBE_TOKEN")
+        .env_remove("CUBE_USERNAME")
+        .env_remove("CUBE_PASSWORD")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("binary runs");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        report: None,
+    }
+}
+
+/// A value as compared in tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Null,
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// Microseconds since the epoch (naive or UTC).
+    Micros(i64),
+    /// Days since the epoch.
+    Days(i32),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub campaign_id: u64,
+    pub date: NaiveDate,
+    pub values: BTreeMap<String, Val>,
+}
+
+impl Row {
+    fn key(&self) -> (u64, NaiveDate, String) {
+        let id = match self.values.get("crm__customer_id") {
+            Some(Val::Str(s)) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        (self.campaign_id, self.date, id)
+    }
+}
+
+/// What a destination holds.
+pub struct Dataset {
+    pub files: Vec<(u64, NaiveDate, PathBuf)>,
+    pub schemas: Vec<SchemaRef>,
+    pub rows: Vec<Row>,
+    pub schema_json: Value,
+}
+
+pub fn read_dataset(dest: &Path) -> Dataset {
+    let table = dest.join("call_outcomes");
+    let mut files = Vec::new();
+    if table.exists() {
+        for c in std::fs::read_dir(&table).unwrap() {
+            let c = c.unwrap().path();
+            let campaign: u64 = c.file_name().unwrap().to_str().unwrap().strip_prefix("campaign_id=").unwrap().parse().unwrap();
+            for d in std::fs::read_dir(&c).unwrap() {
+                let d = d.unwrap().path();
+                let date = day(d.file_name().unwrap().to_str().unwrap().strip_prefix("date=").unwrap());
+                for f in std::fs::read_dir(&d).unwrap() {
+                    files.push((campaign, date, f.unwrap().path()));
+                }
+            }
+        }
+    }
+    files.sort();
+    let mut rows = Vec::new();
+    let mut schemas = Vec::new();
+    for (campaign_id, date, path) in &files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        schemas.push(reader.schema());
+        for batch in reader {
+            rows.extend(batch_rows(&batch.unwrap(), *campaign_id, *date));
+        }
+    }
+    let schema_json = std::fs::read(dest.join("_cube_extract/call_outcomes/schema.json"))
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or(Value::Null);
+    Dataset {
+        files,
+        schemas,
+        rows,
+        schema_json,
+    }
+}
+
+fn batch_rows(batch: &RecordBatch, campaign_id: u64, date: NaiveDate) -> Vec<Row> {
+    (0..batch.num_rows())
+        .map(|i| Row {
+            campaign_id,
+            date,
+            values: batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i)))
+                .collect(),
+        })
+        .collect()
+}
+
+fn cell(c: &dyn Array, i: usize) -> Val {
+    if c.is_null(i) {
+        return Val::Null;
+    }
+    match c.data_type() {
+        DataType::Utf8 => Val::Str(c.as_string::<i32>().value(i).to_owned()),
+        DataType::Int64 => Val::Int(c.as_primitive::<Int64Type>().value(i)),
+        DataType::Float64 => Val::Float(c.as_primitive::<Float64Type>().value(i)),
+        DataType::Boolean => Val::Bool(c.as_boolean().value(i)),
+        DataType::Date32 => Val::Days(c.as_primitive::<Date32Type>().value(i)),
+        DataType::Timestamp(_, _) => Val::Micros(c.as_primitive::<TimestampMicrosecondType>().value(i)),
+        other => panic!("unexpected column type {other}"),
+    }
+}
+
+/// The rows the simulator serves for these campaigns and days, as the contract says they must
+/// read back given the column types in `schema.json`.
+pub fn expected_rows(cfg: &SimConfig, campaigns: &[u64], days: &[NaiveDate], schema_json: &Value) -> Vec<Row> {
+    let columns = schema_json["columns"].as_array().expect("schema.json has columns");
+    let mut rows = Vec::new();
+    for &c in campaigns {
+        for &d in days {
+            for record in cube_sim::records(cfg, c, d) {
+                let values = columns
+                    .iter()
+                    .map(|col| {
+                        let name = col["name"].as_str().unwrap().to_owned();
+                        let key = col["source_key"].as_str().unwrap();
+                        let ty = col["type"].as_str().unwrap();
+                        (name, expected_value(record.get(key), ty))
+                    })
+                    .collect();
+                rows.push(Row {
+                    campaign_id: c,
+                    date: d,
+                    values,
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn expected_value(v: Option<&Value>, ty: &str) -> Val {
+    let v = match v {
+        None | Some(Value::Null) => return Val::Null,
+        Some(v) => v,
+    };
+    let empty = v.as_str() == Some("");
+    match ty {
+        "Utf8" => Val::Str(match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+        _ if empty => Val::Null,
+        "Int64" => Val::Int(v.as_i64().expect("int")),
+        "Float64" => Val::Float(v.as_f64().expect("number")),
+        "Boolean" => Val::Bool(v.as_bool().expect("bool")),
+        "Date32" => Val::Days(
+            (NaiveDate::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d").unwrap() - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32,
+        ),
+        "Timestamp(Microsecond, None)" => Val::Micros(
+            chrono::NaiveDateTime::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d %H:%M")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros(),
+        ),
+        "Timestamp(Microsecond, \"UTC\")" => Val::Micros(
+            chrono::DateTime::parse_from_str(v.as_str().unwrap(), "%Y-%m-%dT%H:%M:%S%.f%z")
+                .unwrap()
+                .timestamp_micros(),
+        ),
+        other => panic!("unknown type {other} in schema.json"),
+    }
+}
+
+/// Columns some run widened to Utf8: there an expected "" may read back as null (a value written
+/// while the column was numeric or boolean keeps its null; see the README).
+pub fn widened_to_utf8(reports: &[&Value]) -> HashSet<String> {
+    reports
+        .iter()
+        .flat_map(|r| r["schema_changes"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["change"] == "widened" && c["to"] == "Utf8")
+        .map(|c| c["column"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every expected row is there exactly once, with equal values.
+#[track_caller]
+pub fn assert_rows(actual: &[Row], expected: &[Row], widened: &HashSet<String>) {
+    let mut by_key: BTreeMap<_, Vec<&Row>> = BTreeMap::new();
+    for r in actual {
+        by_key.entry(r.key()).or_default().push(r);
+    }
+    let dups: Vec<_> = by_key.iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).take(3).collect();
+    assert!(dups.is_empty(), "duplicated rows: {dups:?}");
+    assert_eq!(actual.len(), expected.len(), "row count");
+    let mut problems = Vec::new();
+    for e in expected {
+        let Some(a) = by_key.get(&e.key()).map(|v| v[0]) else {
+            problems.push(format!("missing row {:?}", e.key()));
+            continue;
+        };
+        for (col, ev) in &e.values {
+            let av = a.values.get(col).unwrap_or_else(|| panic!("column {col} missing from file of {:?}", e.key()));
+            let ok = av == ev || (widened.contains(col) && *ev == Val::Str(String::new()) && *av == Val::Null);
+            if !ok {
+                problems.push(format!("{:?} {col}: got {av:?}, want {ev:?}", e.key()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{} differences, first: {:#?}", problems.len(), &problems[..problems.len().min(8)]);
+}
+
+/// Nothing but `campaign_id=*/date=*/` folders and `.parquet` files under the table root.
+#[track_caller]
+pub fn assert_clean_table_root(dest: &Path) {
+    let root = dest.join("call_outcomes");
+    let mut stack = vec![(root.clone(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let is_dir = e.file_type().unwrap().is_dir();
+            match depth {
+                0 => assert!(is_dir && name.starts_with("campaign_id="), "stray {name} in table root"),
+                1 => assert!(is_dir && name.starts_with("date="), "stray {name} in {}", dir.display()),
+                _ => assert!(!is_dir && name == "part-00000.parquet", "stray {name} in {}", dir.display()),
+            }
+            if is_dir {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+}
+
+/// Requests the simulator served for call-outcome listings, as (campaign, from_date) pairs.
+pub fn listing_requests(sim: &SimHandle) -> Vec<(String, String)> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/call_outcomes"))
+        .map(|r| {
+            let from = r
+                .query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("from_date="))
+                .unwrap_or("")
+                .to_owned();
+            (r.path.clone(), from)
+        })
+        .collect()
+}
