@@ -13,7 +13,11 @@ pub mod env {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "cube-extract", version, about = "Copies Headshed Cube call outcomes into date-partitioned Parquet on local disk or S3.")]
+#[command(
+    name = "cube-extract",
+    version,
+    about = "Copies Headshed Cube call outcomes into date-partitioned Parquet on local disk or S3."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -139,7 +139,10 @@ impl ColumnDecoder {
         let mut text = String::new();
         write_json(tape, p, &mut text);
         if text.len() > 60 {
-            let cut = (0..=60).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=60)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
             text.truncate(cut);
             text.push('…');
         }
@@ -265,8 +268,8 @@ impl ArrayDecoder for ColumnDecoder {
                 Arc::new(b.finish())
             }
             Value::TimestampUtc => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(pos.len())
-                    .with_timezone("UTC");
+                let mut b =
+                    TimestampMicrosecondBuilder::with_capacity(pos.len()).with_timezone("UTC");
                 for &p in pos {
                     let v = match self.text(tape, p, "a timestamp")? {
                         None => None,
@@ -433,7 +436,11 @@ mod tests {
 
     #[test]
     fn a_fraction_in_an_int64_column_is_an_error_not_a_truncation() {
-        let e = decode(vec![Field::new("i", DataType::Int64, true)], r#"[{"i": 2.7}]"#).unwrap_err();
+        let e = decode(
+            vec![Field::new("i", DataType::Int64, true)],
+            r#"[{"i": 2.7}]"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("\"i\""), "{e}");
     }
 
@@ -442,7 +449,11 @@ mod tests {
         let b = decode(
             vec![
                 Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-                Field::new("z", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                Field::new(
+                    "z",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    true,
+                ),
                 Field::new("d", DataType::Date32, true),
             ],
             r#"[{"t": "2019-08-14 09:34", "z": "2020-02-12T10:27:06.477+0100", "d": "2019-08-14"},
@@ -453,15 +464,27 @@ mod tests {
         let z = b.column(1).as_primitive::<TimestampMicrosecondType>();
         assert_eq!(t.value(0), 1565775240 * 1_000_000);
         assert_eq!(z.value(0), 1581499626477000);
-        assert_eq!(b.column(1).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
-        assert_eq!(b.column(2).as_primitive::<arrow_array::types::Date32Type>().value(0), 18122);
+        assert_eq!(
+            b.column(1).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(
+            b.column(2)
+                .as_primitive::<arrow_array::types::Date32Type>()
+                .value(0),
+            18122
+        );
         assert!(t.is_null(1) && z.is_null(1) && b.column(2).is_null(1));
     }
 
     #[test]
     fn a_bad_known_timestamp_is_an_error() {
         let e = decode(
-            vec![Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true)],
+            vec![Field::new(
+                "t",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            )],
             r#"[{"t": "yesterday"}]"#,
         )
         .unwrap_err();
@@ -474,13 +497,25 @@ mod tests {
         let mut d = PageDecoder::new(schema.clone(), schema).unwrap();
         let mut got = Vec::new();
         let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
-            got.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            got.extend(
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
             Ok(())
         };
         let mut next = 0i64;
         for _ in 0..3 {
-            let page: Vec<String> = (0..5000).map(|_| { next += 1; format!("{{\"n\": {next}}}") }).collect();
-            d.push(format!("[{}]", page.join(",")).as_bytes(), &mut sink).unwrap();
+            let page: Vec<String> = (0..5000)
+                .map(|_| {
+                    next += 1;
+                    format!("{{\"n\": {next}}}")
+                })
+                .collect();
+            d.push(format!("[{}]", page.join(",")).as_bytes(), &mut sink)
+                .unwrap();
         }
         d.finish(&mut sink).unwrap();
         assert_eq!(got, (1..=15000).collect::<Vec<_>>());

@@ -81,7 +81,10 @@ fn finish(settings: &settings::Settings, report: &Report) -> ExitCode {
     let mut code = report.exit_code;
     if let Some(path) = &settings.report {
         if let Err(e) = std::fs::write(path, report.to_json()) {
-            tracing::error!("could not write the report to {}: {e}; check the --report path", path.display());
+            tracing::error!(
+                "could not write the report to {}: {e}; check the --report path",
+                path.display()
+            );
             if code == exit::OK {
                 code = exit::PARTIAL;
             }

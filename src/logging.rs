@@ -58,7 +58,11 @@ impl Progress {
     fn counts(&self) -> (u64, u64) {
         // The message is the single source of the running totals; parse it back.
         let msg = self.bar.message();
-        let rows = msg.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let rows = msg
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         let failed = msg
             .rsplit(", ")
             .next()
@@ -110,7 +114,11 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progress) {
         .with_writer(writer)
         .with_target(false);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
         LogFormat::Human => builder
             .with_ansi(std::io::stderr().is_terminal())
             .compact()

@@ -122,7 +122,10 @@ async fn execute(
     let mut todo = Vec::new();
     for day in &settings.days {
         for &campaign_id in &ids {
-            let unit = Unit { day: *day, campaign_id };
+            let unit = Unit {
+                day: *day,
+                campaign_id,
+            };
             if settings.resume && committed.contains_key(&unit) {
                 report.partitions.push(skipped(&unit));
             } else {
@@ -154,7 +157,10 @@ async fn execute(
     let outcomes: Vec<PartitionReport> = futures::stream::iter(todo)
         .map(|unit| async move {
             let outcome = run_ref.extract(unit).await;
-            progress.partition_done(outcome.rows as u64, outcome.status == PartitionStatus::Failed);
+            progress.partition_done(
+                outcome.rows as u64,
+                outcome.status == PartitionStatus::Failed,
+            );
             outcome
         })
         .buffer_unordered(settings.concurrency)
@@ -206,7 +212,11 @@ fn select_campaigns(selection: &CampaignSelection, listed: &[Campaign]) -> Resul
     }
 }
 
-async fn load_schema(dest: &Destination, layout: &Layout, dataset: &Dataset) -> Result<DatasetSchema, Stop> {
+async fn load_schema(
+    dest: &Destination,
+    layout: &Layout,
+    dataset: &Dataset,
+) -> Result<DatasetSchema, Stop> {
     let path = layout.schema_file();
     match dest.get(&path).await {
         Ok(None) => Ok(DatasetSchema::new(&KnownFields::parse(dataset.known_fields))),
@@ -273,7 +283,11 @@ impl Run {
         report
     }
 
-    async fn try_extract(&self, unit: &Unit, report: &mut PartitionReport) -> Result<(), UnitError> {
+    async fn try_extract(
+        &self,
+        unit: &Unit,
+        report: &mut PartitionReport,
+    ) -> Result<(), UnitError> {
         let fetched = fetch_partition(&self.client, &self.dataset, unit, self.fan_out).await?;
         report.rows = fetched.rows;
         report.pages = fetched.pages.len().max(1);
@@ -305,7 +319,9 @@ impl Run {
             .await
             .expect("encoding does not panic")?;
         report.bytes_written = bytes.len() as u64;
-        self.dest.put_final(&path, bytes, &self.layout.staging_dir()).await?;
+        self.dest
+            .put_final(&path, bytes, &self.layout.staging_dir())
+            .await?;
         record.file = Some(path.to_string());
         record.schema_version = version;
         record.committed_at = now();
@@ -325,7 +341,9 @@ impl Run {
                 tracing::info!(column = %c.column, change = ?c.change, from = c.from, to = c.to, "schema change");
             }
             let json = Bytes::from(state.schema.to_json());
-            self.dest.put_state(&self.layout.schema_file(), json).await?;
+            self.dest
+                .put_state(&self.layout.schema_file(), json)
+                .await?;
             state.changes.extend(changes);
         }
         Ok(Target {
@@ -409,7 +427,9 @@ impl Run {
             .expect("rewriting does not panic")?;
             if let Some((bytes, rows)) = rewritten {
                 written = bytes.len() as u64;
-                self.dest.put_final(&path, bytes, &self.layout.staging_dir()).await?;
+                self.dest
+                    .put_final(&path, bytes, &self.layout.staging_dir())
+                    .await?;
                 tracing::info!(campaign = unit.campaign_id, day = %unit.day, rows, "rewrote file for the current dataset schema");
                 record.rows = rows;
             }

@@ -86,16 +86,27 @@ impl Report {
     pub fn conclude(&mut self, finished: String) {
         self.finished = finished;
         self.partitions.sort_by_key(|p| (p.date, p.campaign_id));
-        self.rows = self.partitions.iter().filter(|p| p.status != PartitionStatus::Skipped).map(|p| p.rows).sum();
+        self.rows = self
+            .partitions
+            .iter()
+            .filter(|p| p.status != PartitionStatus::Skipped)
+            .map(|p| p.rows)
+            .sum();
         self.pages = self.partitions.iter().map(|p| p.pages).sum();
         self.bytes_written += self.partitions.iter().map(|p| p.bytes_written).sum::<u64>();
-        let failed = self.partitions.iter().filter(|p| p.status == PartitionStatus::Failed);
+        let failed = self
+            .partitions
+            .iter()
+            .filter(|p| p.status == PartitionStatus::Failed);
         let (mut any_failed, mut contract) = (false, false);
         for p in failed {
             any_failed = true;
             contract |= p.contract_violation;
         }
-        let any_done = self.partitions.iter().any(|p| p.status != PartitionStatus::Failed);
+        let any_done = self
+            .partitions
+            .iter()
+            .any(|p| p.status != PartitionStatus::Failed);
         self.exit_code = if contract {
             exit::CONTRACT
         } else if any_failed || self.error.is_some() {
@@ -151,10 +162,27 @@ mod tests {
     #[test]
     fn exit_codes() {
         use PartitionStatus::*;
-        assert_eq!(conclude(vec![part(Committed, false), part(Empty, false), part(Skipped, false)]), (0, "ok"));
-        assert_eq!(conclude(vec![part(Committed, false), part(Failed, false)]), (1, "partial"));
+        assert_eq!(
+            conclude(vec![
+                part(Committed, false),
+                part(Empty, false),
+                part(Skipped, false)
+            ]),
+            (0, "ok")
+        );
+        assert_eq!(
+            conclude(vec![part(Committed, false), part(Failed, false)]),
+            (1, "partial")
+        );
         assert_eq!(conclude(vec![part(Failed, false)]), (1, "failed"));
-        assert_eq!(conclude(vec![part(Committed, false), part(Failed, false), part(Failed, true)]), (3, "partial"));
+        assert_eq!(
+            conclude(vec![
+                part(Committed, false),
+                part(Failed, false),
+                part(Failed, true)
+            ]),
+            (3, "partial")
+        );
         assert_eq!(conclude(vec![]), (0, "ok"));
     }
 }

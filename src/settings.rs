@@ -46,7 +46,12 @@ impl Settings {
             }
         } else {
             let mut ids = Vec::new();
-            for raw in args.campaigns.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            for raw in args
+                .campaigns
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+            {
                 match raw.parse::<u64>() {
                     Ok(id) if !ids.contains(&id) => ids.push(id),
                     Ok(_) => {}
@@ -64,7 +69,9 @@ impl Settings {
         };
         let days = days(args.from.as_deref(), args.to.as_deref(), today)?;
         let Some(dest) = args.dest.as_deref() else {
-            return usage("no destination given; pass --dest DIR, file:///path or s3://bucket/prefix");
+            return usage(
+                "no destination given; pass --dest DIR, file:///path or s3://bucket/prefix",
+            );
         };
         let dest = DestinationSpec::parse(dest).map_err(UsageError)?;
         Ok(Settings {
@@ -83,20 +90,26 @@ impl Settings {
 
 fn api_root(base: Option<&str>) -> Result<Url, UsageError> {
     let Some(base) = base.map(str::trim).filter(|b| !b.is_empty()) else {
-        return usage("no Cube URL given; pass --base-url https://ACCOUNT.headshed.com or set CUBE_BASE_URL");
+        return usage(
+            "no Cube URL given; pass --base-url https://ACCOUNT.headshed.com or set CUBE_BASE_URL",
+        );
     };
     // Never echo a URL that may carry a password; say what is wrong with it instead.
     let mut url = match Url::parse(base) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
         _ => {
-            return usage("--base-url is not an http(s) URL; write it as https://ACCOUNT.headshed.com")
+            return usage(
+                "--base-url is not an http(s) URL; write it as https://ACCOUNT.headshed.com",
+            )
         }
     };
     if !url.username().is_empty() || url.password().is_some() {
         return usage("--base-url must not contain a user name or password; pass them with --username and --password, or use --token");
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return usage(format!("--base-url {url} has a query or fragment; give just the account URL"));
+        return usage(format!(
+            "--base-url {url} has a query or fragment; give just the account URL"
+        ));
     }
     let mut path = url.path().trim_end_matches('/').to_owned();
     if !path.ends_with("/api/v1") {
@@ -141,10 +154,18 @@ pub fn parse_day(s: &str, what: &str) -> Result<NaiveDate, UsageError> {
                 NaiveDate::parse_from_str("", "x")
             }
         })
-        .map_err(|_| UsageError(format!("{what} {s:?} is not a date; write it as YYYY-MM-DD or YYYYMMDD")))
+        .map_err(|_| {
+            UsageError(format!(
+                "{what} {s:?} is not a date; write it as YYYY-MM-DD or YYYYMMDD"
+            ))
+        })
 }
 
-fn days(from: Option<&str>, to: Option<&str>, today: NaiveDate) -> Result<Vec<NaiveDate>, UsageError> {
+fn days(
+    from: Option<&str>,
+    to: Option<&str>,
+    today: NaiveDate,
+) -> Result<Vec<NaiveDate>, UsageError> {
     let (from, to) = match (from, to) {
         (None, None) => (today, today),
         (Some(f), None) => {
@@ -155,7 +176,9 @@ fn days(from: Option<&str>, to: Option<&str>, today: NaiveDate) -> Result<Vec<Na
         (None, Some(_)) => return usage("--to was given without --from; pass --from DATE too"),
     };
     if to < from {
-        return usage(format!("--to {to} is before --from {from}; swap them or fix the range"));
+        return usage(format!(
+            "--to {to} is before --from {from}; swap them or fix the range"
+        ));
     }
     Ok(from.iter_days().take_while(|d| *d <= to).collect())
 }
@@ -172,18 +195,45 @@ mod tests {
     fn day_ranges() {
         let today = d("2026-11-28");
         assert_eq!(days(None, None, today).unwrap(), vec![today]);
-        assert_eq!(days(Some("20190801"), Some("2019-08-03"), today).unwrap().len(), 3);
-        assert_eq!(days(Some("2019-08-01"), None, today).unwrap(), vec![d("2019-08-01")]);
-        assert!(days(Some("2019-08-02"), Some("2019-08-01"), today).unwrap_err().0.contains("before"));
-        assert!(days(Some("2019-13-01"), None, today).unwrap_err().0.contains("YYYY-MM-DD"));
+        assert_eq!(
+            days(Some("20190801"), Some("2019-08-03"), today)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            days(Some("2019-08-01"), None, today).unwrap(),
+            vec![d("2019-08-01")]
+        );
+        assert!(days(Some("2019-08-02"), Some("2019-08-01"), today)
+            .unwrap_err()
+            .0
+            .contains("before"));
+        assert!(days(Some("2019-13-01"), None, today)
+            .unwrap_err()
+            .0
+            .contains("YYYY-MM-DD"));
         assert!(days(None, Some("2019-08-01"), today).is_err());
     }
 
     #[test]
     fn api_root_is_normalised() {
-        assert_eq!(api_root(Some("https://acme.headshed.com")).unwrap().as_str(), "https://acme.headshed.com/api/v1/");
-        assert_eq!(api_root(Some("http://127.0.0.1:8080/")).unwrap().as_str(), "http://127.0.0.1:8080/api/v1/");
-        assert_eq!(api_root(Some("https://x.headshed.com/api/v1/")).unwrap().as_str(), "https://x.headshed.com/api/v1/");
+        assert_eq!(
+            api_root(Some("https://acme.headshed.com"))
+                .unwrap()
+                .as_str(),
+            "https://acme.headshed.com/api/v1/"
+        );
+        assert_eq!(
+            api_root(Some("http://127.0.0.1:8080/")).unwrap().as_str(),
+            "http://127.0.0.1:8080/api/v1/"
+        );
+        assert_eq!(
+            api_root(Some("https://x.headshed.com/api/v1/"))
+                .unwrap()
+                .as_str(),
+            "https://x.headshed.com/api/v1/"
+        );
         let e = api_root(Some("https://u:secret@x.com")).unwrap_err().0;
         assert!(!e.contains("secret"));
         assert!(api_root(Some("ftp://x")).is_err());

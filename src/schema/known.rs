@@ -41,7 +41,10 @@ impl KnownFields {
                 (c.name, ty)
             })
             .collect();
-        KnownFields { dataset: file.dataset, columns }
+        KnownFields {
+            dataset: file.dataset,
+            columns,
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<ColumnType> {
@@ -57,8 +60,14 @@ mod tests {
     fn call_outcomes_types_match_the_contract() {
         let k = KnownFields::call_outcomes();
         assert_eq!(k.dataset, "call_outcomes");
-        assert_eq!(k.get("call_outcome__submitted_when"), Some(ColumnType::Timestamp));
-        assert_eq!(k.get("call_outcome__report_as__submitted_when"), Some(ColumnType::Timestamp));
+        assert_eq!(
+            k.get("call_outcome__submitted_when"),
+            Some(ColumnType::Timestamp)
+        );
+        assert_eq!(
+            k.get("call_outcome__report_as__submitted_when"),
+            Some(ColumnType::Timestamp)
+        );
         assert_eq!(
             k.get("call_outcome__report_as__submitted_when_timestamp"),
             Some(ColumnType::TimestampUtc)

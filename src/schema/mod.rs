@@ -301,7 +301,11 @@ mod tests {
         let (c, touched) = s.merge(&keys(r#"[{"crm__customer_id": 12}]"#), day(1));
         assert!(c.is_empty());
         assert!(touched, "first sighting is recorded");
-        let col = s.columns().iter().find(|c| c.name == "crm__customer_id").unwrap();
+        let col = s
+            .columns()
+            .iter()
+            .find(|c| c.name == "crm__customer_id")
+            .unwrap();
         assert_eq!(col.ty, ColumnType::Utf8);
         assert_eq!(col.first_seen, Some(day(1)));
     }
@@ -309,11 +313,18 @@ mod tests {
     #[test]
     fn schema_json_round_trips_flags() {
         let mut s = DatasetSchema::new(&KnownFields::call_outcomes());
-        s.merge(&keys(r#"[{"a": "", "b": 9007199254740993, "Date": "x"}]"#), day(1));
+        s.merge(
+            &keys(r#"[{"a": "", "b": 9007199254740993, "Date": "x"}]"#),
+            day(1),
+        );
         let back = DatasetSchema::from_json(s.to_json().as_bytes()).unwrap();
         assert_eq!(back.columns(), s.columns());
         assert_eq!(back.version, s.version);
-        let date = back.columns().iter().find(|c| c.source_key == "Date").unwrap();
+        let date = back
+            .columns()
+            .iter()
+            .find(|c| c.source_key == "Date")
+            .unwrap();
         assert_eq!(date.name, "Date__2");
     }
 }

@@ -46,8 +46,14 @@ mod tests {
     #[test]
     fn keys_equal_ignoring_case_get_suffixes_in_arrival_order() {
         let mut t = TakenNames::new(["call_outcome__extra__Kommentar"]);
-        assert_eq!(t.allocate("call_outcome__extra__kommentar"), "call_outcome__extra__kommentar__2");
-        assert_eq!(t.allocate("CALL_OUTCOME__EXTRA__KOMMENTAR"), "CALL_OUTCOME__EXTRA__KOMMENTAR__3");
+        assert_eq!(
+            t.allocate("call_outcome__extra__kommentar"),
+            "call_outcome__extra__kommentar__2"
+        );
+        assert_eq!(
+            t.allocate("CALL_OUTCOME__EXTRA__KOMMENTAR"),
+            "CALL_OUTCOME__EXTRA__KOMMENTAR__3"
+        );
     }
 
     #[test]
@@ -61,9 +67,18 @@ mod tests {
     #[test]
     fn names_are_nfc_and_keep_odd_characters() {
         let mut t = TakenNames::new([]);
-        assert_eq!(t.allocate("call_outcome__extra__Re\u{301}sume\u{301}"), "call_outcome__extra__Résumé");
-        assert_eq!(t.allocate("call_outcome__extra__Fast ansatt over 50 %"), "call_outcome__extra__Fast ansatt over 50 %");
+        assert_eq!(
+            t.allocate("call_outcome__extra__Re\u{301}sume\u{301}"),
+            "call_outcome__extra__Résumé"
+        );
+        assert_eq!(
+            t.allocate("call_outcome__extra__Fast ansatt over 50 %"),
+            "call_outcome__extra__Fast ansatt over 50 %"
+        );
         // The precomposed spelling of the same key collides with the decomposed one.
-        assert_eq!(t.allocate("call_outcome__extra__Résumé"), "call_outcome__extra__Résumé__2");
+        assert_eq!(
+            t.allocate("call_outcome__extra__Résumé"),
+            "call_outcome__extra__Résumé__2"
+        );
     }
 }

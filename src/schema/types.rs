@@ -102,9 +102,10 @@ impl ColumnType {
             ColumnType::Int64 { big_ints: false } => Kinds::INT,
             ColumnType::Int64 { big_ints: true } => Kinds::INT.union(Kinds::BIG_INT),
             ColumnType::Float64 => Kinds::FLOAT,
-            ColumnType::Utf8 | ColumnType::Date32 | ColumnType::Timestamp | ColumnType::TimestampUtc => {
-                Kinds::STR
-            }
+            ColumnType::Utf8
+            | ColumnType::Date32
+            | ColumnType::Timestamp
+            | ColumnType::TimestampUtc => Kinds::STR,
         }
     }
 
@@ -121,7 +122,9 @@ impl ColumnType {
             ColumnType::Float64 => DataType::Float64,
             ColumnType::Date32 => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            ColumnType::TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::TimestampUtc => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
         }
     }
 
@@ -164,13 +167,19 @@ mod tests {
     #[test]
     fn strings_stay_utf8() {
         assert_eq!(ty(&[Kinds::STR]), ColumnType::Utf8);
-        assert_eq!(ty(&[Kinds::STR, Kinds::EMPTY_STR, Kinds::NULL]), ColumnType::Utf8);
+        assert_eq!(
+            ty(&[Kinds::STR, Kinds::EMPTY_STR, Kinds::NULL]),
+            ColumnType::Utf8
+        );
     }
 
     #[test]
     fn integers_are_int64() {
         assert_eq!(ty(&[Kinds::INT]), ColumnType::Int64 { big_ints: false });
-        assert_eq!(ty(&[Kinds::INT, Kinds::BIG_INT]), ColumnType::Int64 { big_ints: true });
+        assert_eq!(
+            ty(&[Kinds::INT, Kinds::BIG_INT]),
+            ColumnType::Int64 { big_ints: true }
+        );
     }
 
     #[test]
@@ -202,7 +211,10 @@ mod tests {
     #[test]
     fn empty_string_is_null_in_boolean_int_float() {
         assert_eq!(ty(&[Kinds::BOOL, Kinds::EMPTY_STR]), ColumnType::Boolean);
-        assert_eq!(ty(&[Kinds::INT, Kinds::EMPTY_STR]), ColumnType::Int64 { big_ints: false });
+        assert_eq!(
+            ty(&[Kinds::INT, Kinds::EMPTY_STR]),
+            ColumnType::Int64 { big_ints: false }
+        );
         assert_eq!(ty(&[Kinds::FLOAT, Kinds::EMPTY_STR]), ColumnType::Float64);
     }
 
@@ -216,7 +228,10 @@ mod tests {
 
     #[test]
     fn empty_column_takes_the_first_real_type() {
-        assert_eq!(ColumnType::Empty.widen(Kinds::INT), ColumnType::Int64 { big_ints: false });
+        assert_eq!(
+            ColumnType::Empty.widen(Kinds::INT),
+            ColumnType::Int64 { big_ints: false }
+        );
         assert_eq!(ColumnType::Empty.widen(Kinds::BOOL), ColumnType::Boolean);
         assert_eq!(ColumnType::Empty.widen(Kinds::STR), ColumnType::Utf8);
     }
@@ -249,7 +264,14 @@ mod tests {
             ColumnType::Utf8,
         ];
         for t in all {
-            for k in [Kinds::NULL, Kinds::EMPTY_STR, Kinds::INT, Kinds::FLOAT, Kinds::BOOL, Kinds::STR] {
+            for k in [
+                Kinds::NULL,
+                Kinds::EMPTY_STR,
+                Kinds::INT,
+                Kinds::FLOAT,
+                Kinds::BOOL,
+                Kinds::STR,
+            ] {
                 let w = t.widen(k);
                 assert_eq!(w.widen(t.as_kinds()), w, "{t:?} + {k:?}");
             }

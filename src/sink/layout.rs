@@ -52,7 +52,8 @@ impl Layout {
     }
 
     pub fn ledger_entry(&self, unit: &Unit, schema_version: u64) -> Path {
-        self.ledger_dir(unit).join(format!("v{schema_version}.json"))
+        self.ledger_dir(unit)
+            .join(format!("v{schema_version}.json"))
     }
 
     /// Local destinations write data files here first, then rename them into place.
@@ -94,7 +95,10 @@ mod tests {
             l.data_file(&u).as_ref(),
             "call_outcomes/campaign_id=926/date=2019-08-14/part-00000.parquet"
         );
-        assert_eq!(l.schema_file().as_ref(), "_cube_extract/call_outcomes/schema.json");
+        assert_eq!(
+            l.schema_file().as_ref(),
+            "_cube_extract/call_outcomes/schema.json"
+        );
         assert_eq!(l.unit_of(&l.ledger_entry(&u, 7)), Some(u));
         assert_eq!(l.unit_of(&l.data_file(&u)), Some(u));
     }

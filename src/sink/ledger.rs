@@ -49,7 +49,10 @@ impl<'a> Ledger<'a> {
     pub async fn load(&self) -> Result<BTreeMap<Unit, Committed>, StoreError> {
         let mut out: BTreeMap<Unit, Committed> = BTreeMap::new();
         for meta in self.dest.list(&self.layout.ledger_root()).await? {
-            let (Some(unit), Some(version)) = (self.layout.unit_of(&meta.location), version_of(&meta.location)) else {
+            let (Some(unit), Some(version)) = (
+                self.layout.unit_of(&meta.location),
+                version_of(&meta.location),
+            ) else {
                 continue;
             };
             let c = out.entry(unit).or_insert(Committed {
@@ -77,5 +80,9 @@ impl<'a> Ledger<'a> {
 }
 
 fn version_of(path: &Path) -> Option<u64> {
-    path.filename()?.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
+    path.filename()?
+        .strip_prefix('v')?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }

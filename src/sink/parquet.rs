@@ -35,7 +35,9 @@ impl From<arrow_schema::ArrowError> for EncodeError {
 
 pub fn writer_properties(schema_version: u64) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
@@ -55,7 +57,8 @@ pub struct PartitionWriter {
 
 impl PartitionWriter {
     pub fn new(schema: SchemaRef, schema_version: u64) -> Result<PartitionWriter, EncodeError> {
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(schema_version)))?;
+        let writer =
+            ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(schema_version)))?;
         Ok(PartitionWriter { writer, rows: 0 })
     }
 
@@ -88,7 +91,11 @@ pub fn file_schema(bytes: &Bytes) -> Result<(SchemaRef, Option<u64>), EncodeErro
 
 /// Rewrites a file to `target`: columns it lacks become null, narrower types are cast up.
 /// Returns the new file and its row count.
-pub fn rewrite(bytes: Bytes, target: SchemaRef, schema_version: u64) -> Result<(Bytes, usize), EncodeError> {
+pub fn rewrite(
+    bytes: Bytes,
+    target: SchemaRef,
+    schema_version: u64,
+) -> Result<(Bytes, usize), EncodeError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
         .with_batch_size(crate::decode::BATCH_ROWS)
         .build()?;
@@ -155,9 +162,18 @@ mod tests {
         let (schema, version) = file_schema(&file).unwrap();
         assert_eq!(schema.fields(), target.fields());
         assert_eq!(version, Some(2));
-        let b = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+        let b = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
         assert_eq!(b.column(0).as_primitive::<Float64Type>().value(0), 56.0);
-        assert!(b.column(1).as_primitive::<Int64Type>().is_null(0), "\"\" of an empty column becomes null");
+        assert!(
+            b.column(1).as_primitive::<Int64Type>().is_null(0),
+            "\"\" of an empty column becomes null"
+        );
         assert_eq!(b.column(2).null_count(), 2);
     }
 }

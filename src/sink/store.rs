@@ -29,7 +29,9 @@ impl DestinationSpec {
         if let Some(rest) = dest.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("--dest {dest:?} names no bucket; write it as s3://BUCKET/PREFIX"));
+                return Err(format!(
+                    "--dest {dest:?} names no bucket; write it as s3://BUCKET/PREFIX"
+                ));
             }
             return Ok(DestinationSpec::S3 {
                 bucket: bucket.to_owned(),
@@ -97,7 +99,8 @@ impl Destination {
         let (store, local_root): (Arc<dyn ObjectStore>, _) = match spec {
             DestinationSpec::Local(path) => {
                 std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
-                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| open_err(error_chain(&e)))?;
+                let fs = LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| open_err(error_chain(&e)))?;
                 (Arc::new(fs), Some(path.clone()))
             }
             DestinationSpec::S3 { bucket, prefix } => {
@@ -113,7 +116,10 @@ impl Destination {
                 if prefix.is_empty() {
                     (Arc::new(s3), None)
                 } else {
-                    (Arc::new(PrefixStore::new(s3, Path::from(prefix.as_str()))), None)
+                    (
+                        Arc::new(PrefixStore::new(s3, Path::from(prefix.as_str()))),
+                        None,
+                    )
                 }
             }
         };
@@ -140,7 +146,11 @@ impl Destination {
     /// Reads a whole object; `None` if there is none.
     pub async fn get(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
         match self.store.get(path).await {
-            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.io("reading", path, e)),
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.io("reading", path, e)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.io("reading", path, e)),
         }
@@ -156,11 +166,18 @@ impl Destination {
     }
 
     /// Puts a data file at its final path so that no reader ever sees it partial.
-    pub async fn put_final(&self, path: &Path, bytes: Bytes, staging: &Path) -> Result<(), StoreError> {
+    pub async fn put_final(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        staging: &Path,
+    ) -> Result<(), StoreError> {
         if self.local_root.is_none() {
             return self.put_state(path, bytes).await;
         }
-        let tmp = staging.clone().join(format!("{:016x}.parquet", rand::random::<u64>()));
+        let tmp = staging
+            .clone()
+            .join(format!("{:016x}.parquet", rand::random::<u64>()));
         self.put_state(&tmp, bytes).await?;
         if let Err(e) = self.store.rename(&tmp, path).await {
             let _ = self.store.delete(&tmp).await;
@@ -206,13 +223,18 @@ mod tests {
     fn parses_destinations() {
         assert_eq!(
             DestinationSpec::parse("s3://bucket/a/b/").unwrap(),
-            DestinationSpec::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+            DestinationSpec::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
         );
         assert_eq!(
             DestinationSpec::parse("file:///tmp/x").unwrap(),
             DestinationSpec::Local("/tmp/x".into())
         );
-        assert!(matches!(DestinationSpec::parse("out").unwrap(), DestinationSpec::Local(p) if p.is_absolute()));
+        assert!(
+            matches!(DestinationSpec::parse("out").unwrap(), DestinationSpec::Local(p) if p.is_absolute())
+        );
         assert!(DestinationSpec::parse("gs://x").is_err());
         assert!(DestinationSpec::parse("s3://").is_err());
     }

@@ -99,7 +99,11 @@ impl CubeClient {
         loop {
             attempt += 1;
             let outcome = {
-                let _permit = self.permits.acquire().await.expect("semaphore never closed");
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
                 self.counters.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(url).await
             };
@@ -186,8 +190,9 @@ impl CubeClient {
             url: url.to_string(),
             cause,
         };
-        let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("expected a JSON array of campaigns ({e})")))?;
+        let list: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&body)
+                .map_err(|e| bad(format!("expected a JSON array of campaigns ({e})")))?;
         list.iter()
             .map(|c| {
                 let id = as_u64(c.get("campaign__id"))
@@ -211,12 +216,16 @@ impl CubeClient {
     pub fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
         let mut url = self
             .api_root
-            .join(&format!("campaigns/{}/{}/", unit.campaign_id, dataset.endpoint))
+            .join(&format!(
+                "campaigns/{}/{}/",
+                unit.campaign_id, dataset.endpoint
+            ))
             .expect("relative path joins");
         let day = unit.day.format("%Y%m%d").to_string();
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("from_date", &day).append_pair("to_date", &day);
+            q.append_pair("from_date", &day)
+                .append_pair("to_date", &day);
             if number > 1 {
                 q.append_pair("page", &number.to_string());
             }
@@ -225,7 +234,12 @@ impl CubeClient {
     }
 
     /// Fetches and parses one page. Parsing runs off the async workers.
-    pub async fn page(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Result<Page, SourceError> {
+    pub async fn page(
+        &self,
+        dataset: &Dataset,
+        unit: &Unit,
+        number: u32,
+    ) -> Result<Page, SourceError> {
         let url = self.page_url(dataset, unit, number);
         let body = self.get(&url).await?;
         tokio::task::spawn_blocking(move || Page::parse(number, body))

@@ -36,6 +36,9 @@ pub enum SourceError {
 impl SourceError {
     /// True when the data, not the transport, broke the contract.
     pub fn is_contract_violation(&self) -> bool {
-        matches!(self, SourceError::Inconsistent(_) | SourceError::BadResponse { .. })
+        matches!(
+            self,
+            SourceError::Inconsistent(_) | SourceError::BadResponse { .. }
+        )
     }
 }

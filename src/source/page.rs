@@ -37,9 +37,8 @@ struct Envelope<'a> {
 impl Page {
     /// Parses and scans a page body. The error says what is wrong, without the body.
     pub fn parse(number: u32, body: Bytes) -> Result<Page, String> {
-        let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
-            format!("the response is not a Cube page ({e})")
-        })?;
+        let envelope: Envelope = serde_json::from_slice(&body)
+            .map_err(|e| format!("the response is not a Cube page ({e})"))?;
         let results = envelope.results.get();
         let start = results.as_ptr() as usize - body.as_ptr() as usize;
         let mut keys = KeyKinds::default();
@@ -77,13 +76,22 @@ mod tests {
 
     #[test]
     fn last_page_and_empty_listing() {
-        let p = Page::parse(1, Bytes::from_static(br#"{"count":0,"next":null,"previous":null,"results":[]}"#)).unwrap();
+        let p = Page::parse(
+            1,
+            Bytes::from_static(br#"{"count":0,"next":null,"previous":null,"results":[]}"#),
+        )
+        .unwrap();
         assert_eq!((p.count, p.has_next, p.records), (0, false, 0));
     }
 
     #[test]
     fn rejects_what_is_not_a_page() {
-        for body in [&b"<html>"[..], br#"{"results": []}"#, br#"{"count": 1, "results": [1]}"#, br#"{"count": 1, "results": [{"a": 1}"#] {
+        for body in [
+            &b"<html>"[..],
+            br#"{"results": []}"#,
+            br#"{"count": 1, "results": [1]}"#,
+            br#"{"count": 1, "results": [{"a": 1}"#,
+        ] {
             assert!(Page::parse(1, Bytes::from_static(body)).is_err());
         }
     }

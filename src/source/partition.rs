@@ -92,7 +92,10 @@ fn check(pages: Vec<Page>, count: u64, size: u64) -> Result<Vec<Page>, String> {
     let last = pages.len() as u32;
     for p in &pages {
         if p.count != count {
-            return Err(format!("count went from {count} to {} at page {}", p.count, p.number));
+            return Err(format!(
+                "count went from {count} to {} at page {}",
+                p.count, p.number
+            ));
         }
         let expected = if p.number < last {
             size
@@ -106,7 +109,10 @@ fn check(pages: Vec<Page>, count: u64, size: u64) -> Result<Vec<Page>, String> {
             ));
         }
         if p.has_next != (p.number < last) {
-            return Err(format!("page {} of {last} has next = {}", p.number, p.has_next));
+            return Err(format!(
+                "page {} of {last} has next = {}",
+                p.number, p.has_next
+            ));
         }
     }
     Ok(pages)

@@ -86,7 +86,10 @@ mod tests {
             assert!(is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
         for s in [400, 401, 403, 404, 410, 422] {
-            assert!(!is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
         }
     }
 
@@ -98,8 +101,14 @@ mod tests {
         let future = (chrono::Utc::now() + chrono::Duration::seconds(100)).to_rfc2822();
         h.insert(RETRY_AFTER, HeaderValue::from_str(&future).unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(95) && d <= Duration::from_secs(100), "{d:?}");
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert!(
+            d > Duration::from_secs(95) && d <= Duration::from_secs(100),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
@@ -116,9 +125,15 @@ mod tests {
         assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
         let d3 = p.next_delay(3, t, None).unwrap();
         assert!(d3 <= Duration::from_millis(250));
-        assert_eq!(p.next_delay(2, t, Some(Duration::from_secs(99))), Some(Duration::from_millis(250)));
+        assert_eq!(
+            p.next_delay(2, t, Some(Duration::from_secs(99))),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(p.next_delay(4, t, None), None);
-        let tight = RetryPolicy { budget: Duration::from_millis(10), ..p };
+        let tight = RetryPolicy {
+            budget: Duration::from_millis(10),
+            ..p
+        };
         assert_eq!(tight.next_delay(1, t, Some(Duration::from_secs(1))), None);
     }
 }

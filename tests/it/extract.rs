@@ -15,8 +15,19 @@ fn sim_with(quirks: Quirks, page_size: usize) -> (SimConfig, SimHandle) {
 
 /// Extracts `campaigns` over `from..=to`, checks exit 0, and that the dataset equals the
 /// simulator's records with a clean table root. Returns the report.
-fn extract_and_check(ws: &Workspace, cfg: &SimConfig, sim: &SimHandle, campaigns: &[u64], from: &str, to: &str) -> serde_json::Value {
-    let ids = campaigns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+fn extract_and_check(
+    ws: &Workspace,
+    cfg: &SimConfig,
+    sim: &SimHandle,
+    campaigns: &[u64],
+    from: &str,
+    to: &str,
+) -> serde_json::Value {
+    let ids = campaigns
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let out = ws.extract(sim, &["--campaign", &ids, "--from", from, "--to", to]);
     out.assert_code(0);
     let data = read_dataset(&ws.dest());
@@ -32,36 +43,71 @@ fn every_quirk_at_once_gives_every_record_once() {
     let ws = Workspace::new();
     let report = extract_and_check(&ws, &cfg, &sim, ALL3, "2019-08-05", "2019-08-16");
     assert_eq!(report["status"], "ok");
-    let served: usize = ALL3.iter().flat_map(|c| days("2019-08-05", "2019-08-16").into_iter().map(move |d| (*c, d))).map(|(c, d)| cube_sim::records(&cfg, c, d).len()).sum();
+    let served: usize = ALL3
+        .iter()
+        .flat_map(|c| {
+            days("2019-08-05", "2019-08-16")
+                .into_iter()
+                .map(move |d| (*c, d))
+        })
+        .map(|(c, d)| cube_sim::records(&cfg, c, d).len())
+        .sum();
     assert_eq!(report["rows"], served);
     // Days 7 and 14 are empty: recorded as such, with no file.
     let parts = report["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 36);
     for p in parts {
         let d = day(p["date"].as_str().unwrap());
-        let want = if d == day("2019-08-07") || d == day("2019-08-14") { "empty" } else { "committed" };
+        let want = if d == day("2019-08-07") || d == day("2019-08-14") {
+            "empty"
+        } else {
+            "committed"
+        };
         assert_eq!(p["status"], want, "{p}");
         assert_eq!(p["file"].is_null(), want == "empty");
     }
-    assert!(!ws.dest().join("call_outcomes/campaign_id=101/date=2019-08-07").exists());
+    assert!(!ws
+        .dest()
+        .join("call_outcomes/campaign_id=101/date=2019-08-07")
+        .exists());
 }
 
 #[test]
 fn awkward_keys_become_nfc_columns_unique_ignoring_case() {
-    let (cfg, sim) = sim_with(Quirks { odd_keys: true, case_keys: true, ..Quirks::default() }, 500);
+    let (cfg, sim) = sim_with(
+        Quirks {
+            odd_keys: true,
+            case_keys: true,
+            ..Quirks::default()
+        },
+        500,
+    );
     let ws = Workspace::new();
     extract_and_check(&ws, &cfg, &sim, &[101], "2019-08-01", "2019-08-02");
     let schema = read_dataset(&ws.dest()).schema_json;
     let cols = schema["columns"].as_array().unwrap();
-    let name_of = |key: &str| cols.iter().find(|c| c["source_key"] == key).map(|c| c["name"].as_str().unwrap().to_owned());
-    assert_eq!(name_of("call_outcome__extra__Fast ansatt over 50 %").as_deref(), Some("call_outcome__extra__Fast ansatt over 50 %"));
-    assert_eq!(name_of("call_outcome__extra__Re\u{301}sume\u{301}").as_deref(), Some("call_outcome__extra__Résumé"));
+    let name_of = |key: &str| {
+        cols.iter()
+            .find(|c| c["source_key"] == key)
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        name_of("call_outcome__extra__Fast ansatt over 50 %").as_deref(),
+        Some("call_outcome__extra__Fast ansatt over 50 %")
+    );
+    assert_eq!(
+        name_of("call_outcome__extra__Re\u{301}sume\u{301}").as_deref(),
+        Some("call_outcome__extra__Résumé")
+    );
     assert_eq!(name_of("Date").as_deref(), Some("Date__2"));
     assert_eq!(name_of("campaign_id").as_deref(), Some("campaign_id__2"));
     let upper = name_of("call_outcome__extra__Kommentar").unwrap();
     let lower = name_of("call_outcome__extra__kommentar").unwrap();
     assert_ne!(upper.to_lowercase(), lower.to_lowercase());
-    let folded: std::collections::HashSet<String> = cols.iter().map(|c| c["name"].as_str().unwrap().to_lowercase()).collect();
+    let folded: std::collections::HashSet<String> = cols
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_lowercase())
+        .collect();
     assert_eq!(folded.len(), cols.len(), "names are unique ignoring case");
 }
 
@@ -69,7 +115,10 @@ fn awkward_keys_become_nfc_columns_unique_ignoring_case() {
 fn next_links_to_another_host_are_never_followed() {
     let other = cube_sim::start(SimConfig::default());
     let cfg = SimConfig {
-        quirks: Quirks { foreign_next: true, ..Quirks::default() },
+        quirks: Quirks {
+            foreign_next: true,
+            ..Quirks::default()
+        },
         page_size: 7,
         next_host: Some(other.base_url()),
         ..SimConfig::default()
@@ -77,13 +126,26 @@ fn next_links_to_another_host_are_never_followed() {
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::new();
     extract_and_check(&ws, &cfg, &sim, &[101, 102], "2019-08-01", "2019-08-02");
-    assert!(other.requests().is_empty(), "the host named by `next` was contacted: {:?}", other.requests());
-    assert!(listing_requests(&sim).len() > 4, "several pages per day were read");
+    assert!(
+        other.requests().is_empty(),
+        "the host named by `next` was contacted: {:?}",
+        other.requests()
+    );
+    assert!(
+        listing_requests(&sim).len() > 4,
+        "several pages per day were read"
+    );
 }
 
 #[test]
 fn malformed_next_links_without_question_mark_are_survived() {
-    let (cfg, sim) = sim_with(Quirks { malformed_next: true, ..Quirks::default() }, 11);
+    let (cfg, sim) = sim_with(
+        Quirks {
+            malformed_next: true,
+            ..Quirks::default()
+        },
+        11,
+    );
     let ws = Workspace::new();
     extract_and_check(&ws, &cfg, &sim, &[103], "2019-08-03", "2019-08-04");
 }
@@ -91,7 +153,11 @@ fn malformed_next_links_without_question_mark_are_survived() {
 #[test]
 fn page_size_one_and_default_page_size() {
     for size in [1, 500] {
-        let cfg = SimConfig { page_size: size, rows_per_day: 6, ..SimConfig::default() };
+        let cfg = SimConfig {
+            page_size: size,
+            rows_per_day: 6,
+            ..SimConfig::default()
+        };
         let sim = cube_sim::start(cfg.clone());
         let ws = Workspace::new();
         let report = extract_and_check(&ws, &cfg, &sim, &[101], "2019-08-01", "2019-08-02");
@@ -103,7 +169,15 @@ fn page_size_one_and_default_page_size() {
 
 #[test]
 fn wide_records_of_300_custom_fields() {
-    let cfg = SimConfig { quirks: Quirks { wide: true, ..Quirks::default() }, rows_per_day: 40, page_size: 25, ..SimConfig::default() };
+    let cfg = SimConfig {
+        quirks: Quirks {
+            wide: true,
+            ..Quirks::default()
+        },
+        rows_per_day: 40,
+        page_size: 25,
+        ..SimConfig::default()
+    };
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::new();
     extract_and_check(&ws, &cfg, &sim, &[101, 102], "2019-08-01", "2019-08-02");
@@ -125,27 +199,76 @@ fn rerunning_a_range_replaces_partitions_and_never_appends() {
 
 #[test]
 fn a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date() {
-    let (cfg, sim) = sim_with(Quirks { drift: true, new_keys: true, ..Quirks::default() }, 500);
+    let (cfg, sim) = sim_with(
+        Quirks {
+            drift: true,
+            new_keys: true,
+            ..Quirks::default()
+        },
+        500,
+    );
     let ws = Workspace::new();
-    let r1 = ws.extract(&sim, &["--campaign", "101,102", "--from", "2019-08-01", "--to", "2019-08-04"]);
+    let r1 = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-04",
+        ],
+    );
     r1.assert_code(0);
-    let r2 = ws.extract(&sim, &["--campaign", "101,102", "--from", "2019-08-20", "--to", "2019-08-23"]);
+    let r2 = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-20",
+            "--to",
+            "2019-08-23",
+        ],
+    );
     r2.assert_code(0);
     let changes = r2.report()["schema_changes"].as_array().unwrap();
-    assert!(changes.iter().any(|c| c["change"] == "widened"), "{changes:?}");
-    assert!(changes.iter().any(|c| c["change"] == "added"), "{changes:?}");
-    assert_eq!(r2.report()["files_rewritten"], 8, "the 8 files of the first run are rewritten");
+    assert!(
+        changes.iter().any(|c| c["change"] == "widened"),
+        "{changes:?}"
+    );
+    assert!(
+        changes.iter().any(|c| c["change"] == "added"),
+        "{changes:?}"
+    );
+    assert_eq!(
+        r2.report()["files_rewritten"],
+        8,
+        "the 8 files of the first run are rewritten"
+    );
 
     let data = read_dataset(&ws.dest());
     assert_eq!(data.files.len(), 16);
     for s in &data.schemas {
-        assert_eq!(s.fields(), data.schemas[0].fields(), "every file has the same columns and types");
+        assert_eq!(
+            s.fields(),
+            data.schemas[0].fields(),
+            "every file has the same columns and types"
+        );
     }
     let mut all_days = days("2019-08-01", "2019-08-04");
     all_days.extend(days("2019-08-20", "2019-08-23"));
     let expected = expected_rows(&cfg, &[101, 102], &all_days, &data.schema_json);
-    assert_rows(&data.rows, &expected, &widened_to_utf8(&[r1.report(), r2.report()]));
-    assert_eq!(data.schema_json["version"].as_u64(), Some(3), "one bump per run that changed the layout");
+    assert_rows(
+        &data.rows,
+        &expected,
+        &widened_to_utf8(&[r1.report(), r2.report()]),
+    );
+    assert_eq!(
+        data.schema_json["version"].as_u64(),
+        Some(3),
+        "one bump per run that changed the layout"
+    );
 }
 
 #[test]
@@ -154,27 +277,77 @@ fn resume_skips_committed_partitions() {
     let ws = Workspace::new();
     extract_and_check(&ws, &cfg, &sim, &[101], "2019-08-01", "2019-08-02");
     let before = listing_requests(&sim).len();
-    let out = ws.extract(&sim, &["--campaign", "101", "--from", "2019-08-01", "--to", "2019-08-04", "--resume"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-04",
+            "--resume",
+        ],
+    );
     out.assert_code(0);
-    let fetched: Vec<_> = listing_requests(&sim)[before..].iter().map(|(_, from)| from.clone()).collect();
-    assert_eq!(fetched, ["20190803", "20190804"], "only the days not yet committed are fetched");
-    let statuses: Vec<_> = out.report()["partitions"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap().to_owned()).collect();
+    let fetched: Vec<_> = listing_requests(&sim)[before..]
+        .iter()
+        .map(|(_, from)| from.clone())
+        .collect();
+    assert_eq!(
+        fetched,
+        ["20190803", "20190804"],
+        "only the days not yet committed are fetched"
+    );
+    let statuses: Vec<_> = out.report()["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(statuses, ["skipped", "skipped", "committed", "committed"]);
     let data = read_dataset(&ws.dest());
-    assert_rows(&data.rows, &expected_rows(&cfg, &[101], &days("2019-08-01", "2019-08-04"), &data.schema_json), &Default::default());
+    assert_rows(
+        &data.rows,
+        &expected_rows(
+            &cfg,
+            &[101],
+            &days("2019-08-01", "2019-08-04"),
+            &data.schema_json,
+        ),
+        &Default::default(),
+    );
 }
 
 #[test]
 fn a_day_that_became_empty_loses_its_old_file() {
     let ws = Workspace::new();
     let (_, sim) = sim_with(Quirks::default(), 500);
-    ws.extract(&sim, &["--campaign", "101", "--from", "2019-08-07"]).assert_code(0);
-    assert!(ws.dest().join("call_outcomes/campaign_id=101/date=2019-08-07/part-00000.parquet").exists());
+    ws.extract(&sim, &["--campaign", "101", "--from", "2019-08-07"])
+        .assert_code(0);
+    assert!(ws
+        .dest()
+        .join("call_outcomes/campaign_id=101/date=2019-08-07/part-00000.parquet")
+        .exists());
     drop(sim);
-    let (_, sim) = sim_with(Quirks { empty_days: true, ..Quirks::default() }, 500);
+    let (_, sim) = sim_with(
+        Quirks {
+            empty_days: true,
+            ..Quirks::default()
+        },
+        500,
+    );
     let out = ws.extract(&sim, &["--campaign", "101", "--from", "2019-08-07"]);
     out.assert_code(0);
     assert_eq!(out.report()["partitions"][0]["status"], "empty");
-    assert!(!ws.dest().join("call_outcomes/campaign_id=101/date=2019-08-07").exists());
-    assert!(ws.dest().join("_cube_extract/call_outcomes/ledger/campaign_id=101/date=2019-08-07").exists(), "empty days are recorded as done");
+    assert!(!ws
+        .dest()
+        .join("call_outcomes/campaign_id=101/date=2019-08-07")
+        .exists());
+    assert!(
+        ws.dest()
+            .join("_cube_extract/call_outcomes/ledger/campaign_id=101/date=2019-08-07")
+            .exists(),
+        "empty days are recorded as done"
+    );
 }

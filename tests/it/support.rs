@@ -22,7 +22,10 @@ pub fn day(s: &str) -> NaiveDate {
 }
 
 pub fn days(from: &str, to: &str) -> Vec<NaiveDate> {
-    day(from).iter_days().take_while(|d| *d <= day(to)).collect()
+    day(from)
+        .iter_days()
+        .take_while(|d| *d <= day(to))
+        .collect()
 }
 
 /// A temp dir holding the destination and the reports of one test.
@@ -95,7 +98,10 @@ impl Outcome {
             "{}\n{}\n{}",
             self.stdout,
             self.stderr,
-            self.report.as_ref().map(|r| r.to_string()).unwrap_or_default()
+            self.report
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_default()
         )
     }
 }
@@ -163,10 +169,24 @@ pub fn read_dataset(dest: &Path) -> Dataset {
     if table.exists() {
         for c in std::fs::read_dir(&table).unwrap() {
             let c = c.unwrap().path();
-            let campaign: u64 = c.file_name().unwrap().to_str().unwrap().strip_prefix("campaign_id=").unwrap().parse().unwrap();
+            let campaign: u64 = c
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .strip_prefix("campaign_id=")
+                .unwrap()
+                .parse()
+                .unwrap();
             for d in std::fs::read_dir(&c).unwrap() {
                 let d = d.unwrap().path();
-                let date = day(d.file_name().unwrap().to_str().unwrap().strip_prefix("date=").unwrap());
+                let date = day(d
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .strip_prefix("date=")
+                    .unwrap());
                 for f in std::fs::read_dir(&d).unwrap() {
                     files.push((campaign, date, f.unwrap().path()));
                 }
@@ -223,15 +243,24 @@ fn cell(c: &dyn Array, i: usize) -> Val {
         DataType::Float64 => Val::Float(c.as_primitive::<Float64Type>().value(i)),
         DataType::Boolean => Val::Bool(c.as_boolean().value(i)),
         DataType::Date32 => Val::Days(c.as_primitive::<Date32Type>().value(i)),
-        DataType::Timestamp(_, _) => Val::Micros(c.as_primitive::<TimestampMicrosecondType>().value(i)),
+        DataType::Timestamp(_, _) => {
+            Val::Micros(c.as_primitive::<TimestampMicrosecondType>().value(i))
+        }
         other => panic!("unexpected column type {other}"),
     }
 }
 
 /// The rows the simulator serves for these campaigns and days, as the contract says they must
 /// read back given the column types in `schema.json`.
-pub fn expected_rows(cfg: &SimConfig, campaigns: &[u64], days: &[NaiveDate], schema_json: &Value) -> Vec<Row> {
-    let columns = schema_json["columns"].as_array().expect("schema.json has columns");
+pub fn expected_rows(
+    cfg: &SimConfig,
+    campaigns: &[u64],
+    days: &[NaiveDate],
+    schema_json: &Value,
+) -> Vec<Row> {
+    let columns = schema_json["columns"]
+        .as_array()
+        .expect("schema.json has columns");
     let mut rows = Vec::new();
     for &c in campaigns {
         for &d in days {
@@ -272,7 +301,9 @@ fn expected_value(v: Option<&Value>, ty: &str) -> Val {
         "Float64" => Val::Float(v.as_f64().expect("number")),
         "Boolean" => Val::Bool(v.as_bool().expect("bool")),
         "Date32" => Val::Days(
-            (NaiveDate::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d").unwrap() - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32,
+            (NaiveDate::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d").unwrap()
+                - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days() as i32,
         ),
         "Timestamp(Microsecond, None)" => Val::Micros(
             chrono::NaiveDateTime::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d %H:%M")
@@ -307,7 +338,12 @@ pub fn assert_rows(actual: &[Row], expected: &[Row], widened: &HashSet<String>) 
     for r in actual {
         by_key.entry(r.key()).or_default().push(r);
     }
-    let dups: Vec<_> = by_key.iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).take(3).collect();
+    let dups: Vec<_> = by_key
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, _)| k)
+        .take(3)
+        .collect();
     assert!(dups.is_empty(), "duplicated rows: {dups:?}");
     assert_eq!(actual.len(), expected.len(), "row count");
     let mut problems = Vec::new();
@@ -317,14 +353,23 @@ pub fn assert_rows(actual: &[Row], expected: &[Row], widened: &HashSet<String>) 
             continue;
         };
         for (col, ev) in &e.values {
-            let av = a.values.get(col).unwrap_or_else(|| panic!("column {col} missing from file of {:?}", e.key()));
-            let ok = av == ev || (widened.contains(col) && *ev == Val::Str(String::new()) && *av == Val::Null);
+            let av = a
+                .values
+                .get(col)
+                .unwrap_or_else(|| panic!("column {col} missing from file of {:?}", e.key()));
+            let ok = av == ev
+                || (widened.contains(col) && *ev == Val::Str(String::new()) && *av == Val::Null);
             if !ok {
                 problems.push(format!("{:?} {col}: got {av:?}, want {ev:?}", e.key()));
             }
         }
     }
-    assert!(problems.is_empty(), "{} differences, first: {:#?}", problems.len(), &problems[..problems.len().min(8)]);
+    assert!(
+        problems.is_empty(),
+        "{} differences, first: {:#?}",
+        problems.len(),
+        &problems[..problems.len().min(8)]
+    );
 }
 
 /// Nothing but `campaign_id=*/date=*/` folders and `.parquet` files under the table root.
@@ -338,9 +383,20 @@ pub fn assert_clean_table_root(dest: &Path) {
             let name = e.file_name().into_string().unwrap();
             let is_dir = e.file_type().unwrap().is_dir();
             match depth {
-                0 => assert!(is_dir && name.starts_with("campaign_id="), "stray {name} in table root"),
-                1 => assert!(is_dir && name.starts_with("date="), "stray {name} in {}", dir.display()),
-                _ => assert!(!is_dir && name == "part-00000.parquet", "stray {name} in {}", dir.display()),
+                0 => assert!(
+                    is_dir && name.starts_with("campaign_id="),
+                    "stray {name} in table root"
+                ),
+                1 => assert!(
+                    is_dir && name.starts_with("date="),
+                    "stray {name} in {}",
+                    dir.display()
+                ),
+                _ => assert!(
+                    !is_dir && name == "part-00000.parquet",
+                    "stray {name} in {}",
+                    dir.display()
+                ),
             }
             if is_dir {
                 stack.push((e.path(), depth + 1));
