@@ -15,6 +15,7 @@ use crate::report::{exit, PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KeyKinds, KnownFields, SchemaChange};
 use crate::settings::{CampaignSelection, Settings};
 use crate::sink::parquet::{file_schema, rewrite, EncodeError, PartitionWriter};
+use crate::sink::upload::{self, ChunkWriter, CHUNK_BYTES};
 use crate::sink::{Committed, Destination, Layout, Ledger, LedgerRecord, StoreError};
 use crate::source::retry::RetryPolicy;
 use crate::source::{fetch_partition, Campaign, CubeClient, Page, SourceError};
@@ -315,13 +316,18 @@ impl Run {
         let target = self.merge(&fetched.keys, unit.day).await?;
         let version = target.version;
         let pages = fetched.pages;
-        let bytes = tokio::task::spawn_blocking(move || encode(&pages, target))
-            .await
-            .expect("encoding does not panic")?;
-        report.bytes_written = bytes.len() as u64;
-        self.dest
-            .put_final(&path, bytes, &self.layout.staging_dir())
-            .await?;
+        let (out, chunks) = upload::channel(CHUNK_BYTES);
+        let encoding = tokio::task::spawn_blocking(move || encode(&pages, target, out));
+        let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
+        let (encoded, placed) = tokio::join!(encoding, placing);
+        // An upload failure also breaks the encoder's pipe: report the cause, not the symptom.
+        let placed = placed?;
+        report.bytes_written = encoded.expect("encoding does not panic")?;
+        if !placed {
+            return Err(UnitError::Encode(EncodeError::from(std::io::Error::other(
+                "the encoder stopped before the file was complete",
+            ))));
+        }
         record.file = Some(path.to_string());
         record.schema_version = version;
         record.committed_at = now();
@@ -416,20 +422,26 @@ impl Run {
         let mut written = 0;
         if let Some(old) = self.dest.get(&path).await? {
             let t = target.clone();
-            let rewritten = tokio::task::spawn_blocking(move || {
+            let (out, chunks) = upload::channel(CHUNK_BYTES);
+            let job = tokio::task::spawn_blocking(move || {
                 let (schema, _) = file_schema(&old)?;
                 if schema.fields() == t.fields() {
+                    // Dropping `out` unfinished abandons the upload: nothing is written.
                     return Ok::<_, EncodeError>(None);
                 }
-                rewrite(old, t, version).map(Some)
-            })
-            .await
-            .expect("rewriting does not panic")?;
-            if let Some((bytes, rows)) = rewritten {
-                written = bytes.len() as u64;
-                self.dest
-                    .put_final(&path, bytes, &self.layout.staging_dir())
-                    .await?;
+                let (out, rows) = rewrite(old, t, version, out)?;
+                Ok(Some((out.complete()?, rows)))
+            });
+            let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
+            let (job, placed) = tokio::join!(job, placing);
+            let placed = placed?;
+            if let Some((bytes, rows)) = job.expect("rewriting does not panic")? {
+                if !placed {
+                    return Err(UnitError::Encode(EncodeError::from(std::io::Error::other(
+                        "the rewrite stopped before the file was complete",
+                    ))));
+                }
+                written = bytes;
                 tracing::info!(campaign = unit.campaign_id, day = %unit.day, rows, "rewrote file for the current dataset schema");
                 record.rows = rows;
             }
@@ -460,10 +472,11 @@ impl Run {
     }
 }
 
-/// Decodes a partition's pages and encodes them as one Parquet file.
-fn encode(pages: &[Page], target: Target) -> Result<Bytes, UnitError> {
+/// Decodes a partition's pages and encodes them as one Parquet file into `out`. Returns the
+/// file's size.
+fn encode(pages: &[Page], target: Target, out: ChunkWriter) -> Result<u64, UnitError> {
     let mut decoder = PageDecoder::new(target.decode, target.arrow.clone())?;
-    let mut writer = PartitionWriter::new(target.arrow, target.version)?;
+    let mut writer = PartitionWriter::new(out, target.arrow, target.version)?;
     let mut sink = |batch: arrow_array::RecordBatch| -> Result<(), UnitError> {
         writer.write(&batch)?;
         Ok(())
@@ -472,5 +485,6 @@ fn encode(pages: &[Page], target: Target) -> Result<Bytes, UnitError> {
         decoder.push(page.results_json(), &mut sink)?;
     }
     decoder.finish(&mut sink)?;
-    Ok(writer.finish()?)
+    let out = writer.finish()?;
+    Ok(out.complete().map_err(EncodeError::from)?)
 }

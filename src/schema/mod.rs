@@ -108,7 +108,8 @@ impl DatasetSchema {
             match self.by_key.get(key) {
                 Some(&i) => {
                     let col = &mut self.columns[i];
-                    if col.first_seen.is_none() {
+                    // Partitions finish in any order; the earliest day wins.
+                    if col.first_seen.is_none_or(|seen| day < seen) {
                         col.first_seen = Some(day);
                         touched = true;
                     }

@@ -4,6 +4,7 @@ pub mod layout;
 pub mod ledger;
 pub mod parquet;
 pub mod store;
+pub mod upload;
 
 pub use layout::Layout;
 pub use ledger::{Committed, Ledger, LedgerRecord};

@@ -1,5 +1,7 @@
 //! Parquet encoding of one partition, and rewriting a file to a newer dataset schema.
 
+use std::io::Write;
+
 use arrow_array::{new_null_array, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::SchemaRef;
@@ -27,6 +29,12 @@ impl From<parquet::errors::ParquetError> for EncodeError {
     }
 }
 
+impl From<std::io::Error> for EncodeError {
+    fn from(e: std::io::Error) -> Self {
+        EncodeError(e.to_string())
+    }
+}
+
 impl From<arrow_schema::ArrowError> for EncodeError {
     fn from(e: arrow_schema::ArrowError) -> Self {
         EncodeError(e.to_string())
@@ -49,16 +57,15 @@ pub fn writer_properties(schema_version: u64) -> WriterProperties {
         .build()
 }
 
-/// Encodes batches of one partition into an in-memory Parquet file.
-pub struct PartitionWriter {
-    writer: ArrowWriter<Vec<u8>>,
+/// Encodes batches of one partition into a Parquet file written to `W`.
+pub struct PartitionWriter<W: Write + Send = Vec<u8>> {
+    writer: ArrowWriter<W>,
     rows: usize,
 }
 
-impl PartitionWriter {
-    pub fn new(schema: SchemaRef, schema_version: u64) -> Result<PartitionWriter, EncodeError> {
-        let writer =
-            ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(schema_version)))?;
+impl<W: Write + Send> PartitionWriter<W> {
+    pub fn new(out: W, schema: SchemaRef, schema_version: u64) -> Result<Self, EncodeError> {
+        let writer = ArrowWriter::try_new(out, schema, Some(writer_properties(schema_version)))?;
         Ok(PartitionWriter { writer, rows: 0 })
     }
 
@@ -72,8 +79,9 @@ impl PartitionWriter {
         self.rows
     }
 
-    pub fn finish(self) -> Result<Bytes, EncodeError> {
-        Ok(Bytes::from(self.writer.into_inner()?))
+    /// Writes the footer and returns the output.
+    pub fn finish(self) -> Result<W, EncodeError> {
+        Ok(self.writer.into_inner()?)
     }
 }
 
@@ -89,22 +97,23 @@ pub fn file_schema(bytes: &Bytes) -> Result<(SchemaRef, Option<u64>), EncodeErro
     Ok((builder.schema().clone(), version))
 }
 
-/// Rewrites a file to `target`: columns it lacks become null, narrower types are cast up.
-/// Returns the new file and its row count.
-pub fn rewrite(
+/// Rewrites a file to `target` into `out`: columns it lacks become null, narrower types are
+/// cast up. Returns `out` and the row count.
+pub fn rewrite<W: Write + Send>(
     bytes: Bytes,
     target: SchemaRef,
     schema_version: u64,
-) -> Result<(Bytes, usize), EncodeError> {
+    out: W,
+) -> Result<(W, usize), EncodeError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
         .with_batch_size(crate::decode::BATCH_ROWS)
         .build()?;
-    let mut out = PartitionWriter::new(target.clone(), schema_version)?;
+    let mut writer = PartitionWriter::new(out, target.clone(), schema_version)?;
     for batch in reader {
-        out.write(&conform(&batch?, &target)?)?;
+        writer.write(&conform(&batch?, &target)?)?;
     }
-    let rows = out.rows();
-    Ok((out.finish()?, rows))
+    let rows = writer.rows();
+    Ok((writer.finish()?, rows))
 }
 
 /// The batch with exactly the target's columns and types.
@@ -147,9 +156,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut w = PartitionWriter::new(old, 1).unwrap();
+        let mut w = PartitionWriter::new(Vec::new(), old, 1).unwrap();
         w.write(&batch).unwrap();
-        let file = w.finish().unwrap();
+        let file = Bytes::from(w.finish().unwrap());
         assert_eq!(file_schema(&file).unwrap().1, Some(1));
 
         let target = Arc::new(Schema::new(vec![
@@ -157,7 +166,8 @@ mod tests {
             Field::new("e", DataType::Int64, true),
             Field::new("new", DataType::Utf8, true),
         ]));
-        let (file, rows) = rewrite(file, target.clone(), 2).unwrap();
+        let (file, rows) = rewrite(file, target.clone(), 2, Vec::new()).unwrap();
+        let file = Bytes::from(file);
         assert_eq!(rows, 2);
         let (schema, version) = file_schema(&file).unwrap();
         assert_eq!(schema.fields(), target.fields());

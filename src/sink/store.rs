@@ -10,10 +10,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::upload::{Chunk, CHUNK_BYTES};
 
 use crate::error_chain;
 
@@ -165,25 +170,54 @@ impl Destination {
             .map_err(|e| self.io("writing", path, e))
     }
 
-    /// Puts a data file at its final path so that no reader ever sees it partial.
-    pub async fn put_final(
+    /// Streams a data file from `chunks` to its final path so that no reader ever sees it
+    /// partial: on S3 one PUT or a multipart upload completed only when the file is whole; on
+    /// local disk a file under `staging` renamed into place. Returns `Ok(false)` when the
+    /// producer gave up (nothing is placed then).
+    pub async fn upload(
         &self,
         path: &Path,
-        bytes: Bytes,
-        staging: &Path,
-    ) -> Result<(), StoreError> {
-        if self.local_root.is_none() {
-            return self.put_state(path, bytes).await;
+        staging: Path,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<bool, StoreError> {
+        let target = match self.local_root {
+            Some(_) => staging.join(format!("{:016x}.parquet", rand::random::<u64>())),
+            None => path.clone(),
+        };
+        let mut writer = BufWriter::with_capacity(self.store.clone(), target.clone(), CHUNK_BYTES)
+            .with_max_concurrency(2);
+        let complete = loop {
+            match chunks.recv().await {
+                Some(Chunk::Data(bytes)) => {
+                    if let Err(e) = writer.put(bytes).await {
+                        let _ = writer.abort().await;
+                        return Err(self.io("uploading", path, e));
+                    }
+                }
+                Some(Chunk::Done) => break true,
+                None => break false,
+            }
+        };
+        if !complete {
+            let _ = writer.abort().await;
+            return Ok(false);
         }
-        let tmp = staging
-            .clone()
-            .join(format!("{:016x}.parquet", rand::random::<u64>()));
-        self.put_state(&tmp, bytes).await?;
-        if let Err(e) = self.store.rename(&tmp, path).await {
-            let _ = self.store.delete(&tmp).await;
-            return Err(self.io("moving into place", path, e));
+        if let Err(e) = writer.shutdown().await {
+            let _ = self.store.delete(&target).await;
+            return Err(StoreError::Io {
+                op: "uploading",
+                path: path.to_string(),
+                dest: self.display.clone(),
+                cause: error_chain(&e),
+            });
         }
-        Ok(())
+        if target != *path {
+            if let Err(e) = self.store.rename(&target, path).await {
+                let _ = self.store.delete(&target).await;
+                return Err(self.io("moving into place", path, e));
+            }
+        }
+        Ok(true)
     }
 
     pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {

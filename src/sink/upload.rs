@@ -1,0 +1,78 @@
+//! Streaming a file from a blocking encoder to the destination with a bounded buffer.
+//!
+//! The encoder writes into a [`ChunkWriter`] (a plain `std::io::Write`) on a blocking thread; full
+//! chunks cross a small bounded channel to [`Destination::upload`], which feeds object_store's
+//! `BufWriter`: a file smaller than one chunk goes up in one PUT, a larger one as a multipart
+//! upload that becomes visible only when completed and is aborted on any failure. At most a few
+//! chunks are in memory at once, whatever the size of the file.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Bytes per chunk (and the single-PUT threshold); S3 parts must be at least 5 MiB.
+pub const CHUNK_BYTES: usize = 8 << 20;
+/// Chunks queued between encoder and uploader.
+const QUEUE: usize = 2;
+
+/// What the encoder sends: data, then `Done` once the file is whole. A channel that closes
+/// without `Done` means the encoder failed, and the upload is abandoned.
+pub enum Chunk {
+    Data(Bytes),
+    Done,
+}
+
+pub struct ChunkWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+    chunk_bytes: usize,
+    written: u64,
+}
+
+pub fn channel(chunk_bytes: usize) -> (ChunkWriter, mpsc::Receiver<Chunk>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(chunk_bytes),
+            chunk_bytes,
+            written: 0,
+        },
+        rx,
+    )
+}
+
+impl ChunkWriter {
+    fn send(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    /// Sends what is buffered and marks the file complete. Returns the bytes written.
+    pub fn complete(mut self) -> std::io::Result<u64> {
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.is_empty() {
+            self.send(Chunk::Data(Bytes::from(rest)))?;
+        }
+        self.send(Chunk::Done)?;
+        Ok(self.written)
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
+        if self.buf.len() >= self.chunk_bytes {
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk_bytes));
+            self.send(Chunk::Data(Bytes::from(full)))?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
