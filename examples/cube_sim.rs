@@ -987,7 +987,14 @@ struct Sim {
     cfg: SimConfig,
     addr: SocketAddr,
     log: Mutex<Vec<RequestLog>>,
+    /// The most recently generated days: every page of a day would otherwise regenerate the
+    /// whole day, which makes large days quadratic.
+    cache: Mutex<Vec<(CacheKey, DayRows)>>,
 }
+
+type CacheKey = (bool, u64, NaiveDate);
+type DayRows = Arc<Vec<Map<String, Value>>>;
+const CACHED_DAYS: usize = 32;
 
 /// A running simulator; dropping it shuts the server down and joins its thread.
 pub struct SimHandle {
@@ -1054,6 +1061,7 @@ pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<SimHandle> {
         cfg,
         addr,
         log: Mutex::new(Vec::new()),
+        cache: Mutex::new(Vec::new()),
     });
     let app = router(Arc::clone(&sim));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -1328,11 +1336,21 @@ impl Sim {
         campaign_meta(&self.cfg, id).map(|_| id)
     }
 
-    fn rows(&self, kind: Kind, campaign_id: u64, day: NaiveDate) -> Vec<Map<String, Value>> {
-        match kind {
+    fn rows(&self, kind: Kind, campaign_id: u64, day: NaiveDate) -> DayRows {
+        let key = (matches!(kind, Kind::CallOutcomes), campaign_id, day);
+        if let Some((_, rows)) = self.cache.lock().unwrap().iter().find(|(k, _)| *k == key) {
+            return rows.clone();
+        }
+        let rows = Arc::new(match kind {
             Kind::CallOutcomes => records(&self.cfg, campaign_id, day),
             Kind::ProductRegistrations => product_registrations(&self.cfg, campaign_id, day),
+        });
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= CACHED_DAYS {
+            cache.remove(0);
         }
+        cache.push((key, rows.clone()));
+        rows
     }
 
     fn len(&self, kind: Kind, campaign_id: u64, day: NaiveDate) -> usize {
@@ -1408,10 +1426,10 @@ impl Sim {
             }
             let rows = self.rows(kind, c, d);
             let take = rows
-                .into_iter()
+                .iter()
                 .skip(start.saturating_sub(lo))
                 .take(end.min(hi) - start.max(lo));
-            results.extend(take.map(Value::Object));
+            results.extend(take.cloned().map(Value::Object));
         }
 
         let link = |n: usize| Value::String(self.page_link(uri, headers, &params, n));

@@ -114,6 +114,9 @@ async fn execute(
 
     let dest = Destination::open(&settings.dest).map_err(Stop::Destination)?;
     let layout = Layout::new(dataset.name);
+    dest.check(&layout.state_root())
+        .await
+        .map_err(Stop::Destination)?;
     let schema = load_schema(&dest, &layout, &dataset).await?;
     let committed = Ledger::new(&dest, &layout)
         .load()

@@ -86,6 +86,7 @@ pub enum StoreError {
 }
 
 pub struct Destination {
+    spec: DestinationSpec,
     store: Arc<dyn ObjectStore>,
     /// The directory of a local destination; `None` for object stores.
     local_root: Option<std::path::PathBuf>,
@@ -129,6 +130,7 @@ impl Destination {
             }
         };
         Ok(Destination {
+            spec: spec.clone(),
             store,
             local_root,
             display,
@@ -139,12 +141,55 @@ impl Destination {
         &self.display
     }
 
+    /// Checks the destination answers before anything is written (one listing of `probe`),
+    /// turning the usual failures into a sentence that names the bucket or endpoint and the fix.
+    pub async fn check(&self, probe: &Path) -> Result<(), StoreError> {
+        let Err(e) = self.store.list_with_delimiter(Some(probe)).await else {
+            return Ok(());
+        };
+        let text = error_chain(&e);
+        let cause = match &self.spec {
+            DestinationSpec::S3 { bucket, .. } => {
+                let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                    .unwrap_or_else(|_| "AWS S3".to_owned());
+                if matches!(
+                    e,
+                    object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. }
+                ) || text.contains("403")
+                {
+                    format!("{endpoint} refused the credentials for bucket {bucket} (HTTP 403); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")
+                } else if text.contains("NoSuchBucket") {
+                    format!("bucket {bucket} does not exist at {endpoint}; create it or fix --dest")
+                } else if text.contains("onnect")
+                    || text.contains("dns")
+                    || text.contains("timed out")
+                {
+                    format!("cannot reach {endpoint} for bucket {bucket}; check AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for a plain-http endpoint)")
+                } else {
+                    format!(
+                        "bucket {bucket} at {endpoint} failed: {}",
+                        first_line(&text)
+                    )
+                }
+            }
+            DestinationSpec::Local(path) => {
+                format!("{} cannot be read: {}", path.display(), first_line(&text))
+            }
+        };
+        Err(StoreError::Open {
+            dest: self.display.clone(),
+            cause,
+        })
+    }
+
     fn io(&self, op: &'static str, path: &Path, e: object_store::Error) -> StoreError {
         StoreError::Io {
             op,
             path: path.to_string(),
             dest: self.display.clone(),
-            cause: error_chain(&e),
+            cause: first_line(&error_chain(&e)),
         }
     }
 
@@ -246,6 +291,15 @@ impl Destination {
                 break;
             }
         }
+    }
+}
+
+/// The first line of a cause, shortened: S3 errors carry whole XML bodies.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_owned(),
     }
 }
 

@@ -30,17 +30,17 @@ fn extract_and_check(
         .join(",");
     let out = ws.extract(sim, &["--campaign", &ids, "--from", from, "--to", to]);
     out.assert_code(0);
-    let data = read_dataset(&ws.dest());
+    let view = ws.view();
+    let data = read_dataset(&view);
     let expected = expected_rows(cfg, campaigns, &days(from, to), &data.schema_json);
     assert_rows(&data.rows, &expected, &widened_to_utf8(&[out.report()]));
-    assert_clean_table_root(&ws.dest());
+    assert_clean_table_root(&view);
     out.report().clone()
 }
 
-#[test]
-fn every_quirk_at_once_gives_every_record_once() {
+fn every_quirk_at_once_gives_every_record_once(backend: Backend) {
     let (cfg, sim) = sim_with(Quirks::all(), 37);
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     let report = extract_and_check(&ws, &cfg, &sim, ALL3, "2019-08-05", "2019-08-16");
     assert_eq!(report["status"], "ok");
     let served: usize = ALL3
@@ -67,7 +67,7 @@ fn every_quirk_at_once_gives_every_record_once() {
         assert_eq!(p["file"].is_null(), want == "empty");
     }
     assert!(!ws
-        .dest()
+        .view()
         .join("call_outcomes/campaign_id=101/date=2019-08-07")
         .exists());
 }
@@ -167,8 +167,7 @@ fn page_size_one_and_default_page_size() {
     }
 }
 
-#[test]
-fn wide_records_of_300_custom_fields() {
+fn wide_records_of_300_custom_fields(backend: Backend) {
     let cfg = SimConfig {
         quirks: Quirks {
             wide: true,
@@ -179,26 +178,24 @@ fn wide_records_of_300_custom_fields() {
         ..SimConfig::default()
     };
     let sim = cube_sim::start(cfg.clone());
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     extract_and_check(&ws, &cfg, &sim, &[101, 102], "2019-08-01", "2019-08-02");
-    assert!(read_dataset(&ws.dest()).schemas[0].fields().len() > 300);
+    assert!(read_dataset(&ws.view()).schemas[0].fields().len() > 300);
 }
 
-#[test]
-fn rerunning_a_range_replaces_partitions_and_never_appends() {
+fn rerunning_a_range_replaces_partitions_and_never_appends(backend: Backend) {
     let (cfg, sim) = sim_with(Quirks::all(), 50);
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     extract_and_check(&ws, &cfg, &sim, ALL3, "2019-08-01", "2019-08-03");
-    let first = read_dataset(&ws.dest());
+    let first = read_dataset(&ws.view());
     let report = extract_and_check(&ws, &cfg, &sim, ALL3, "2019-08-01", "2019-08-03");
     assert_eq!(report["files_rewritten"], 0);
-    let second = read_dataset(&ws.dest());
+    let second = read_dataset(&ws.view());
     assert_eq!(first.rows, second.rows);
     assert_eq!(first.files.len(), second.files.len());
 }
 
-#[test]
-fn a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date() {
+fn a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date(backend: Backend) {
     let (cfg, sim) = sim_with(
         Quirks {
             drift: true,
@@ -207,7 +204,7 @@ fn a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date(
         },
         500,
     );
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     let r1 = ws.extract(
         &sim,
         &[
@@ -247,7 +244,7 @@ fn a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date(
         "the 8 files of the first run are rewritten"
     );
 
-    let data = read_dataset(&ws.dest());
+    let data = read_dataset(&ws.view());
     assert_eq!(data.files.len(), 16);
     for s in &data.schemas {
         assert_eq!(
@@ -271,10 +268,9 @@ fn a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date(
     );
 }
 
-#[test]
-fn resume_skips_committed_partitions() {
+fn resume_skips_committed_partitions(backend: Backend) {
     let (cfg, sim) = sim_with(Quirks::default(), 500);
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     extract_and_check(&ws, &cfg, &sim, &[101], "2019-08-01", "2019-08-02");
     let before = listing_requests(&sim).len();
     let out = ws.extract(
@@ -290,10 +286,11 @@ fn resume_skips_committed_partitions() {
         ],
     );
     out.assert_code(0);
-    let fetched: Vec<_> = listing_requests(&sim)[before..]
+    let mut fetched: Vec<_> = listing_requests(&sim)[before..]
         .iter()
         .map(|(_, from)| from.clone())
         .collect();
+    fetched.sort(); // partitions run concurrently
     assert_eq!(
         fetched,
         ["20190803", "20190804"],
@@ -306,7 +303,7 @@ fn resume_skips_committed_partitions() {
         .map(|p| p["status"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(statuses, ["skipped", "skipped", "committed", "committed"]);
-    let data = read_dataset(&ws.dest());
+    let data = read_dataset(&ws.view());
     assert_rows(
         &data.rows,
         &expected_rows(
@@ -319,14 +316,13 @@ fn resume_skips_committed_partitions() {
     );
 }
 
-#[test]
-fn a_day_that_became_empty_loses_its_old_file() {
-    let ws = Workspace::new();
+fn a_day_that_became_empty_loses_its_old_file(backend: Backend) {
+    let ws = Workspace::on(backend);
     let (_, sim) = sim_with(Quirks::default(), 500);
     ws.extract(&sim, &["--campaign", "101", "--from", "2019-08-07"])
         .assert_code(0);
     assert!(ws
-        .dest()
+        .view()
         .join("call_outcomes/campaign_id=101/date=2019-08-07/part-00000.parquet")
         .exists());
     drop(sim);
@@ -341,13 +337,34 @@ fn a_day_that_became_empty_loses_its_old_file() {
     out.assert_code(0);
     assert_eq!(out.report()["partitions"][0]["status"], "empty");
     assert!(!ws
-        .dest()
+        .view()
         .join("call_outcomes/campaign_id=101/date=2019-08-07")
         .exists());
     assert!(
-        ws.dest()
+        ws.view()
             .join("_cube_extract/call_outcomes/ledger/campaign_id=101/date=2019-08-07")
             .exists(),
         "empty days are recorded as done"
     );
 }
+
+/// Each scenario above runs on local disk and on the S3 server.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(super::Backend::Local) })*
+        }
+        mod s3 {
+            $(#[test] fn $name() { super::$name(super::Backend::S3) })*
+        }
+    };
+}
+
+on_every_backend!(
+    every_quirk_at_once_gives_every_record_once,
+    wide_records_of_300_custom_fields,
+    rerunning_a_range_replaces_partitions_and_never_appends,
+    a_second_run_with_new_keys_and_widened_types_brings_earlier_files_up_to_date,
+    resume_skips_committed_partitions,
+    a_day_that_became_empty_loses_its_old_file,
+);

@@ -3,7 +3,9 @@
 
 #[path = "../../examples/cube_sim.rs"]
 pub mod cube_sim;
+mod s3;
 mod support;
 
 mod extract;
+mod s3_dest;
 mod usage;

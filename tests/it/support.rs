@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 pub use crate::cube_sim::{self, Quirks, SimConfig, SimHandle};
+pub use crate::s3::S3Server;
 
 pub const TOKEN: &str = "sim-token";
 
@@ -28,36 +29,98 @@ pub fn days(from: &str, to: &str) -> Vec<NaiveDate> {
         .collect()
 }
 
-/// A temp dir holding the destination and the reports of one test.
+/// Where a test's destination lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// A temp dir holding the reports of one test and its destination: a local folder, or a fresh
+/// bucket on the shared S3 server.
 pub struct Workspace {
     dir: tempfile::TempDir,
     runs: std::cell::Cell<usize>,
+    backend: Backend,
+    bucket: String,
 }
+
+/// The prefix of S3 destinations inside their bucket.
+const S3_PREFIX: &str = "lake";
 
 impl Workspace {
     pub fn new() -> Workspace {
+        Workspace::on(Backend::Local)
+    }
+
+    pub fn on(backend: Backend) -> Workspace {
+        let bucket = format!("t{:016x}", rand::random::<u64>());
+        if backend == Backend::S3 {
+            S3Server::shared().create_bucket(&bucket);
+        }
         Workspace {
             dir: tempfile::tempdir().unwrap(),
             runs: std::cell::Cell::new(0),
+            backend,
+            bucket,
         }
     }
 
+    /// The local destination folder (local backend only).
     pub fn dest(&self) -> PathBuf {
+        assert_eq!(
+            self.backend,
+            Backend::Local,
+            "use view() for S3 destinations"
+        );
         self.dir.path().join("dest")
     }
 
-    /// Runs `cube-extract call-outcomes` against `sim` into `dest()` with `--report`.
+    pub fn dest_arg(&self) -> String {
+        match self.backend {
+            Backend::Local => self.dir.path().join("dest").display().to_string(),
+            Backend::S3 => format!("s3://{}/{S3_PREFIX}", self.bucket),
+        }
+    }
+
+    /// A local folder with what the destination holds now (for S3, a fresh download).
+    pub fn view(&self) -> PathBuf {
+        match self.backend {
+            Backend::Local => self.dest(),
+            Backend::S3 => {
+                let dir = self
+                    .dir
+                    .path()
+                    .join(format!("view-{}", rand::random::<u64>()));
+                std::fs::create_dir_all(&dir).unwrap();
+                S3Server::shared().download(&self.bucket, S3_PREFIX, &dir);
+                dir
+            }
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self.backend {
+            Backend::Local => Vec::new(),
+            Backend::S3 => S3Server::shared().env(),
+        }
+    }
+
+    /// Runs `cube-extract call-outcomes` against `sim` into the destination with `--report`.
     pub fn extract(&self, sim: &SimHandle, args: &[&str]) -> Outcome {
         let n = self.runs.get() + 1;
         self.runs.set(n);
         let report = self.dir.path().join(format!("report-{n}.json"));
-        let dest = self.dest();
         let mut all = vec![
             "call-outcomes".to_string(),
             "--base-url".into(),
             sim.base_url(),
             "--dest".into(),
-            dest.display().to_string(),
+            self.dest_arg(),
             "--report".into(),
             report.display().to_string(),
         ];
@@ -66,7 +129,7 @@ impl Workspace {
             all.push(TOKEN.into());
         }
         all.extend(args.iter().map(|s| s.to_string()));
-        let mut out = run_bin(&all);
+        let mut out = run_bin_env(&all, &self.env());
         out.report = std::fs::read(&report)
             .ok()
             .map(|b| serde_json::from_slice(&b).expect("report is JSON"));
@@ -107,7 +170,25 @@ impl Outcome {
 }
 
 pub fn run_bin<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Outcome {
-    let out = Command::new(env!("CARGO_BIN_EXE_cube-extract"))
+    run_bin_env(args, &[])
+}
+
+pub fn run_bin_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Outcome {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cube-extract"));
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT",
+        "AWS_ALLOW_HTTP",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .env_remove("CUBE_BASE_URL")
         .env_remove("CUBE_TOKEN")
