@@ -6,7 +6,7 @@ CARGO ?= cargo
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test build venv lint bench clean
+.PHONY: demo test build venv lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
@@ -30,6 +30,15 @@ $(VENV)/.installed: tests/interop/requirements.txt
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Fuzzes page parsing and decoding (arbitrary bytes as a page body) for FUZZ_SECONDS.
+# cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP lets the stable toolchain provide them.
+FUZZ_SECONDS ?= 30
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/page
+	cp -n fuzz/seeds/* fuzz/corpus/page/ 2>/dev/null || true
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none page -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	rm -rf out target/demo-report.json

@@ -67,6 +67,12 @@ pub struct ExtractArgs {
     /// Most requests in flight.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_concurrency)]
     pub concurrency: usize,
+    /// Attempts per request before a partition fails (retries 408, 429, 5xx and transport errors).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_attempts)]
+    pub max_attempts: u32,
+    /// Longest time, in seconds, one request may spend retrying.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub retry_budget: u64,
     /// Skip (campaign, day) partitions an earlier run committed.
     #[arg(long)]
     pub resume: bool,
@@ -88,6 +94,14 @@ pub struct ExtractArgs {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+fn parse_attempts(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("it must be at least 1 (1 = no retries)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("it must be a whole number, at least 1".into()),
+    }
 }
 
 fn parse_concurrency(s: &str) -> Result<usize, String> {

@@ -17,7 +17,6 @@ use crate::settings::{CampaignSelection, Settings};
 use crate::sink::parquet::{file_schema, rewrite, EncodeError, PartitionWriter};
 use crate::sink::upload::{self, ChunkWriter, CHUNK_BYTES};
 use crate::sink::{Committed, Destination, Layout, Ledger, LedgerRecord, StoreError};
-use crate::source::retry::RetryPolicy;
 use crate::source::{fetch_partition, Campaign, CubeClient, Page, SourceError};
 use crate::unit::{Dataset, Unit};
 
@@ -93,7 +92,7 @@ async fn execute(
         settings.api_root.clone(),
         settings.auth.clone(),
         settings.concurrency,
-        RetryPolicy::default(),
+        settings.retry.clone(),
     )
     .map_err(Stop::Api)?;
     // Checks credentials and campaign ids before anything is written.

@@ -6,6 +6,7 @@ use url::Url;
 
 use crate::cli::{ExtractArgs, LogFormat};
 use crate::sink::DestinationSpec;
+use crate::source::retry::RetryPolicy;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CampaignSelection {
@@ -22,6 +23,7 @@ pub struct Settings {
     pub days: Vec<NaiveDate>,
     pub dest: DestinationSpec,
     pub concurrency: usize,
+    pub retry: RetryPolicy,
     pub resume: bool,
     pub log_format: LogFormat,
     pub report: Option<std::path::PathBuf>,
@@ -81,6 +83,11 @@ impl Settings {
             days,
             dest,
             concurrency: args.concurrency,
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts,
+                budget: std::time::Duration::from_secs(args.retry_budget),
+                ..RetryPolicy::default()
+            },
             resume: args.resume,
             log_format: args.log_format,
             report: args.report.clone(),

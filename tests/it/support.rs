@@ -339,13 +339,24 @@ pub fn expected_rows(
     days: &[NaiveDate],
     schema_json: &Value,
 ) -> Vec<Row> {
+    expected_rows_with(cfg, campaigns, days, schema_json, cube_sim::records)
+}
+
+/// As [`expected_rows`], with the records of a day given by `records`.
+pub fn expected_rows_with(
+    cfg: &SimConfig,
+    campaigns: &[u64],
+    days: &[NaiveDate],
+    schema_json: &Value,
+    records: fn(&SimConfig, u64, NaiveDate) -> Vec<serde_json::Map<String, Value>>,
+) -> Vec<Row> {
     let columns = schema_json["columns"]
         .as_array()
         .expect("schema.json has columns");
     let mut rows = Vec::new();
     for &c in campaigns {
         for &d in days {
-            for record in cube_sim::records(cfg, c, d) {
+            for record in records(cfg, c, d) {
                 let values = columns
                     .iter()
                     .map(|col| {

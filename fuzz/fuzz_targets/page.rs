@@ -1,0 +1,29 @@
+//! Arbitrary bytes as a page body: parsing, key inference, schema merge and Arrow decoding must
+//! return errors, never panic.
+#![no_main]
+
+use bytes::Bytes;
+use cube_extract::decode::{DecodeError, PageDecoder, RecordBatch};
+use cube_extract::schema::{DatasetSchema, KnownFields};
+use cube_extract::source::Page;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(page) = Page::parse(1, Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
+    let day = chrono::NaiveDate::from_ymd_opt(2019, 8, 14).unwrap();
+    schema.merge(&page.keys, day);
+    let Ok(mut decoder) = PageDecoder::new(schema.decode_arrow(), schema.arrow()) else {
+        return;
+    };
+    let mut rows = 0;
+    let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
+        rows += b.num_rows();
+        Ok(())
+    };
+    if decoder.push(page.results_json(), &mut sink).is_ok() && decoder.finish(&mut sink).is_ok() {
+        assert_eq!(rows, page.records, "every record becomes one row");
+    }
+});
