@@ -5,6 +5,11 @@ overlapping `cube-extract call-outcomes` runs into one destination (the second b
 new keys, so the earlier files must be rewritten). The expected data is the simulator's own dump
 (`cube_sim dump`), normalised per column by the type that `schema.json` declares, as the contract
 (docs/contract.md) prescribes. Nothing here hard-codes an expected value.
+
+The scenario runs once per backend (`scenario[local]`, `scenario[s3]`): into a local directory, and into
+`s3://cube-interop/lake` on a moto_server on 127.0.0.1 (a real S3-compatible HTTP server, started once
+per session). For S3 every object under the prefix is then downloaded, key for key, into a local
+directory, and the same tests read that copy.
 """
 
 from __future__ import annotations
@@ -42,10 +47,19 @@ PAGE_SIZE = "37"
 RUNS = (("2019-08-01", "2019-08-12"), ("2019-08-10", "2019-08-25"), ("2019-08-05", "2019-08-06"))
 DATA_FROM, DATA_TO = "2019-08-01", "2019-08-25"
 
+# The destinations every scenario test runs against.
+BACKENDS = ("local", "s3")
+# moto_server of the interpreter running the tests (`moto[server]` in requirements.txt).
+MOTO_BIN = Path(os.environ.get("MOTO_SERVER_BIN") or Path(sys.prefix) / "bin" / "moto_server")
+S3_BUCKET = "cube-interop"
+S3_PREFIX = "lake"  # --dest s3://S3_BUCKET/S3_PREFIX
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
 PARTITION_COLUMNS = ("campaign_id", "date")
 TABLE = "call_outcomes"
 
 SIM_START_TIMEOUT = 30  # seconds until the simulator must have printed its address
+S3_START_TIMEOUT = 30  # seconds until moto_server must have printed its address
 RUN_TIMEOUT = 120  # seconds per extractor run / dump
 
 # schema.json type names -> the Arrow type every file must carry.
@@ -69,7 +83,9 @@ MAX_SHOWN = 8  # differences quoted in a failure message
 
 
 def local_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child process: no proxies, no CUBE_* / AWS_* settings leaking in."""
+    """The environment of a child process: no proxies, no CUBE_* / AWS_* settings leaking in.
+
+    `extra` is added last: the S3 runs pass their AWS_* settings (for the local server) that way."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -81,14 +97,13 @@ def local_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def require_binary(path: Path, what: str) -> Path:
+def require_binary(path: Path, what: str, hint: str | None = None) -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
-        pytest.fail(
-            f"{what} binary not found or not executable at {path}; "
+        hint = hint or (
             f"run `cargo build --all-targets` in {REPO} first "
-            f"(or point {'CUBE_EXTRACT_BIN' if 'extract' in what else 'CUBE_SIM_BIN'} at it)",
-            pytrace=False,
+            f"(or point {'CUBE_EXTRACT_BIN' if 'extract' in what else 'CUBE_SIM_BIN'} at it)"
         )
+        pytest.fail(f"{what} binary not found or not executable at {path}; {hint}", pytrace=False)
     return path
 
 
@@ -381,7 +396,8 @@ class RunResult:
 
 @dataclasses.dataclass
 class Scenario:
-    dest: Path
+    backend: str  # "local" or "s3"
+    dest: Path  # a local directory with the output (for S3: a download of the bucket prefix)
     table: Path
     runs: list[RunResult]
     schema: dict[str, Any]
@@ -438,10 +454,119 @@ def dump(sim_bin: Path) -> list[dict[str, Any]]:
     return run_dump(sim_bin)
 
 
+# --------------------------------------------------------------------------------------------
+# The S3 backend: a real S3-compatible server (moto_server) on 127.0.0.1.
+
+
+@dataclasses.dataclass
+class S3Server:
+    url: str
+    bucket: str
+    client: Any  # boto3 S3 client for that server
+    proc: subprocess.Popen
+    output: collections.deque  # the server's stdout+stderr (its request log), for failure messages
+
+    def log(self) -> str:
+        return tail(b"".join(self.output))
+
+    def env(self) -> dict[str, str]:
+        """What a child process needs to reach this server (and only it)."""
+        return {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": self.url, "AWS_ALLOW_HTTP": "true"}
+
+    def keys(self, prefix: str) -> list[str]:
+        """The current object keys under `prefix`, all pages."""
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            out.extend(o["Key"] for o in page.get("Contents") or [])
+        return out
+
+
+def s3_client(url: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session(
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_REGION"],
+    ).client(
+        "s3",
+        endpoint_url=url,
+        # proxies={} (not None): never route 127.0.0.1 through an environment proxy.
+        config=Config(proxies={}, s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+    )
+
+
 @pytest.fixture(scope="session")
-def scenario(tmp_path_factory, extract_bin: Path, simulator: Simulator, dump) -> Scenario:
-    dest = tmp_path_factory.mktemp("dest")
-    reports_dir = tmp_path_factory.mktemp("reports")
+def s3_server():
+    moto = require_binary(
+        MOTO_BIN, "moto_server (S3 server)",
+        "install tests/interop/requirements.txt into this interpreter (or point MOTO_SERVER_BIN at it)",
+    )
+    cmd = [str(moto), "-H", "127.0.0.1", "-p", "0"]
+    # stderr into stdout: one pipe to watch for the address and to drain afterwards.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=local_env()
+    )
+    output: collections.deque = collections.deque(maxlen=512)
+    try:
+        # Block (with a deadline, not a sleep) until it prints the address it listens on.
+        seen = b""
+        m = None
+        deadline = time.monotonic() + S3_START_TIMEOUT
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while m is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(timeout=left):
+                    break
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+                m = re.search(rb"Running on (http://127\.0\.0\.1:([1-9]\d*))\b", seen)
+        output.append(seen)
+        if m is None:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=10)
+            pytest.fail(
+                f"`{' '.join(cmd)}` did not print 'Running on http://127.0.0.1:PORT' within {S3_START_TIMEOUT}s; "
+                f"exit status {proc.returncode}\noutput:\n{tail(seen + (rest or b''))}",
+                pytrace=False,
+            )
+        threading.Thread(target=_drain, args=(proc.stdout, output), daemon=True).start()
+        url = m.group(1).decode()
+        client = s3_client(url)
+        try:
+            client.create_bucket(Bucket=S3_BUCKET)
+            # Versioning keeps every object ever written (and deleted) listable, so a temporary object
+            # that was written and removed again is still visible to the layout test.
+            client.put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        except Exception as e:  # noqa: BLE001
+            pytest.fail(f"could not create bucket {S3_BUCKET} on {url}: {e!r}\nserver log:\n{tail(b''.join(output))}",
+                        pytrace=False)
+        yield S3Server(url=url, bucket=S3_BUCKET, client=client, proc=proc, output=output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------------------------
+# The scenario: the same three runs, into a local directory or into S3.
+
+
+@dataclasses.dataclass
+class Extraction:
+    backend: str
+    dest: Path  # a local directory holding the output (for S3: a download of everything under the prefix)
+    runs: list[RunResult]
+
+
+def run_extractions(
+    extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str,
+    extra_env: dict[str, str] | None = None, server_log=None,
+) -> list[RunResult]:
     runs: list[RunResult] = []
     for i, (first, last) in enumerate(RUNS, 1):
         report_path = reports_dir / f"run{i}.json"
@@ -449,26 +574,72 @@ def scenario(tmp_path_factory, extract_bin: Path, simulator: Simulator, dump) ->
             str(extract_bin), "call-outcomes",
             "--base-url", simulator.url, "--token", TOKEN,
             "--campaign", CAMPAIGN_ARG, "--from", first, "--to", last,
-            "--dest", str(dest), "--report", str(report_path),
+            "--dest", dest_arg, "--report", str(report_path),
         ]
+        what = f"[{backend}] run {i} ({first}..{last})"
         try:
-            r = subprocess.run(cmd, capture_output=True, env=local_env(), timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+            r = subprocess.run(cmd, capture_output=True, env=local_env(extra_env), timeout=RUN_TIMEOUT,
+                               stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
-            pytest.fail(f"run {i} ({first}..{last}) did not finish in {RUN_TIMEOUT}s\nstderr:\n{tail(e.stderr or b'')}",
-                        pytrace=False)
+            pytest.fail(f"{what} did not finish in {RUN_TIMEOUT}s\nstderr:\n{tail(e.stderr or b'')}", pytrace=False)
         stderr = r.stderr.decode("utf-8", "replace")
         shown = " ".join(cmd).replace(TOKEN, "***")
         if r.returncode != 0:
             pytest.fail(
-                f"run {i} ({first}..{last}) exited {r.returncode}, expected 0\n{shown}\n"
-                f"stderr:\n{tail(stderr)}\nsimulator log:\n{simulator.log()}",
+                f"{what} exited {r.returncode}, expected 0\n{shown}\n"
+                f"stderr:\n{tail(stderr)}\nsimulator log:\n{simulator.log()}"
+                + (f"\nS3 server log:\n{server_log()}" if server_log else ""),
                 pytrace=False,
             )
         try:
             report = json.loads(report_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            pytest.fail(f"run {i} ({first}..{last}) wrote no readable --report {report_path}: {e!r}", pytrace=False)
+            pytest.fail(f"{what} wrote no readable --report {report_path}: {e!r}", pytrace=False)
         runs.append(RunResult((first, last), cmd, stderr, report))
+    return runs
+
+
+@pytest.fixture(scope="session")
+def extraction_local(tmp_path_factory, extract_bin: Path, simulator: Simulator) -> Extraction:
+    dest = tmp_path_factory.mktemp("dest-local")
+    runs = run_extractions(extract_bin, simulator, str(dest), tmp_path_factory.mktemp("reports-local"), "local")
+    return Extraction("local", dest, runs)
+
+
+def download_prefix(server: S3Server, prefix: str, into: Path) -> int:
+    """Copy every object under `prefix` to `into`, keeping the rest of its key as the relative path."""
+    root = into.resolve()
+    n = 0
+    for key in server.keys(prefix):
+        rel = key[len(prefix):]
+        target = (root / rel).resolve()
+        if not rel or rel.startswith("/") or root not in target.parents:
+            pytest.fail(f"object key {key!r} does not map to a file under {root}", pytrace=False)
+        if key.endswith("/"):  # a "folder" marker object: keep it visible as a directory
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(server.client.get_object(Bucket=server.bucket, Key=key)["Body"].read())
+        n += 1
+    return n
+
+
+@pytest.fixture(scope="session")
+def extraction_s3(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_server: S3Server) -> Extraction:
+    runs = run_extractions(
+        extract_bin, simulator, f"s3://{s3_server.bucket}/{S3_PREFIX}", tmp_path_factory.mktemp("reports-s3"), "s3",
+        extra_env=s3_server.env(), server_log=s3_server.log,
+    )
+    copy = tmp_path_factory.mktemp("dest-s3-download")
+    if not download_prefix(s3_server, f"{S3_PREFIX}/", copy):
+        pytest.fail(f"nothing under s3://{s3_server.bucket}/{S3_PREFIX}/ after the runs", pytrace=False)
+    return Extraction("s3", copy, runs)
+
+
+@pytest.fixture(scope="session", params=BACKENDS, ids=BACKENDS)
+def scenario(request, dump) -> Scenario:
+    extraction: Extraction = request.getfixturevalue(f"extraction_{request.param}")
+    dest, runs = extraction.dest, extraction.runs
 
     schema_path = dest / "_cube_extract" / TABLE / "schema.json"
     try:
@@ -504,7 +675,7 @@ def scenario(tmp_path_factory, extract_bin: Path, simulator: Simulator, dump) ->
         expected_raw[key] = raw_by_col
 
     return Scenario(
-        dest=dest, table=dest / TABLE, runs=runs, schema=schema, columns=columns, types=types, dump=dump,
+        backend=extraction.backend, dest=dest, table=dest / TABLE, runs=runs, schema=schema, columns=columns, types=types, dump=dump,
         key_to_column=key_to_column, unmapped_keys=unmapped, ambiguous_keys=ambiguous,
         widened_to_utf8=widened, expected=expected, expected_raw=expected_raw, duplicate_dump_keys=dups,
     )
