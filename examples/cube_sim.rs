@@ -9,7 +9,29 @@
 //! cargo run --example cube_sim -- dump --campaign 101,199 --from 2024-03-01 --to 2024-03-03
 //!     NDJSON on stdout: every record exactly as served, with two extra leading keys
 //!     "__campaign_id" and "__date", per campaign (given order) then per day
+//!     (with --inserts-while-paging K: as served once all K inserts have happened)
+//! cargo run --example cube_sim -- serve --port 0 --throttle-every 3 --retry-after 2 \
+//!     --error-every 5 --drop-every 7 --failing-day 2024-03-02 --inserts-while-paging 2
 //! ```
+//!
+//! Fault switches (`SimConfig::faults`, all off by default; serve flags in brackets). The
+//! `*_every` counters count every request that passes authentication (any endpoint, 1-based,
+//! in arrival order, per simulator instance); when several hit one request the first listed wins:
+//! - `throttle_every` [--throttle-every N]: 429 `{"detail":"Request was throttled."}` with
+//!   `Retry-After: <retry_after_secs>` [--retry-after SECS], or an HTTP date (now + SECS) with
+//!   `retry_after_http_date` [--retry-after-date];
+//! - `error_every` [--error-every N]: 503 `{"detail":"Service unavailable."}`;
+//! - `drop_every` [--drop-every N]: the normal status and a `Content-Length` for the full body,
+//!   but only the first half of the body, then the connection is closed.
+//!
+//! Not counted: `latency_ms` [--latency-ms MS] delays every answer (401s included);
+//! `failing_days` [--failing-day DATE, repeatable]: every listing request (call outcomes or
+//! product registrations, any scope) whose date range covers such a day answers 500
+//! `{"detail":"Internal error."}`; `inserts_while_paging` [--inserts-while-paging K, also on
+//! dump]: a live table, where each listing request for page >= 2 first inserts one record at
+//! the front of every non-empty (campaign, day) of its range, until a day has K inserts (see
+//! `records_at`, `final_records`). `RequestLog::fault` names the fault that answered a request.
+//! At runtime: `SimHandle::set_faults`, `SimHandle::set_failing_days` (counters keep counting).
 //!
 //! As a module of a Rust integration test:
 //!
@@ -19,6 +41,8 @@
 //! let sim = cube_sim::start(cube_sim::SimConfig::default());   // bound before it returns
 //! let url = sim.base_url();                                      // "http://127.0.0.1:PORT"
 //! let expected = cube_sim::records(&cfg, 101, day);             // what the API serves for that day
+//! let stable = cube_sim::final_records(&cfg, 101, day);         // .. after inserts_while_paging
+//! sim.set_failing_days(vec![]);                                  // heal the API at runtime
 //! let log = sim.requests();                                      // every request served so far
 //! ```
 //!
@@ -29,14 +53,17 @@
 //! is 401. Paging follows Django REST Framework's page-number pagination.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -78,6 +105,9 @@ pub struct SimConfig {
     /// Scheme + host put into `next`/`previous` under quirk `foreign_next`
     /// (default [`DEFAULT_NEXT_HOST`]). Ignored without that quirk.
     pub next_host: Option<String>,
+    /// Failures to inject (default: none). Can be replaced at runtime with
+    /// [`SimHandle::set_faults`]; [`SimHandle::config`] keeps the values given at start.
+    pub faults: Faults,
 }
 
 impl Default for SimConfig {
@@ -92,8 +122,39 @@ impl Default for SimConfig {
             username: "sim".to_owned(),
             password: "sim-pass".to_owned(),
             next_host: None,
+            faults: Faults::default(),
         }
     }
+}
+
+/// Failures the simulator can inject, to exercise a client's retries, completeness checks and
+/// handling of partial failures. The `*_every` switches count every request that passes
+/// authentication (1-based, in arrival order, per simulator instance, never reset); 0 = off.
+/// When several hit the same request: throttle, then error, then drop.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Every request (authenticated or not) waits this long before it is answered.
+    pub latency_ms: u64,
+    /// Every Nth request answers 429 `{"detail":"Request was throttled."}` with `Retry-After`.
+    pub throttle_every: u32,
+    /// The `Retry-After` of throttled requests, in seconds.
+    pub retry_after_secs: u32,
+    /// Send `Retry-After` as an HTTP date (now + `retry_after_secs`, rounded up to the next
+    /// whole second) instead of a number of seconds.
+    pub retry_after_http_date: bool,
+    /// Every Nth request answers 503 `{"detail":"Service unavailable."}`.
+    pub error_every: u32,
+    /// Every Nth request is answered normally (status and headers, normally 200) with a
+    /// `Content-Length` for the full body, but only the first half of the body is sent before
+    /// the connection is closed.
+    pub drop_every: u32,
+    /// Rows inserted into the live table while a client pages: see [`records_at`]. Each listing
+    /// request for page >= 2 inserts one more record (up to this many) at the front of every
+    /// non-empty (campaign, day) of its range, before the page is computed.
+    pub inserts_while_paging: u32,
+    /// Every listing request (call outcomes or product registrations, any scope) whose
+    /// from_date..=to_date covers one of these days answers 500 `{"detail":"Internal error."}`.
+    pub failing_days: Vec<NaiveDate>,
 }
 
 /// Misbehaviours of the real API that can be switched on. Data quirks: `drift`, `new_keys`,
@@ -228,6 +289,10 @@ const STREAM_ODD_KEYS: u64 = 5;
 const STREAM_CASE_KEYS: u64 = 6;
 const STREAM_WIDE: u64 = 7;
 const STREAM_PRODUCT: u64 = 8;
+const STREAM_INSERT: u64 = 9;
+/// Row number of the first inserted record (fault `inserts_while_paging`) in the product
+/// stream, far above any base row index.
+const INSERTED_ROW_BASE: u64 = 1 << 40;
 
 fn day_number(day: NaiveDate) -> u64 {
     i64::from(day.num_days_from_ce()) as u64
@@ -675,6 +740,79 @@ pub fn records(cfg: &SimConfig, campaign_id: u64, day: NaiveDate) -> Vec<Map<Str
     (0..n).map(|idx| record(cfg, &meta, day, idx, n)).collect()
 }
 
+/// The records of one campaign and day after `version` inserts (fault `inserts_while_paging`):
+/// `version` extra records in front of the base [`records`], the latest insert first, so that
+/// going from version v to v + 1 shifts every row by one place. Inserted record j (0-based) is
+/// a copy of base record j % n whose `crm__customer_id` (unique: its last five digits are
+/// n + j), `crm__standard_info__name`, `phone_1` and (if not empty) `email` are replaced, so
+/// the key set and the JSON kind of every value are those of a base record of that day.
+/// A day without base records stays empty; version 0 is [`records`].
+pub fn records_at(
+    cfg: &SimConfig,
+    campaign_id: u64,
+    day: NaiveDate,
+    version: u32,
+) -> Vec<Map<String, Value>> {
+    let base = records(cfg, campaign_id, day);
+    if base.is_empty() || version == 0 {
+        return base;
+    }
+    let n = base.len();
+    let mut out: Vec<Map<String, Value>> = (0..version as usize)
+        .rev()
+        .map(|j| inserted_record(cfg, campaign_id, day, &base[j % n], n, j))
+        .collect();
+    out.extend(base);
+    out
+}
+
+/// The records of one campaign and day as served once every insert of fault
+/// `inserts_while_paging` has happened (`records_at(.., cfg.faults.inserts_while_paging)`);
+/// equal to [`records`] without that fault.
+pub fn final_records(cfg: &SimConfig, campaign_id: u64, day: NaiveDate) -> Vec<Map<String, Value>> {
+    records_at(cfg, campaign_id, day, cfg.faults.inserts_while_paging)
+}
+
+/// Inserted record `j` of a day with `n` base records, copied from `template`.
+fn inserted_record(
+    cfg: &SimConfig,
+    campaign_id: u64,
+    day: NaiveDate,
+    template: &Map<String, Value>,
+    n: usize,
+    j: usize,
+) -> Map<String, Value> {
+    let mut rng = stream(cfg, STREAM_INSERT, campaign_id, day, j as u64);
+    let mut r = template.clone();
+    let customer_id = format!(
+        "{:07}{:05}",
+        rng.range(1_000_000, 9_999_999),
+        (n + j) % 100_000
+    );
+    let (first, last) = (*rng.pick(&FIRST_NAMES), *rng.pick(&LAST_NAMES));
+    put(&mut r, "crm__customer_id", customer_id);
+    put(
+        &mut r,
+        "crm__standard_info__name",
+        format!("{first} {last}"),
+    );
+    put(
+        &mut r,
+        "crm__standard_info__phone_1",
+        mobile_phone(&mut rng),
+    );
+    let has_email = r
+        .get("crm__standard_info__email")
+        .and_then(Value::as_str)
+        .is_some_and(|e| !e.is_empty());
+    if has_email {
+        let domain = *rng.pick(&EMAIL_DOMAINS);
+        let email = format!("{}.{}@{domain}", ascii_fold(first), ascii_fold(last));
+        put(&mut r, "crm__standard_info__email", email);
+    }
+    r
+}
+
 /// The product registrations of one campaign and day: the rows with `call_outcome__type` "Sale"
 /// (about a third), each with `product__name`, `product__price` (number) and
 /// `product__quantity` (integer) appended.
@@ -683,12 +821,32 @@ pub fn product_registrations(
     campaign_id: u64,
     day: NaiveDate,
 ) -> Vec<Map<String, Value>> {
-    records(cfg, campaign_id, day)
+    product_registrations_at(cfg, campaign_id, day, 0)
+}
+
+/// The product registrations of [`records_at`] `version`: those of [`product_registrations`]
+/// preceded by the sales among the inserted records (with their own product values).
+pub fn product_registrations_at(
+    cfg: &SimConfig,
+    campaign_id: u64,
+    day: NaiveDate,
+    version: u32,
+) -> Vec<Map<String, Value>> {
+    let records = records_at(cfg, campaign_id, day, version);
+    let inserted = records.len().min(version as usize);
+    records
         .into_iter()
         .enumerate()
         .filter(|(_, r)| r.get("call_outcome__type").and_then(Value::as_str) == Some("Sale"))
-        .map(|(idx, mut r)| {
-            let mut rng = stream(cfg, STREAM_PRODUCT, campaign_id, day, idx as u64);
+        .map(|(pos, mut r)| {
+            // Base rows keep their own index (so inserts never change them); inserted rows use
+            // a number of their own.
+            let row = if pos < inserted {
+                INSERTED_ROW_BASE + (inserted - 1 - pos) as u64
+            } else {
+                (pos - inserted) as u64
+            };
+            let mut rng = stream(cfg, STREAM_PRODUCT, campaign_id, day, row);
             let (name, price) = *rng.pick(&PRODUCTS);
             put(&mut r, "product__name", name);
             put(&mut r, "product__price", price);
@@ -696,6 +854,15 @@ pub fn product_registrations(
             r
         })
         .collect()
+}
+
+/// The product registrations once every insert of fault `inserts_while_paging` has happened.
+pub fn final_product_registrations(
+    cfg: &SimConfig,
+    campaign_id: u64,
+    day: NaiveDate,
+) -> Vec<Map<String, Value>> {
+    product_registrations_at(cfg, campaign_id, day, cfg.faults.inserts_while_paging)
 }
 
 /// One call outcome. All base values come from the row stream in a fixed order; every quirk
@@ -981,6 +1148,11 @@ pub struct RequestLog {
     /// The raw `Authorization` header value, if any.
     pub authorization: Option<String>,
     pub accept: Option<String>,
+    /// The injected failure, if any: "throttle", "error", "drop" (status as answered, the body
+    /// cut short) or "failing-day".
+    pub fault: Option<&'static str>,
+    /// When the request arrived (before any `latency_ms`).
+    pub at: Instant,
 }
 
 struct Sim {
@@ -990,9 +1162,18 @@ struct Sim {
     /// The most recently generated days: every page of a day would otherwise regenerate the
     /// whole day, which makes large days quadratic.
     cache: Mutex<Vec<(CacheKey, DayRows)>>,
+    /// The fault settings in force (initially `cfg.faults`).
+    faults: RwLock<Arc<Faults>>,
+    /// Requests that passed authentication so far.
+    served: AtomicU64,
+    /// Inserts so far per (is call outcomes, campaign, day), for `inserts_while_paging`.
+    versions: Mutex<HashMap<VersionKey, u32>>,
 }
 
-type CacheKey = (bool, u64, NaiveDate);
+/// (is call outcomes, campaign, day)
+type VersionKey = (bool, u64, NaiveDate);
+/// (is call outcomes, campaign, day, version)
+type CacheKey = (bool, u64, NaiveDate, u32);
 type DayRows = Arc<Vec<Map<String, Value>>>;
 const CACHED_DAYS: usize = 32;
 
@@ -1026,13 +1207,38 @@ impl SimHandle {
             .clone()
     }
 
-    /// Forgets the requests logged so far.
+    /// Forgets the requests logged so far (the fault counter keeps counting).
     pub fn clear_requests(&self) {
         self.sim
             .log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    /// The fault settings in force.
+    pub fn faults(&self) -> Faults {
+        Faults::clone(&self.sim.current_faults())
+    }
+
+    /// Replaces every fault setting; takes effect for requests arriving from now on. The
+    /// request counter and the inserts already made are kept.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.sim.faults.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(faults);
+    }
+
+    /// Replaces only [`Faults::failing_days`] (an empty list "heals" the API).
+    pub fn set_failing_days(&self, days: Vec<NaiveDate>) {
+        let mut faults = self.sim.faults.write().unwrap_or_else(|e| e.into_inner());
+        let mut updated = Faults::clone(&faults);
+        updated.failing_days = days;
+        *faults = Arc::new(updated);
+    }
+
+    /// Number of requests that passed authentication so far (the counter of the `*_every`
+    /// faults: the next such request is number `request_count() + 1`).
+    pub fn request_count(&self) -> u64 {
+        self.sim.served.load(Ordering::SeqCst)
     }
 }
 
@@ -1057,11 +1263,15 @@ pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<SimHandle> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let faults = RwLock::new(Arc::new(cfg.faults.clone()));
     let sim = Arc::new(Sim {
         cfg,
         addr,
         log: Mutex::new(Vec::new()),
         cache: Mutex::new(Vec::new()),
+        faults,
+        served: AtomicU64::new(0),
+        versions: Mutex::new(HashMap::new()),
     });
     let app = router(Arc::clone(&sim));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -1142,19 +1352,56 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// Authenticates (before routing, like DRF's default permission) and logs every request.
+/// Marks a response answered by an injected failure (read back by [`auth_and_log`]).
+#[derive(Clone, Copy)]
+struct FaultTag(&'static str);
+
+/// Authenticates (before routing, like DRF's default permission), injects the counted faults
+/// and logs every request.
 async fn auth_and_log(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let at = Instant::now();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let authorization = header_text(req.headers(), header::AUTHORIZATION);
     let accept = header_text(req.headers(), header::ACCEPT);
-    let response = match sim.check_auth(authorization.as_deref()) {
-        Ok(()) => next.run(req).await,
+    let auth = sim.check_auth(authorization.as_deref());
+    // Numbered on arrival, before any latency.
+    let number = auth
+        .is_ok()
+        .then(|| sim.served.fetch_add(1, Ordering::SeqCst) + 1);
+    let faults = sim.current_faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let every = |n: u32| number.is_some_and(|number| n > 0 && number % u64::from(n) == 0);
+    let mut fault = None;
+    let response = match auth {
         Err(detail) => {
             let mut response = error(StatusCode::UNAUTHORIZED, detail);
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            response
+        }
+        Ok(()) if every(faults.throttle_every) => {
+            fault = Some("throttle");
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Request was throttled.");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(&faults));
+            response
+        }
+        Ok(()) if every(faults.error_every) => {
+            fault = Some("error");
+            error(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable.")
+        }
+        Ok(()) if every(faults.drop_every) => {
+            fault = Some("drop");
+            cut_body(next.run(req).await).await
+        }
+        Ok(()) => {
+            let response = next.run(req).await;
+            fault = response.extensions().get::<FaultTag>().map(|tag| tag.0);
             response
         }
     };
@@ -1167,8 +1414,51 @@ async fn auth_and_log(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> 
             status: response.status().as_u16(),
             authorization,
             accept,
+            fault,
+            at,
         });
     response
+}
+
+/// The `Retry-After` value of a throttled request.
+fn retry_after(faults: &Faults) -> HeaderValue {
+    if !faults.retry_after_http_date {
+        return HeaderValue::from(faults.retry_after_secs);
+    }
+    let now = chrono::Utc::now();
+    let mut at = now.timestamp() + i64::from(faults.retry_after_secs);
+    if now.timestamp_subsec_nanos() > 0 {
+        at += 1;
+    }
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp(at, 0).unwrap_or(now);
+    let text = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from(faults.retry_after_secs))
+}
+
+/// How long a cut body waits after its first half before it fails, so that hyper flushes the
+/// headers and the first half before it aborts the connection.
+const DROP_PAUSE: Duration = Duration::from_millis(50);
+
+/// The same response with a `Content-Length` for its full body, but a body that ends with an
+/// error after the first half, so that hyper closes the connection with the body cut short.
+async fn cut_body(response: Response) -> Response {
+    use futures::StreamExt;
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let half = bytes.slice(..bytes.len() / 2);
+    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(half) });
+    let fail = futures::stream::once(async {
+        tokio::time::sleep(DROP_PAUSE).await;
+        Err(std::io::Error::other(
+            "cube_sim: fault drop: body cut short",
+        ))
+    });
+    Response::from_parts(parts, Body::from_stream(first.chain(fail)))
 }
 
 impl Sim {
@@ -1336,14 +1626,25 @@ impl Sim {
         campaign_meta(&self.cfg, id).map(|_| id)
     }
 
-    fn rows(&self, kind: Kind, campaign_id: u64, day: NaiveDate) -> DayRows {
-        let key = (matches!(kind, Kind::CallOutcomes), campaign_id, day);
+    fn current_faults(&self) -> Arc<Faults> {
+        Arc::clone(&self.faults.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn rows(&self, kind: Kind, campaign_id: u64, day: NaiveDate, version: u32) -> DayRows {
+        let key = (
+            matches!(kind, Kind::CallOutcomes),
+            campaign_id,
+            day,
+            version,
+        );
         if let Some((_, rows)) = self.cache.lock().unwrap().iter().find(|(k, _)| *k == key) {
             return rows.clone();
         }
         let rows = Arc::new(match kind {
-            Kind::CallOutcomes => records(&self.cfg, campaign_id, day),
-            Kind::ProductRegistrations => product_registrations(&self.cfg, campaign_id, day),
+            Kind::CallOutcomes => records_at(&self.cfg, campaign_id, day, version),
+            Kind::ProductRegistrations => {
+                product_registrations_at(&self.cfg, campaign_id, day, version)
+            }
         });
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= CACHED_DAYS {
@@ -1353,11 +1654,71 @@ impl Sim {
         rows
     }
 
-    fn len(&self, kind: Kind, campaign_id: u64, day: NaiveDate) -> usize {
+    fn len(&self, kind: Kind, campaign_id: u64, day: NaiveDate, version: u32) -> usize {
         match kind {
-            Kind::CallOutcomes => row_count(&self.cfg, campaign_id, day),
-            Kind::ProductRegistrations => self.rows(kind, campaign_id, day).len(),
+            Kind::CallOutcomes => match row_count(&self.cfg, campaign_id, day) {
+                0 => 0,
+                n => n + version as usize,
+            },
+            Kind::ProductRegistrations => self.rows(kind, campaign_id, day, version).len(),
         }
+    }
+
+    /// (campaign, day, version, rows) of every campaign (outer) and day (inner), at the current
+    /// versions capped at `max_version`.
+    fn segments(
+        &self,
+        kind: Kind,
+        campaign_ids: &[u64],
+        days: &[NaiveDate],
+        max_version: u32,
+    ) -> Vec<(u64, NaiveDate, u32, usize)> {
+        let pairs = campaign_ids
+            .iter()
+            .flat_map(|&c| days.iter().map(move |&d| (c, d)));
+        let with_versions: Vec<(u64, NaiveDate, u32)> = if max_version == 0 {
+            pairs.map(|(c, d)| (c, d, 0)).collect()
+        } else {
+            let is_calls = matches!(kind, Kind::CallOutcomes);
+            let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            pairs
+                .map(|(c, d)| {
+                    let v = versions.get(&(is_calls, c, d)).copied().unwrap_or(0);
+                    (c, d, v.min(max_version))
+                })
+                .collect()
+        };
+        with_versions
+            .into_iter()
+            .map(|(c, d, v)| (c, d, v, self.len(kind, c, d, v)))
+            .collect()
+    }
+
+    /// One more insert (up to `max_version`) into every non-empty (campaign, day); true if any
+    /// day changed.
+    fn insert_rows(
+        &self,
+        kind: Kind,
+        campaign_ids: &[u64],
+        days: &[NaiveDate],
+        max_version: u32,
+    ) -> bool {
+        let is_calls = matches!(kind, Kind::CallOutcomes);
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for &c in campaign_ids {
+            for &d in days {
+                if row_count(&self.cfg, c, d) == 0 {
+                    continue;
+                }
+                let v = versions.entry((is_calls, c, d)).or_insert(0);
+                if *v < max_version {
+                    *v += 1;
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     /// One page of the records of `campaign_ids` (outer) and the days of the range (inner).
@@ -1396,17 +1757,20 @@ impl Sim {
         if days.len() > MAX_RANGE_DAYS {
             return error(StatusCode::BAD_REQUEST, "Date range too long.");
         }
+        let faults = self.current_faults();
+        if days.iter().any(|d| faults.failing_days.contains(d)) {
+            let mut response = error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.");
+            response.extensions_mut().insert(FaultTag("failing-day"));
+            return response;
+        }
 
-        // Segments (campaign, day, rows) and the requested page.
-        let segments: Vec<(u64, NaiveDate, usize)> = campaign_ids
-            .iter()
-            .flat_map(|&c| days.iter().map(move |&d| (c, d)))
-            .map(|(c, d)| (c, d, self.len(kind, c, d)))
-            .collect();
-        let count: usize = segments.iter().map(|s| s.2).sum();
+        // Segments (campaign, day, version, rows) and the requested page.
+        let max_version = faults.inserts_while_paging;
+        let mut segments = self.segments(kind, campaign_ids, &days, max_version);
+        let mut count: usize = segments.iter().map(|s| s.3).sum();
         let page_size = self.cfg.page_size.max(1);
-        let last_page = count.div_ceil(page_size).max(1);
-        let page = match param("page") {
+        let mut last_page = count.div_ceil(page_size).max(1);
+        let mut page = match param("page") {
             None => 1,
             Some("last") => last_page,
             Some(p) => match p.parse::<usize>() {
@@ -1414,17 +1778,29 @@ impl Sim {
                 _ => return not_found("Invalid page."),
             },
         };
+        // A live table: rows get inserted while the client pages on.
+        if page >= 2 && max_version > 0 && self.insert_rows(kind, campaign_ids, &days, max_version)
+        {
+            segments = self.segments(kind, campaign_ids, &days, max_version);
+            count = segments.iter().map(|s| s.3).sum();
+            last_page = count.div_ceil(page_size).max(1);
+            if param("page") == Some("last") {
+                page = last_page;
+            } else if page > last_page {
+                return not_found("Invalid page.");
+            }
+        }
         let (start, end) = ((page - 1) * page_size, (page * page_size).min(count));
 
         let mut results = Vec::with_capacity(end - start);
         let mut offset = 0;
-        for &(c, d, len) in &segments {
+        for &(c, d, v, len) in &segments {
             let (lo, hi) = (offset, offset + len);
             offset = hi;
             if hi <= start || lo >= end || len == 0 {
                 continue;
             }
-            let rows = self.rows(kind, c, d);
+            let rows = self.rows(kind, c, d, v);
             let take = rows
                 .iter()
                 .skip(start.saturating_sub(lo))
@@ -1545,6 +1921,36 @@ struct DataArgs {
     /// Comma list: drift,new-keys,odd-keys,case-keys,foreign-next,malformed-next,empty-days,wide,all
     #[arg(long, default_value = "", value_parser = Quirks::parse)]
     quirks: Quirks,
+    /// Fault: each listing request for page >= 2 inserts one more record (up to K) at the front
+    /// of every day of its range; dump prints the days after all K inserts.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    inserts_while_paging: u32,
+}
+
+/// Fault switches of `serve` (counters count authenticated requests, 1-based; 0 = off).
+#[derive(Args, Debug)]
+struct FaultArgs {
+    /// Every request waits this long before it is answered.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Every Nth request answers 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    throttle_every: u32,
+    /// Retry-After of throttled requests, in seconds.
+    #[arg(long = "retry-after", value_name = "SECS", default_value_t = 0)]
+    retry_after_secs: u32,
+    /// Send Retry-After as an HTTP date (now + SECS) instead of seconds.
+    #[arg(long = "retry-after-date")]
+    retry_after_http_date: bool,
+    /// Every Nth request answers 503.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    error_every: u32,
+    /// Every Nth request sends only half of its body (with a full Content-Length), then closes.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    drop_every: u32,
+    /// Listing requests whose date range covers this day answer 500; repeatable, or a comma list.
+    #[arg(long = "failing-day", value_name = "DATE", value_delimiter = ',', value_parser = parse_cli_date)]
+    failing_days: Vec<NaiveDate>,
 }
 
 #[derive(Args, Debug)]
@@ -1554,6 +1960,8 @@ struct ServeArgs {
     port: u16,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    faults: FaultArgs,
     #[arg(long, default_value_t = 500)]
     page_size: usize,
     #[arg(long, default_value = "sim-token")]
@@ -1596,6 +2004,10 @@ impl DataArgs {
             campaigns: self.campaigns,
             rows_per_day: self.rows_per_day,
             quirks: self.quirks,
+            faults: Faults {
+                inserts_while_paging: self.inserts_while_paging,
+                ..Faults::default()
+            },
             ..SimConfig::default()
         }
     }
@@ -1609,13 +2021,26 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let data = args.data.config();
+    let f = args.faults;
+    let faults = Faults {
+        latency_ms: f.latency_ms,
+        throttle_every: f.throttle_every,
+        retry_after_secs: f.retry_after_secs,
+        retry_after_http_date: f.retry_after_http_date,
+        error_every: f.error_every,
+        drop_every: f.drop_every,
+        failing_days: f.failing_days,
+        ..data.faults.clone()
+    };
     let cfg = SimConfig {
         page_size: args.page_size,
         token: args.token,
         username: args.username,
         password: args.password,
         next_host: args.next_host,
-        ..args.data.config()
+        faults,
+        ..data
     };
     let handle = match start_on(cfg, args.port) {
         Ok(handle) => handle,
@@ -1647,7 +2072,7 @@ fn dump(args: DumpArgs) -> ExitCode {
         for &campaign_id in &args.campaign {
             for day in args.from.iter_days().take_while(|d| *d <= to) {
                 let date = ymd(day);
-                for record in records(&cfg, campaign_id, day) {
+                for record in final_records(&cfg, campaign_id, day) {
                     let mut line = Map::new();
                     put(&mut line, "__campaign_id", campaign_id);
                     put(&mut line, "__date", date.as_str());

@@ -7,5 +7,6 @@ mod s3;
 mod support;
 
 mod extract;
+mod reliability;
 mod s3_dest;
 mod usage;

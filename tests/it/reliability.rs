@@ -17,7 +17,12 @@ fn faulty(faults: Faults, page_size: usize) -> (SimConfig, SimHandle) {
 }
 
 /// Rows the simulator serves once every day has settled.
-fn final_rows(cfg: &SimConfig, campaigns: &[u64], days: &[chrono::NaiveDate], schema: &serde_json::Value) -> Vec<Row> {
+fn final_rows(
+    cfg: &SimConfig,
+    campaigns: &[u64],
+    days: &[chrono::NaiveDate],
+    schema: &serde_json::Value,
+) -> Vec<Row> {
     expected_rows_with(cfg, campaigns, days, schema, cube_sim::final_records)
 }
 
@@ -33,16 +38,40 @@ fn throttling_server_errors_and_dropped_connections_are_retried_to_an_exact_copy
         20,
     );
     let ws = Workspace::new();
-    let out = ws.extract(&sim, &["--campaign", "101,102,103", "--from", "2019-08-01", "--to", "2019-08-10"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102,103",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-10",
+        ],
+    );
     out.assert_code(0);
     let data = read_dataset(&ws.dest());
     let all_days = days("2019-08-01", "2019-08-10");
-    assert_rows(&data.rows, &final_rows(&cfg, &[101, 102, 103], &all_days, &data.schema_json), &Default::default());
+    assert_rows(
+        &data.rows,
+        &final_rows(&cfg, &[101, 102, 103], &all_days, &data.schema_json),
+        &Default::default(),
+    );
     let faulted = sim.requests().iter().filter(|r| r.fault.is_some()).count() as u64;
     assert!(faulted >= 10, "the run met faults: {faulted}");
-    assert_eq!(out.report()["retries"].as_u64(), Some(faulted), "every retry is counted");
-    assert_eq!(out.report()["requests"].as_u64(), Some(sim.requests().len() as u64));
-    assert!(out.stderr.contains("retrying request"), "retries are logged with their cause");
+    assert_eq!(
+        out.report()["retries"].as_u64(),
+        Some(faulted),
+        "every retry is counted"
+    );
+    assert_eq!(
+        out.report()["requests"].as_u64(),
+        Some(sim.requests().len() as u64)
+    );
+    assert!(
+        out.stderr.contains("retrying request"),
+        "retries are logged with their cause"
+    );
 }
 
 #[test]
@@ -61,11 +90,26 @@ fn retry_after_as_an_http_date_is_honoured() {
     out.assert_code(0);
     // The throttled request (the 2nd) was retried no sooner than the server asked.
     let log = sim.requests();
-    let throttled = log.iter().position(|r| r.fault == Some("throttle")).expect("a request was throttled");
+    let throttled = log
+        .iter()
+        .position(|r| r.fault == Some("throttle"))
+        .expect("a request was throttled");
     let gap = log[throttled + 1].at.duration_since(log[throttled].at);
-    assert!(gap >= std::time::Duration::from_millis(900), "retried after {gap:?}");
+    assert!(
+        gap >= std::time::Duration::from_millis(900),
+        "retried after {gap:?}"
+    );
     let data = read_dataset(&ws.dest());
-    assert_rows(&data.rows, &final_rows(&cfg, &[101], &days("2019-08-01", "2019-08-01"), &data.schema_json), &Default::default());
+    assert_rows(
+        &data.rows,
+        &final_rows(
+            &cfg,
+            &[101],
+            &days("2019-08-01", "2019-08-01"),
+            &data.schema_json,
+        ),
+        &Default::default(),
+    );
 }
 
 #[test]
@@ -78,18 +122,42 @@ fn rows_inserted_while_paging_are_read_again_until_the_day_is_consistent() {
         10,
     );
     let ws = Workspace::new();
-    let out = ws.extract(&sim, &["--campaign", "101,102", "--from", "2019-08-01", "--to", "2019-08-02"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-02",
+        ],
+    );
     out.assert_code(0);
     let data = read_dataset(&ws.dest());
-    assert_rows(&data.rows, &final_rows(&cfg, &[101, 102], &days("2019-08-01", "2019-08-02"), &data.schema_json), &Default::default());
-    assert!(out.stderr.contains("reading the day again"), "{}", out.stderr);
+    assert_rows(
+        &data.rows,
+        &final_rows(
+            &cfg,
+            &[101, 102],
+            &days("2019-08-01", "2019-08-02"),
+            &data.schema_json,
+        ),
+        &Default::default(),
+    );
+    assert!(
+        out.stderr.contains("reading the day again"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn a_day_that_never_settles_fails_with_exit_3_and_leaves_the_old_partition() {
     let ws = Workspace::new();
     let (_, calm) = faulty(Faults::default(), 10);
-    ws.extract(&calm, &["--campaign", "101", "--from", "2019-08-01"]).assert_code(0);
+    ws.extract(&calm, &["--campaign", "101", "--from", "2019-08-01"])
+        .assert_code(0);
     let before = read_dataset(&ws.dest());
     drop(calm);
     let (_, restless) = faulty(
@@ -103,7 +171,13 @@ fn a_day_that_never_settles_fails_with_exit_3_and_leaves_the_old_partition() {
     out.assert_code(3);
     let part = &out.report()["partitions"][0];
     assert_eq!(part["status"], "failed");
-    assert!(part["error"].as_str().unwrap().contains("changed while it was read"), "{part}");
+    assert!(
+        part["error"]
+            .as_str()
+            .unwrap()
+            .contains("changed while it was read"),
+        "{part}"
+    );
     let after = read_dataset(&ws.dest());
     assert_eq!(before.rows, after.rows, "the old partition is untouched");
 }
@@ -118,30 +192,70 @@ fn a_failing_day_exits_1_commits_the_rest_and_resume_fetches_only_it_once_healed
         500,
     );
     let ws = Workspace::new();
-    let out = ws.extract(&sim, &["--campaign", "101,102", "--from", "2019-08-01", "--to", "2019-08-04", "--max-attempts", "3"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-04",
+            "--max-attempts",
+            "3",
+        ],
+    );
     out.assert_code(1);
     let report = out.report();
     assert_eq!(report["status"], "partial");
     for p in report["partitions"].as_array().unwrap() {
         if p["date"] == "2019-08-03" {
             assert_eq!(p["status"], "failed", "{p}");
-            assert!(p["error"].as_str().unwrap().contains("500"), "the last error is named: {p}");
+            assert!(
+                p["error"].as_str().unwrap().contains("500"),
+                "the last error is named: {p}"
+            );
         } else {
             assert_eq!(p["status"], "committed", "{p}");
         }
     }
     sim.set_failing_days(Vec::new());
     let before = sim.requests().len();
-    let out = ws.extract(&sim, &["--campaign", "101,102", "--from", "2019-08-01", "--to", "2019-08-04", "--resume"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-04",
+            "--resume",
+        ],
+    );
     out.assert_code(0);
     let days_fetched: std::collections::BTreeSet<String> = sim.requests()[before..]
         .iter()
         .filter(|r| r.path.contains("/call_outcomes"))
-        .filter_map(|r| r.query.split('&').find_map(|kv| kv.strip_prefix("from_date=")).map(str::to_owned))
+        .filter_map(|r| {
+            r.query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("from_date="))
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(days_fetched.into_iter().collect::<Vec<_>>(), ["20190803"]);
     let data = read_dataset(&ws.dest());
-    assert_rows(&data.rows, &final_rows(&cfg, &[101, 102], &days("2019-08-01", "2019-08-04"), &data.schema_json), &Default::default());
+    assert_rows(
+        &data.rows,
+        &final_rows(
+            &cfg,
+            &[101, 102],
+            &days("2019-08-01", "2019-08-04"),
+            &data.schema_json,
+        ),
+        &Default::default(),
+    );
 }
 
 #[test]
@@ -156,8 +270,25 @@ fn sigkill_mid_run_leaves_a_readable_table_and_resume_completes_it_without_refet
     let ws = Workspace::new();
     let dest = ws.dest();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cube-extract"))
-        .args(["call-outcomes", "--base-url", &sim.base_url(), "--token", TOKEN, "--campaign", "101,102,103"])
-        .args(["--from", "2019-08-01", "--to", "2019-08-20", "--concurrency", "4", "--log-format", "json"])
+        .args([
+            "call-outcomes",
+            "--base-url",
+            &sim.base_url(),
+            "--token",
+            TOKEN,
+            "--campaign",
+            "101,102,103",
+        ])
+        .args([
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-20",
+            "--concurrency",
+            "4",
+            "--log-format",
+            "json",
+        ])
         .arg("--dest")
         .arg(&dest)
         .stderr(Stdio::piped())
@@ -168,7 +299,10 @@ fn sigkill_mid_run_leaves_a_readable_table_and_resume_completes_it_without_refet
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut committed = 0;
     while committed < 5 {
-        let line = lines.next().expect("the run ended before it was killed").unwrap();
+        let line = lines
+            .next()
+            .expect("the run ended before it was killed")
+            .unwrap();
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
         if event["message"] == "partition committed" {
             committed += 1;
@@ -185,25 +319,71 @@ fn sigkill_mid_run_leaves_a_readable_table_and_resume_completes_it_without_refet
     let mut done = std::collections::BTreeSet::new();
     for c in std::fs::read_dir(&ledger_root).unwrap() {
         let c = c.unwrap();
-        let campaign = c.file_name().into_string().unwrap().trim_start_matches("campaign_id=").to_owned();
+        let campaign = c
+            .file_name()
+            .into_string()
+            .unwrap()
+            .trim_start_matches("campaign_id=")
+            .to_owned();
         for d in std::fs::read_dir(c.path()).unwrap() {
-            let d = d.unwrap().file_name().into_string().unwrap().trim_start_matches("date=").replace('-', "");
+            let d = d
+                .unwrap()
+                .file_name()
+                .into_string()
+                .unwrap()
+                .trim_start_matches("date=")
+                .replace('-', "");
             done.insert((campaign.clone(), d));
         }
     }
-    assert!(done.len() >= 5 && done.len() < 60, "{} committed", done.len());
+    assert!(
+        done.len() >= 5 && done.len() < 60,
+        "{} committed",
+        done.len()
+    );
 
     let before = sim.requests().len();
-    let out = ws.extract(&sim, &["--campaign", "101,102,103", "--from", "2019-08-01", "--to", "2019-08-20", "--resume"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102,103",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-20",
+            "--resume",
+        ],
+    );
     out.assert_code(0);
     for r in &sim.requests()[before..] {
-        if let Some(campaign) = r.path.strip_prefix("/api/v1/campaigns/").and_then(|p| p.split('/').next()) {
-            let day = r.query.split('&').find_map(|kv| kv.strip_prefix("from_date=")).unwrap_or_default();
-            assert!(!done.contains(&(campaign.to_owned(), day.to_owned())), "re-read committed {campaign} {day}");
+        if let Some(campaign) = r
+            .path
+            .strip_prefix("/api/v1/campaigns/")
+            .and_then(|p| p.split('/').next())
+        {
+            let day = r
+                .query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("from_date="))
+                .unwrap_or_default();
+            assert!(
+                !done.contains(&(campaign.to_owned(), day.to_owned())),
+                "re-read committed {campaign} {day}"
+            );
         }
     }
     let data = read_dataset(&dest);
-    assert_rows(&data.rows, &final_rows(&cfg, &[101, 102, 103], &days("2019-08-01", "2019-08-20"), &data.schema_json), &Default::default());
+    assert_rows(
+        &data.rows,
+        &final_rows(
+            &cfg,
+            &[101, 102, 103],
+            &days("2019-08-01", "2019-08-20"),
+            &data.schema_json,
+        ),
+        &Default::default(),
+    );
     assert_clean_table_root(&dest);
 }
 
@@ -212,18 +392,47 @@ fn the_token_appears_in_no_output_and_no_byte_under_dest() {
     let cfg = SimConfig {
         token: "tok-8c1d9e77-secret".into(),
         quirks: Quirks::all(),
-        faults: Faults { error_every: 4, ..Faults::default() },
+        faults: Faults {
+            error_every: 4,
+            ..Faults::default()
+        },
         page_size: 30,
         ..SimConfig::default()
     };
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::new();
-    let out = ws.extract(&sim, &["--token", &cfg.token, "--campaign", "101,102", "--from", "2019-08-01", "--to", "2019-08-03", "-vv"]);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--token",
+            &cfg.token,
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-01",
+            "--to",
+            "2019-08-03",
+            "-vv",
+        ],
+    );
     out.assert_code(0);
-    let fail = ws.extract(&sim, &["--token", "tok-wrong-0000-secret", "--campaign", "101", "--from", "2019-08-01"]);
+    let fail = ws.extract(
+        &sim,
+        &[
+            "--token",
+            "tok-wrong-0000-secret",
+            "--campaign",
+            "101",
+            "--from",
+            "2019-08-01",
+        ],
+    );
     fail.assert_code(2);
     for (what, text) in [("run", out.all_output()), ("failed run", fail.all_output())] {
-        assert!(!text.contains(&cfg.token) && !text.contains("tok-wrong-0000-secret"), "secret in the {what}'s output");
+        assert!(
+            !text.contains(&cfg.token) && !text.contains("tok-wrong-0000-secret"),
+            "secret in the {what}'s output"
+        );
     }
     let mut stack = vec![ws.dest()];
     let mut files = 0;
@@ -235,7 +444,13 @@ fn the_token_appears_in_no_output_and_no_byte_under_dest() {
             } else {
                 files += 1;
                 let bytes = std::fs::read(&path).unwrap();
-                assert!(!bytes.windows(cfg.token.len()).any(|w| w == cfg.token.as_bytes()), "secret in {}", path.display());
+                assert!(
+                    !bytes
+                        .windows(cfg.token.len())
+                        .any(|w| w == cfg.token.as_bytes()),
+                    "secret in {}",
+                    path.display()
+                );
             }
         }
     }
