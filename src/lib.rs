@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod decode;
 pub mod logging;
+mod partition;
 pub mod pipeline;
 pub mod report;
 pub mod schema;

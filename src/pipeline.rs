@@ -9,15 +9,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
-use crate::decode::{DecodeError, PageDecoder};
+use crate::decode::DecodeError;
 use crate::logging::Progress;
 use crate::report::{exit, PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KeyKinds, KnownFields, SchemaChange};
 use crate::settings::{CampaignSelection, Settings};
-use crate::sink::parquet::{file_schema, rewrite, EncodeError, PartitionWriter};
-use crate::sink::upload::{self, ChunkWriter, CHUNK_BYTES};
+use crate::sink::parquet::{file_schema, rewrite, EncodeError};
+use crate::sink::upload::{self, CHUNK_BYTES};
 use crate::sink::{Committed, Destination, Layout, Ledger, LedgerRecord, StoreError};
-use crate::source::{fetch_partition, Campaign, CubeClient, Page, SourceError};
+use crate::source::{Campaign, CubeClient, SourceError};
 use crate::unit::{Dataset, Unit};
 
 /// Why a run stopped before (or instead of) extracting partitions.
@@ -47,7 +47,7 @@ impl Stop {
 
 /// Why one partition failed.
 #[derive(Debug, thiserror::Error)]
-enum UnitError {
+pub(crate) enum UnitError {
     #[error("{0}")]
     Source(#[from] SourceError),
     #[error("{0}")]
@@ -59,7 +59,7 @@ enum UnitError {
 }
 
 impl UnitError {
-    fn is_contract_violation(&self) -> bool {
+    pub(crate) fn is_contract_violation(&self) -> bool {
         match self {
             UnitError::Source(e) => e.is_contract_violation(),
             UnitError::Decode(_) => true,
@@ -68,7 +68,7 @@ impl UnitError {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
 
@@ -130,7 +130,9 @@ async fn execute(
                 campaign_id,
             };
             if settings.resume && committed.contains_key(&unit) {
-                report.partitions.push(skipped(&unit));
+                report
+                    .partitions
+                    .push(PartitionReport::new(&unit, PartitionStatus::Skipped));
             } else {
                 todo.push(unit);
             }
@@ -233,115 +235,36 @@ async fn load_schema(
     }
 }
 
-fn skipped(unit: &Unit) -> PartitionReport {
-    PartitionReport {
-        campaign_id: unit.campaign_id,
-        date: unit.day,
-        status: PartitionStatus::Skipped,
-        rows: 0,
-        pages: 0,
-        file: None,
-        error: None,
-        contract_violation: false,
-        bytes_written: 0,
-    }
-}
-
 struct SchemaState {
     schema: DatasetSchema,
     changes: Vec<SchemaChange>,
 }
 
 /// The schema a partition is written with.
-struct Target {
-    arrow: SchemaRef,
-    decode: SchemaRef,
-    version: u64,
+pub(crate) struct Target {
+    pub(crate) arrow: SchemaRef,
+    pub(crate) decode: SchemaRef,
+    pub(crate) version: u64,
 }
 
-struct Run {
-    client: CubeClient,
-    dest: Destination,
-    layout: Layout,
-    dataset: Dataset,
-    fan_out: usize,
+/// What every partition of a run shares.
+pub(crate) struct Run {
+    pub(crate) client: CubeClient,
+    pub(crate) dest: Destination,
+    pub(crate) layout: Layout,
+    pub(crate) dataset: Dataset,
+    pub(crate) fan_out: usize,
     schema: Mutex<SchemaState>,
 }
 
 impl Run {
-    async fn extract(&self, unit: Unit) -> PartitionReport {
-        let mut report = skipped(&unit);
-        match self.try_extract(&unit, &mut report).await {
-            Ok(()) => {
-                tracing::info!(campaign = unit.campaign_id, day = %unit.day, rows = report.rows, pages = report.pages, "partition {}", if report.status == PartitionStatus::Empty { "empty" } else { "committed" });
-            }
-            Err(e) => {
-                tracing::error!(campaign = unit.campaign_id, day = %unit.day, error = %e, "partition failed");
-                report.status = PartitionStatus::Failed;
-                report.contract_violation = e.is_contract_violation();
-                report.error = Some(e.to_string());
-                report.file = None;
-            }
-        }
-        report
-    }
-
-    async fn try_extract(
-        &self,
-        unit: &Unit,
-        report: &mut PartitionReport,
-    ) -> Result<(), UnitError> {
-        let fetched = fetch_partition(&self.client, &self.dataset, unit, self.fan_out).await?;
-        report.rows = fetched.rows;
-        report.pages = fetched.pages.len().max(1);
-        let path = self.layout.data_file(unit);
-        let ledger = Ledger::new(&self.dest, &self.layout);
-        let mut record = LedgerRecord {
-            campaign_id: unit.campaign_id,
-            date: unit.day,
-            rows: fetched.rows,
-            pages: report.pages,
-            file: None,
-            schema_version: 0,
-            committed_at: String::new(),
-        };
-        if fetched.rows == 0 {
-            // A re-run replaces a partition, so a day that is empty now loses its old file.
-            self.dest.delete(&path).await?;
-            self.dest.prune_empty_dirs(&path);
-            record.schema_version = self.schema.lock().await.schema.version;
-            record.committed_at = now();
-            ledger.record(unit, &record).await?;
-            report.status = PartitionStatus::Empty;
-            return Ok(());
-        }
-        let target = self.merge(&fetched.keys, unit.day).await?;
-        let version = target.version;
-        let pages = fetched.pages;
-        let (out, chunks) = upload::channel(CHUNK_BYTES);
-        let encoding = tokio::task::spawn_blocking(move || encode(&pages, target, out));
-        let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
-        let (encoded, placed) = tokio::join!(encoding, placing);
-        // An upload failure also breaks the encoder's pipe: report the cause, not the symptom.
-        let placed = placed?;
-        report.bytes_written = encoded.expect("encoding does not panic")?;
-        if !placed {
-            return Err(UnitError::Encode(EncodeError::from(std::io::Error::other(
-                "the encoder stopped before the file was complete",
-            ))));
-        }
-        record.file = Some(path.to_string());
-        record.schema_version = version;
-        record.committed_at = now();
-        ledger.record(unit, &record).await?;
-        report.status = PartitionStatus::Committed;
-        report.file = record.file;
-        Ok(())
-    }
-
     /// Folds a partition's keys into the dataset schema, persisting it before any file that
     /// depends on it is written.
-    async fn merge(&self, keys: &KeyKinds, day: chrono::NaiveDate) -> Result<Target, StoreError> {
+    pub(crate) async fn merge(
+        &self,
+        keys: &KeyKinds,
+        day: chrono::NaiveDate,
+    ) -> Result<Target, StoreError> {
         let mut state = self.schema.lock().await;
         let (changes, touched) = state.schema.merge(keys, day);
         if touched {
@@ -354,11 +277,20 @@ impl Run {
                 .await?;
             state.changes.extend(changes);
         }
-        Ok(Target {
-            arrow: state.schema.arrow(),
-            decode: state.schema.decode_arrow(),
-            version: state.schema.version,
-        })
+        Ok(Self::target_of(&state.schema))
+    }
+
+    /// The current dataset schema as a write target.
+    pub(crate) async fn target(&self) -> Target {
+        Self::target_of(&self.schema.lock().await.schema)
+    }
+
+    fn target_of(schema: &DatasetSchema) -> Target {
+        Target {
+            arrow: schema.arrow(),
+            decode: schema.decode_arrow(),
+            version: schema.version,
+        }
     }
 
     /// Rewrites every file recorded under an older schema version (and any file a killed run
@@ -472,21 +404,4 @@ impl Run {
             None => None,
         })
     }
-}
-
-/// Decodes a partition's pages and encodes them as one Parquet file into `out`. Returns the
-/// file's size.
-fn encode(pages: &[Page], target: Target, out: ChunkWriter) -> Result<u64, UnitError> {
-    let mut decoder = PageDecoder::new(target.decode, target.arrow.clone())?;
-    let mut writer = PartitionWriter::new(out, target.arrow, target.version)?;
-    let mut sink = |batch: arrow_array::RecordBatch| -> Result<(), UnitError> {
-        writer.write(&batch)?;
-        Ok(())
-    };
-    for page in pages {
-        decoder.push(page.results_json(), &mut sink)?;
-    }
-    decoder.finish(&mut sink)?;
-    let out = writer.finish()?;
-    Ok(out.complete().map_err(EncodeError::from)?)
 }

@@ -41,6 +41,22 @@ pub struct PartitionReport {
     pub bytes_written: u64,
 }
 
+impl PartitionReport {
+    pub fn new(unit: &crate::unit::Unit, status: PartitionStatus) -> PartitionReport {
+        PartitionReport {
+            campaign_id: unit.campaign_id,
+            date: unit.day,
+            status,
+            rows: 0,
+            pages: 0,
+            file: None,
+            error: None,
+            contract_violation: false,
+            bytes_written: 0,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub status: &'static str,

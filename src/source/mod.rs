@@ -8,7 +8,7 @@ pub mod retry;
 
 pub use client::{Campaign, Counters, CubeClient};
 pub use page::Page;
-pub use partition::{fetch_partition, Fetched};
+pub use partition::{Listing, MAX_READS};
 
 /// What went wrong talking to the API. Messages name the URL (which never holds credentials)
 /// and say what to do.

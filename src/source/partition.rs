@@ -1,119 +1,137 @@
-//! Reading one partition (campaign, day) completely: page 1 tells `count` and the page size, the
-//! remaining pages are fetched concurrently by number, and the whole listing is checked for
-//! consistency. A listing that changed while we paged is read again, up to a bound.
+//! Reading one partition's listing: page 1 tells `count` and the page size; pages 2..N are
+//! fetched concurrently by number (in order, at most `fan_out` at once) and each is checked
+//! against page 1 as it arrives, so a listing that changed while we paged is caught.
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 
 use super::{CubeClient, Page, SourceError};
-use crate::schema::KeyKinds;
 use crate::unit::{Dataset, Unit};
 
-/// Reads of one partition before giving up on a listing that keeps changing.
+/// Reads of one partition before a listing that keeps changing fails it.
 pub const MAX_READS: u32 = 3;
 
-/// A partition's pages in order, with the union of their keys.
-#[derive(Debug)]
-pub struct Fetched {
-    pub pages: Vec<Page>,
-    pub keys: KeyKinds,
-    pub rows: usize,
+/// The shape of a listing as page 1 announced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub count: u64,
+    pub page_size: u64,
+    pub pages: u32,
 }
 
-pub async fn fetch_partition(
-    client: &CubeClient,
-    dataset: &Dataset,
-    unit: &Unit,
-    fan_out: usize,
-) -> Result<Fetched, SourceError> {
-    let mut problem = String::new();
-    for read in 1..=MAX_READS {
-        match read_once(client, dataset, unit, fan_out).await? {
-            Ok(fetched) => return Ok(fetched),
-            Err(p) => {
-                tracing::warn!(campaign = unit.campaign_id, day = %unit.day, read, problem = %p, "listing changed while paging; reading the day again");
-                problem = p;
-            }
+impl Listing {
+    /// `Ok(None)` for an empty listing; `Err` when page 1 contradicts itself.
+    pub fn from_first(first: &Page) -> Result<Option<Listing>, String> {
+        if first.records == 0 {
+            return if first.count == 0 && !first.has_next {
+                Ok(None)
+            } else {
+                Err(format!("page 1 is empty but count is {}", first.count))
+            };
         }
-    }
-    Err(SourceError::Inconsistent(format!(
-        "{unit}: the API's listing changed while it was read, {MAX_READS} times in a row (last: {problem}); nothing was written for it, so run again later"
-    )))
-}
-
-/// One read. The outer error is a failure to talk to the API; the inner one an inconsistent listing.
-async fn read_once(
-    client: &CubeClient,
-    dataset: &Dataset,
-    unit: &Unit,
-    fan_out: usize,
-) -> Result<Result<Fetched, String>, SourceError> {
-    let first = client.page(dataset, unit, 1).await?;
-    let count = first.count;
-    if first.records == 0 {
-        return Ok(if count == 0 && !first.has_next {
-            Ok(Fetched {
-                pages: Vec::new(),
-                keys: KeyKinds::default(),
-                rows: 0,
-            })
-        } else {
-            Err(format!("page 1 is empty but count is {count}"))
-        });
-    }
-    let size = first.records as u64;
-    let n_pages = count.div_ceil(size).max(1) as u32;
-    let rest: Result<Vec<Page>, SourceError> = futures::stream::iter(2..=n_pages)
-        .map(|n| client.page(dataset, unit, n))
-        .buffered(fan_out.max(1))
-        .try_collect()
-        .await;
-    let rest = match rest {
-        Ok(pages) => pages,
-        // A page that vanished means the listing shrank under us.
-        Err(SourceError::NotFound { url }) => return Ok(Err(format!("{url} vanished"))),
-        Err(e) => return Err(e),
-    };
-    let mut pages = Vec::with_capacity(n_pages as usize);
-    pages.push(first);
-    pages.extend(rest);
-    Ok(check(pages, count, size).map(|pages| {
-        let mut keys = KeyKinds::default();
-        for p in &pages {
-            keys.merge(&p.keys);
-        }
-        let rows = pages.iter().map(|p| p.records).sum();
-        Fetched { pages, keys, rows }
-    }))
-}
-
-/// Every page must report the same `count`, be full but for the last, and link onwards exactly
-/// when it is not the last; the rows must add up to `count`.
-fn check(pages: Vec<Page>, count: u64, size: u64) -> Result<Vec<Page>, String> {
-    let last = pages.len() as u32;
-    for p in &pages {
-        if p.count != count {
-            return Err(format!(
-                "count went from {count} to {} at page {}",
-                p.count, p.number
-            ));
-        }
-        let expected = if p.number < last {
-            size
-        } else {
-            count - size * u64::from(last - 1)
+        let page_size = first.records as u64;
+        let listing = Listing {
+            count: first.count,
+            page_size,
+            pages: first.count.div_ceil(page_size).max(1) as u32,
         };
-        if p.records as u64 != expected {
-            return Err(format!(
-                "page {} held {} records where {expected} were due",
-                p.number, p.records
-            ));
-        }
-        if p.has_next != (p.number < last) {
-            return Err(format!(
-                "page {} of {last} has next = {}",
-                p.number, p.has_next
-            ));
-        }
+        listing.check(first)?;
+        Ok(Some(listing))
     }
-    Ok(pages)
+
+    /// Every page must report the same `count`, be full but for the last (which holds the rest),
+    /// and link onwards exactly when it is not the last. Together: the rows add up to `count`.
+    pub fn check(&self, page: &Page) -> Result<(), String> {
+        if page.count != self.count {
+            return Err(format!(
+                "count went from {} to {} at page {}",
+                self.count, page.count, page.number
+            ));
+        }
+        let last = page.number == self.pages;
+        let due = if last {
+            self.count - self.page_size * u64::from(self.pages - 1)
+        } else {
+            self.page_size
+        };
+        if page.records as u64 != due {
+            return Err(format!(
+                "page {} held {} records where {due} were due",
+                page.number, page.records
+            ));
+        }
+        if page.has_next == last {
+            return Err(format!(
+                "page {} of {} has next = {}",
+                page.number, self.pages, page.has_next
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pages 2..N in order, fetched up to `fan_out` at a time.
+    pub fn rest<'a>(
+        &self,
+        client: &'a CubeClient,
+        dataset: &'a Dataset,
+        unit: &'a Unit,
+        fan_out: usize,
+    ) -> impl Stream<Item = Result<Page, SourceError>> + 'a {
+        futures::stream::iter(2..=self.pages)
+            .map(move |n| client.page(dataset, unit, n))
+            .buffered(fan_out.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn page(number: u32, count: u64, records: usize, next: bool) -> Page {
+        let results: Vec<String> = (0..records).map(|i| format!("{{\"i\": {i}}}")).collect();
+        let body = format!(
+            "{{\"count\": {count}, \"next\": {}, \"results\": [{}]}}",
+            if next { "\"x\"" } else { "null" },
+            results.join(",")
+        );
+        Page::parse(number, Bytes::from(body)).unwrap()
+    }
+
+    #[test]
+    fn a_consistent_listing_passes() {
+        let l = Listing::from_first(&page(1, 7, 3, true)).unwrap().unwrap();
+        assert_eq!(l.pages, 3);
+        assert!(l.check(&page(2, 7, 3, true)).is_ok());
+        assert!(l.check(&page(3, 7, 1, false)).is_ok());
+    }
+
+    #[test]
+    fn every_kind_of_change_is_caught() {
+        let l = Listing::from_first(&page(1, 7, 3, true)).unwrap().unwrap();
+        assert!(l
+            .check(&page(2, 8, 3, true))
+            .unwrap_err()
+            .contains("count went"));
+        assert!(l
+            .check(&page(2, 7, 2, true))
+            .unwrap_err()
+            .contains("records"));
+        assert!(l.check(&page(3, 7, 2, false)).is_err());
+        assert!(l.check(&page(3, 7, 1, true)).unwrap_err().contains("next"));
+        assert!(l.check(&page(2, 7, 3, false)).unwrap_err().contains("next"));
+    }
+
+    #[test]
+    fn empty_and_contradictory_first_pages() {
+        assert_eq!(Listing::from_first(&page(1, 0, 0, false)), Ok(None));
+        assert!(Listing::from_first(&page(1, 5, 0, false)).is_err());
+        assert!(
+            Listing::from_first(&page(1, 3, 3, true)).is_err(),
+            "a full single page must not link on"
+        );
+        assert!(
+            Listing::from_first(&page(1, 2, 3, false)).is_err(),
+            "more rows than count"
+        );
+    }
 }

@@ -368,3 +368,42 @@ on_every_backend!(
     resume_skips_committed_partitions,
     a_day_that_became_empty_loses_its_old_file,
 );
+
+#[test]
+fn a_type_widening_to_utf8_within_one_day_keeps_every_json_text_exactly() {
+    // Late days mix booleans and "" with "Ja" in one column, across pages of the same day:
+    // the day is read again once the column is Utf8, so no "" turns into null.
+    let (cfg, sim) = sim_with(
+        Quirks {
+            drift: true,
+            ..Quirks::default()
+        },
+        1,
+    );
+    let ws = Workspace::new();
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-08-20",
+            "--to",
+            "2019-08-21",
+        ],
+    );
+    out.assert_code(0);
+    let data = read_dataset(&ws.dest());
+    let expected = expected_rows(
+        &cfg,
+        &[101, 102],
+        &days("2019-08-20", "2019-08-21"),
+        &data.schema_json,
+    );
+    assert_rows(&data.rows, &expected, &Default::default());
+    assert!(
+        out.stderr.contains("became Utf8 while the day was read"),
+        "the narrower pages were read again: {}",
+        out.stderr
+    );
+}
