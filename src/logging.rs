@@ -1,6 +1,8 @@
 //! Logs (tracing) and the progress bar (indicatif) on stderr; stdout stays free for machine output.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,10 +11,18 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Partitions done out of total, rows and failures; drawn only for a person at a terminal.
+/// Partitions done out of total, rows, rows/s, retries and failures; drawn only for a person at
+/// a terminal.
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,
+    totals: Arc<Totals>,
+}
+
+#[derive(Default)]
+struct Totals {
+    rows: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Progress {
@@ -31,7 +41,10 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        Progress { bar }
+        Progress {
+            bar,
+            totals: Arc::default(),
+        }
     }
 
     pub fn start(&self, partitions: u64) {
@@ -39,37 +52,20 @@ impl Progress {
         self.bar.enable_steady_tick(Duration::from_millis(200));
     }
 
-    pub fn partition_done(&self, rows: u64, failed: bool) {
-        let (rows_total, failed_total) = self.counts();
-        let rows_total = rows_total + rows;
-        let failed_total = failed_total + u64::from(failed);
-        let rate = rows_total as f64 / self.bar.elapsed().as_secs_f64().max(0.001);
-        self.bar.set_message(format!(
-            "{rows_total} rows, {rate:.0} rows/s{}",
-            if failed_total > 0 {
-                format!(", {failed_total} failed")
-            } else {
-                String::new()
-            }
-        ));
+    pub fn partition_done(&self, rows: u64, failed: bool, retries: u64) {
+        let rows = self.totals.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        let failed = self
+            .totals
+            .failed
+            .fetch_add(u64::from(failed), Ordering::Relaxed)
+            + u64::from(failed);
+        let rate = rows as f64 / self.bar.elapsed().as_secs_f64().max(0.001);
+        let mut msg = format!("{rows} rows, {rate:.0} rows/s, {retries} retries");
+        if failed > 0 {
+            msg.push_str(&format!(", {failed} failed"));
+        }
+        self.bar.set_message(msg);
         self.bar.inc(1);
-    }
-
-    fn counts(&self) -> (u64, u64) {
-        // The message is the single source of the running totals; parse it back.
-        let msg = self.bar.message();
-        let rows = msg
-            .split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let failed = msg
-            .rsplit(", ")
-            .next()
-            .and_then(|s| s.strip_suffix(" failed"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        (rows, failed)
     }
 
     pub fn finish(&self) {

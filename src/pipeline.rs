@@ -159,12 +159,14 @@ async fn execute(
         }),
     };
     let run_ref = &run;
+    let retries = &counters.retries;
     let outcomes: Vec<PartitionReport> = futures::stream::iter(todo)
         .map(|unit| async move {
             let outcome = run_ref.extract(unit).await;
             progress.partition_done(
                 outcome.rows as u64,
                 outcome.status == PartitionStatus::Failed,
+                retries.load(std::sync::atomic::Ordering::Relaxed),
             );
             outcome
         })
