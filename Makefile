@@ -40,5 +40,14 @@ fuzz:
 	cp -n fuzz/seeds/* fuzz/corpus/page/ 2>/dev/null || true
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none page -- -max_total_time=$(FUZZ_SECONDS)
 
+# Benchmark (a measurement, not a test: exits 0 whatever the targets say): release build, a 300k-record
+# simulated dataset; cube-extract vs a Python baseline vs DuckDB/Polars conversion only. Writes
+# target/bench-results.md. BENCH_ARGS=--quick for a smoke run in seconds.
+BENCH_ARGS ?=
+bench: venv
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
+	$(CARGO) build --release --bin cube-extract --example cube_sim
+	$(PY) benches/run_bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf out target/demo-report.json

@@ -115,7 +115,7 @@ impl CubeClient {
             match self.retry.next_delay(attempt, started, wait_hint) {
                 Some(delay) => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(url = %url, attempt, delay_ms = delay.as_millis() as u64, cause = %error, "retrying request");
+                    tracing::warn!(url = %url, attempt, delay_ms = delay.as_millis() as u64, cause = %error.cause(), "retrying request");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(error),

@@ -34,6 +34,17 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// The cause without the URL, for log lines that carry the URL as a field.
+    pub fn cause(&self) -> String {
+        match self {
+            SourceError::Status { status, detail, .. } => format!("HTTP {status}{detail}"),
+            SourceError::Transport { cause, .. } | SourceError::BadResponse { cause, .. } => {
+                cause.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// True when the data, not the transport, broke the contract.
     pub fn is_contract_violation(&self) -> bool {
         matches!(
