@@ -53,10 +53,10 @@ pub struct ExtractArgs {
     /// With --all-campaigns: include archived campaigns too.
     #[arg(long, requires = "all_campaigns")]
     pub include_archived: bool,
-    /// First day, YYYY-MM-DD or YYYYMMDD (default: today, local time).
+    /// First day: YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago); default today (local time).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
-    /// Last day, inclusive (default: --from).
+    /// Last day, inclusive, in the same forms (default: --from).
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
 

@@ -150,22 +150,37 @@ fn auth_header(args: &ExtractArgs) -> Result<HeaderValue, UsageError> {
     Ok(header)
 }
 
-/// Parses `YYYY-MM-DD` or `YYYYMMDD`; `what` names the option in the message.
-pub fn parse_day(s: &str, what: &str) -> Result<NaiveDate, UsageError> {
+/// Parses a day: `YYYY-MM-DD`, `YYYYMMDD`, or relative to `today` (`today`, `yesterday`, `-Nd`
+/// for N days before today). `what` names the option in the message.
+pub fn parse_day(s: &str, what: &str, today: NaiveDate) -> Result<NaiveDate, UsageError> {
     let s = s.trim();
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| {
-            if s.len() == 8 {
-                NaiveDate::parse_from_str(s, "%Y%m%d")
-            } else {
-                NaiveDate::parse_from_str("", "x")
-            }
-        })
-        .map_err(|_| {
-            UsageError(format!(
-                "{what} {s:?} is not a date; write it as YYYY-MM-DD or YYYYMMDD"
-            ))
-        })
+    let relative = match s.to_ascii_lowercase().as_str() {
+        "today" => Some(0),
+        "yesterday" => Some(1),
+        other => other
+            .strip_prefix('-')
+            .and_then(|n| n.strip_suffix('d'))
+            .and_then(|n| n.parse::<u32>().ok()),
+    };
+    if let Some(back) = relative {
+        return today
+            .checked_sub_days(chrono::Days::new(back.into()))
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "{what} {s:?} reaches before the first representable day"
+                ))
+            });
+    }
+    let parsed = if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+        NaiveDate::parse_from_str(s, "%Y%m%d")
+    } else {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    };
+    parsed.map_err(|_| {
+        UsageError(format!(
+            "{what} {s:?} is not a date; write it as YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago)"
+        ))
+    })
 }
 
 fn days(
@@ -176,10 +191,10 @@ fn days(
     let (from, to) = match (from, to) {
         (None, None) => (today, today),
         (Some(f), None) => {
-            let f = parse_day(f, "--from")?;
+            let f = parse_day(f, "--from", today)?;
             (f, f)
         }
-        (Some(f), Some(t)) => (parse_day(f, "--from")?, parse_day(t, "--to")?),
+        (Some(f), Some(t)) => (parse_day(f, "--from", today)?, parse_day(t, "--to", today)?),
         (None, Some(_)) => return usage("--to was given without --from; pass --from DATE too"),
     };
     if to < from {
@@ -221,6 +236,27 @@ mod tests {
             .0
             .contains("YYYY-MM-DD"));
         assert!(days(None, Some("2019-08-01"), today).is_err());
+    }
+
+    #[test]
+    fn relative_days_count_back_from_today() {
+        let today = d("2026-03-01");
+        let from_to = |f: &str, t: &str| days(Some(f), Some(t), today).unwrap();
+        assert_eq!(from_to("today", "today"), vec![today]);
+        assert_eq!(from_to("yesterday", "yesterday"), vec![d("2026-02-28")]);
+        assert_eq!(
+            from_to("-3d", "yesterday"),
+            vec![d("2026-02-26"), d("2026-02-27"), d("2026-02-28")]
+        );
+        assert_eq!(from_to("-0d", "Today"), vec![today]);
+        assert!(days(Some("-3x"), None, today)
+            .unwrap_err()
+            .0
+            .contains("-Nd"));
+        assert!(days(Some("yesterday"), Some("-2d"), today)
+            .unwrap_err()
+            .0
+            .contains("before"));
     }
 
     #[test]
