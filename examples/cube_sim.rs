@@ -108,6 +108,10 @@ pub struct SimConfig {
     /// Failures to inject (default: none). Can be replaced at runtime with
     /// [`SimHandle::set_faults`]; [`SimHandle::config`] keeps the values given at start.
     pub faults: Faults,
+    /// Keep every serialized page for the life of the server (benchmarks: the simulator then
+    /// costs a memcpy per page instead of generating and serializing JSON). Off while rows are
+    /// inserted during paging.
+    pub cache_pages: bool,
 }
 
 impl Default for SimConfig {
@@ -123,6 +127,7 @@ impl Default for SimConfig {
             password: "sim-pass".to_owned(),
             next_host: None,
             faults: Faults::default(),
+            cache_pages: false,
         }
     }
 }
@@ -1162,6 +1167,8 @@ struct Sim {
     /// The most recently generated days: every page of a day would otherwise regenerate the
     /// whole day, which makes large days quadratic.
     cache: Mutex<Vec<(CacheKey, DayRows)>>,
+    /// Serialized pages by (host, kind, campaigns, from, to, page), with `cfg.cache_pages`.
+    page_cache: Mutex<HashMap<String, bytes::Bytes>>,
     /// The fault settings in force (initially `cfg.faults`).
     faults: RwLock<Arc<Faults>>,
     /// Requests that passed authentication so far.
@@ -1242,6 +1249,39 @@ impl SimHandle {
     }
 }
 
+impl SimHandle {
+    /// Generates and caches every call-outcome page of the active campaigns for `days`, as a
+    /// client on `base_url()` will ask for them (needs `cache_pages`).
+    pub fn preload(&self, days: &[NaiveDate]) {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(&self.sim.addr.to_string()).unwrap(),
+        );
+        for campaign in campaign_ids(&self.sim.cfg) {
+            for day in days {
+                let ymd = day.format("%Y%m%d");
+                for page in 1.. {
+                    let query = if page == 1 {
+                        format!("from_date={ymd}&to_date={ymd}")
+                    } else {
+                        format!("from_date={ymd}&to_date={ymd}&page={page}")
+                    };
+                    let uri: Uri = format!("/api/v1/campaigns/{campaign}/call_outcomes/?{query}")
+                        .parse()
+                        .unwrap();
+                    let response = self
+                        .sim
+                        .page(Kind::CallOutcomes, &[campaign], &uri, &headers);
+                    if response.status() != StatusCode::OK {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Drop for SimHandle {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -1269,6 +1309,7 @@ pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<SimHandle> {
         addr,
         log: Mutex::new(Vec::new()),
         cache: Mutex::new(Vec::new()),
+        page_cache: Mutex::new(HashMap::new()),
         faults,
         served: AtomicU64::new(0),
         versions: Mutex::new(HashMap::new()),
@@ -1790,6 +1831,19 @@ impl Sim {
                 return not_found("Invalid page.");
             }
         }
+        let cache_key = (self.cfg.cache_pages && max_version == 0).then(|| {
+            let host = header_text(headers, header::HOST).unwrap_or_default();
+            format!(
+                "{host}|{}|{campaign_ids:?}|{from}|{to}|{page}",
+                matches!(kind, Kind::CallOutcomes)
+            )
+        });
+        if let Some(body) = cache_key
+            .as_ref()
+            .and_then(|k| self.page_cache.lock().unwrap().get(k).cloned())
+        {
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
         let (start, end) = ((page - 1) * page_size, (page * page_size).min(count));
 
         let mut results = Vec::with_capacity(end - start);
@@ -1819,13 +1873,20 @@ impl Sim {
         } else {
             Value::Null
         };
-        Json(json!({
+        let body = json!({
             "count": count,
             "next": next,
             "previous": previous,
             "results": Value::Array(results),
-        }))
-        .into_response()
+        });
+        match cache_key {
+            Some(key) => {
+                let bytes = bytes::Bytes::from(serde_json::to_vec(&body).expect("JSON serialises"));
+                self.page_cache.lock().unwrap().insert(key, bytes.clone());
+                ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+            }
+            None => Json(body).into_response(),
+        }
     }
 
     /// Absolute URL of page `n` of this query, as DRF builds it: the request's own host, the
@@ -1973,6 +2034,16 @@ struct ServeArgs {
     /// Scheme and host put into next/previous links under quirk foreign-next.
     #[arg(long)]
     next_host: Option<String>,
+    /// Keep every serialized page in memory (benchmarks).
+    #[arg(long)]
+    cache_pages: bool,
+    /// With --cache-pages: generate every page of the active campaigns from this day on before
+    /// listening, so a benchmark measures the client, not the simulator.
+    #[arg(long, value_parser = parse_cli_date, requires = "cache_pages")]
+    preload_from: Option<NaiveDate>,
+    /// Last preloaded day (default: --preload-from).
+    #[arg(long, value_parser = parse_cli_date, requires = "preload_from")]
+    preload_to: Option<NaiveDate>,
 }
 
 #[derive(Args, Debug)]
@@ -2040,6 +2111,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         password: args.password,
         next_host: args.next_host,
         faults,
+        cache_pages: args.cache_pages,
         ..data
     };
     let handle = match start_on(cfg, args.port) {
@@ -2049,6 +2121,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(from) = args.preload_from {
+        let to = args.preload_to.unwrap_or(from);
+        let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+        handle.preload(&days);
+    }
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {}", handle.base_url());
     let _ = stdout.flush();
