@@ -1,34 +1,76 @@
-//! Extracting one partition (campaign, day): read the listing page by page, decoding each page
-//! into Arrow as it arrives (so raw JSON is held only for the pages in flight), check it is
-//! complete and consistent, then encode one Parquet file, place it atomically and record it.
+//! Extracting one partition (campaign, day). Pages are fetched concurrently, then decoded and
+//! encoded into the partition's Parquet file in order as they arrive, while the file streams to
+//! the destination. Memory holds only the pages in flight (bounded by the run's page budget)
+//! and the row group being encoded, whatever the size of the day. The file is placed only if
+//! the whole listing was complete and consistent; otherwise the upload is abandoned.
+
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::DataType;
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::decode::PageDecoder;
 use crate::pipeline::{now, Run, Target, UnitError};
 use crate::report::{PartitionReport, PartitionStatus};
-use crate::sink::parquet::{conform, EncodeError, PartitionWriter};
+use crate::schema::DatasetSchema;
+use crate::sink::parquet::{EncodeError, PartitionWriter};
 use crate::sink::upload::{self, ChunkWriter, CHUNK_BYTES};
 use crate::sink::{Ledger, LedgerRecord};
 use crate::source::{Listing, Page, SourceError, MAX_READS};
 use crate::unit::Unit;
 
-/// A partition read completely and consistently, as Arrow batches in API order.
-#[derive(Default)]
-struct Decoded {
-    batches: Vec<RecordBatch>,
+/// A page together with its share of the run's page budget, released once it is encoded.
+type Budgeted = (Page, OwnedSemaphorePermit);
+
+/// What one complete read of a partition wrote.
+struct Written {
     rows: usize,
     pages: usize,
+    /// The file's size and the schema version it was written under; `None` for an empty day.
+    file: Option<(u64, u64)>,
 }
 
 /// How one read of a listing ended.
 enum Read {
-    Complete(Decoded),
-    /// Read the day again: the listing changed under us, or a column widened to Utf8 after
-    /// earlier pages were decoded narrower (casting those back would lose their JSON text).
+    Complete(Written),
+    /// Read the day again: the listing changed under us, or a page brought a key or type the
+    /// file being written cannot hold (it was started with the schema known at page 1).
     Again(String),
+}
+
+/// How producing the file ended.
+enum Produced {
+    /// The file is complete: its size and the schema version it was written under.
+    File { bytes: u64, version: u64 },
+    /// Read the day again, for this reason (the unfinished file is abandoned).
+    Again(String),
+}
+
+/// Turns pages into the partition's Parquet file, on blocking threads.
+struct PageEncoder {
+    target: Target,
+    writer: PartitionWriter<ChunkWriter>,
+}
+
+impl PageEncoder {
+    fn push(mut self, page: &Page) -> Result<Self, UnitError> {
+        let mut decoder = PageDecoder::new(self.target.decode.clone(), self.target.arrow.clone())?;
+        let writer = &mut self.writer;
+        let mut sink = |batch: RecordBatch| -> Result<(), UnitError> {
+            writer.write(&batch)?;
+            Ok(())
+        };
+        decoder.push(page.results_json(), &mut sink)?;
+        decoder.finish(&mut sink)?;
+        Ok(self)
+    }
+
+    /// Writes the footer and marks the file complete. Returns its size.
+    fn finish(self) -> Result<u64, UnitError> {
+        let out = self.writer.finish()?;
+        Ok(out.complete().map_err(EncodeError::from)?)
+    }
 }
 
 impl Run {
@@ -54,48 +96,34 @@ impl Run {
         unit: &Unit,
         report: &mut PartitionReport,
     ) -> Result<(), UnitError> {
-        let decoded = self.read(unit).await?;
-        report.rows = decoded.rows;
-        report.pages = decoded.pages;
+        let written = self.read(unit).await?;
         let path = self.layout.data_file(unit);
+        report.rows = written.rows;
+        report.pages = written.pages;
         let mut record = LedgerRecord {
             campaign_id: unit.campaign_id,
             date: unit.day,
-            rows: decoded.rows,
-            pages: decoded.pages,
+            rows: written.rows,
+            pages: written.pages,
             file: None,
             schema_version: 0,
             committed_at: String::new(),
         };
-        if decoded.rows == 0 {
-            // A re-run replaces a partition, so a day that is empty now loses its old file.
-            self.dest.delete(&path).await?;
-            self.dest.prune_empty_dirs(&path);
-            report.status = PartitionStatus::Empty;
-        } else {
-            // The newest dataset schema, so files written late in a run need no rewrite.
-            let target = self.target().await;
-            record.schema_version = target.version;
-            let (out, chunks) = upload::channel(CHUNK_BYTES);
-            let batches = decoded.batches;
-            let encoding = tokio::task::spawn_blocking(move || encode(&batches, &target, out));
-            let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
-            let (encoded, placed) = tokio::join!(encoding, placing);
-            // An upload failure also breaks the encoder's pipe: report the cause, not the symptom.
-            let placed = placed?;
-            report.bytes_written = encoded.expect("encoding does not panic")?;
-            if !placed {
-                return Err(EncodeError::from(std::io::Error::other(
-                    "the encoder stopped before the file was complete",
-                ))
-                .into());
+        match written.file {
+            None => {
+                // A re-run replaces a partition, so a day that is empty now loses its old file.
+                self.dest.delete(&path).await?;
+                self.dest.prune_empty_dirs(&path);
+                record.schema_version = self.target().await.version;
+                report.status = PartitionStatus::Empty;
             }
-            record.file = Some(path.to_string());
-            report.status = PartitionStatus::Committed;
-            report.file = record.file.clone();
-        }
-        if record.schema_version == 0 {
-            record.schema_version = self.target().await.version;
+            Some((bytes, version)) => {
+                record.file = Some(path.to_string());
+                record.schema_version = version;
+                report.bytes_written = bytes;
+                report.status = PartitionStatus::Committed;
+                report.file = record.file.clone();
+            }
         }
         record.committed_at = now();
         Ledger::new(&self.dest, &self.layout)
@@ -105,11 +133,11 @@ impl Run {
     }
 
     /// Reads the listing until one read is complete and consistent, a bounded number of times.
-    async fn read(&self, unit: &Unit) -> Result<Decoded, UnitError> {
+    async fn read(&self, unit: &Unit) -> Result<Written, UnitError> {
         let mut problem = String::new();
         for read in 1..=MAX_READS {
             match self.read_once(unit).await? {
-                Read::Complete(decoded) => return Ok(decoded),
+                Read::Complete(written) => return Ok(written),
                 Read::Again(p) => {
                     tracing::warn!(campaign = unit.campaign_id, day = %unit.day, read, problem = %p, "reading the day again");
                     problem = p;
@@ -123,94 +151,125 @@ impl Run {
     }
 
     async fn read_once(&self, unit: &Unit) -> Result<Read, UnitError> {
-        let first = self.client.page(&self.dataset, unit, 1).await?;
-        let listing = match Listing::from_first(&first) {
+        let first = self.budgeted_page(unit, 1).await?;
+        let listing = match Listing::from_first(&first.0) {
             Ok(Some(listing)) => listing,
             Ok(None) => {
-                return Ok(Read::Complete(Decoded {
+                return Ok(Read::Complete(Written {
+                    rows: 0,
                     pages: 1,
-                    ..Decoded::default()
+                    file: None,
                 }))
             }
             Err(problem) => return Ok(Read::Again(problem)),
         };
-        let mut decoded = Decoded::default();
-        if let Some(again) = self.decode_page(unit, first, &mut decoded).await? {
-            return Ok(Read::Again(again));
+        let path = self.layout.data_file(unit);
+        let (out, chunks) = upload::channel(CHUNK_BYTES);
+        let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
+        // Returning early drops the encoder unfinished, which abandons the upload.
+        let producing = self.produce(unit, listing, first, out);
+        let (produced, placed) = tokio::join!(producing, placing);
+        let placed = placed?;
+        let (bytes, version) = match produced? {
+            Produced::File { bytes, version } => (bytes, version),
+            Produced::Again(reason) => return Ok(Read::Again(reason)),
+        };
+        if !placed {
+            return Err(EncodeError::from(std::io::Error::other(
+                "the encoder stopped before the file was complete",
+            ))
+            .into());
         }
-        let mut rest =
-            std::pin::pin!(listing.rest(&self.client, &self.dataset, unit, self.fan_out));
+        Ok(Read::Complete(Written {
+            rows: listing.count as usize,
+            pages: listing.pages as usize,
+            file: Some((bytes, version)),
+        }))
+    }
+
+    /// Decodes and encodes every page in order.
+    async fn produce(
+        &self,
+        unit: &Unit,
+        listing: Listing,
+        first: Budgeted,
+        out: ChunkWriter,
+    ) -> Result<Produced, UnitError> {
+        // The file is written with the dataset schema as it stands after page 1.
+        let (target, written_with) = self.merge_and_snapshot(&first.0, unit).await?;
+        let version = target.version;
+        let writer = PartitionWriter::new(out, target.arrow.clone(), version)?;
+        let mut encoder = Some(self.encode(PageEncoder { target, writer }, first).await?);
+        let mut rest = std::pin::pin!(futures::stream::iter(2..=listing.pages)
+            .map(|n| self.budgeted_page(unit, n))
+            .buffered(self.fan_out.max(1)));
         while let Some(page) = rest.next().await {
             let page = match page {
                 Ok(page) => page,
                 // A page that vanished means the listing shrank under us.
                 Err(SourceError::NotFound { url }) => {
-                    return Ok(Read::Again(format!("{url} vanished")))
+                    return Ok(Produced::Again(format!("{url} vanished")))
                 }
                 Err(e) => return Err(e.into()),
             };
-            if let Err(problem) = listing.check(&page) {
-                return Ok(Read::Again(problem));
+            if let Err(problem) = listing.check(&page.0) {
+                return Ok(Produced::Again(problem));
             }
-            if let Some(again) = self.decode_page(unit, page, &mut decoded).await? {
-                return Ok(Read::Again(again));
+            // Keep the dataset schema current, then see whether this file can hold the page.
+            self.merge(&page.0.keys, unit.day).await?;
+            if let Err(misfit) = written_with.holds(&page.0.keys) {
+                return Ok(Produced::Again(format!("{misfit} while the day was read")));
             }
+            encoder = Some(
+                self.encode(encoder.take().expect("encoder is back"), page)
+                    .await?,
+            );
         }
-        Ok(Read::Complete(decoded))
+        let encoder = encoder.expect("encoder is back");
+        let bytes = tokio::task::spawn_blocking(move || encoder.finish())
+            .await
+            .expect("encoding does not panic")?;
+        Ok(Produced::File { bytes, version })
     }
 
-    /// Folds the page's keys into the dataset schema and decodes it (off the async workers).
-    /// Returns why the day must be read again, if it must.
-    async fn decode_page(
+    /// Fetches a page once the run's page budget has room for it.
+    async fn budgeted_page(&self, unit: &Unit, number: u32) -> Result<Budgeted, SourceError> {
+        let slot = self
+            .page_budget
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("budget never closed");
+        let page = self.client.page(&self.dataset, unit, number).await?;
+        Ok((page, slot))
+    }
+
+    async fn merge_and_snapshot(
         &self,
+        page: &Page,
         unit: &Unit,
-        page: Page,
-        into: &mut Decoded,
-    ) -> Result<Option<String>, UnitError> {
-        let target = self.merge(&page.keys, unit.day).await?;
-        if let Some(column) = narrower_than_utf8(&into.batches, &target) {
-            return Ok(Some(format!(
-                "column {column:?} became Utf8 while the day was read"
-            )));
-        }
-        let records = page.records;
-        let batches = tokio::task::spawn_blocking(move || {
-            let mut decoder = PageDecoder::new(target.decode.clone(), target.arrow.clone())?;
-            let mut batches = Vec::new();
-            let mut sink = |b: RecordBatch| -> Result<(), UnitError> {
-                batches.push(b);
-                Ok(())
-            };
-            decoder.push(page.results_json(), &mut sink)?;
-            decoder.finish(&mut sink)?;
-            Ok::<_, UnitError>(batches)
+    ) -> Result<(Target, DatasetSchema), UnitError> {
+        self.merge(&page.keys, unit.day).await?;
+        Ok(self.snapshot().await)
+    }
+
+    async fn encode(
+        &self,
+        encoder: PageEncoder,
+        (page, slot): Budgeted,
+    ) -> Result<PageEncoder, UnitError> {
+        tokio::task::spawn_blocking(move || {
+            let encoder = encoder.push(&page);
+            drop(slot);
+            encoder
         })
         .await
-        .expect("decoding does not panic")?;
-        into.batches.extend(batches);
-        into.rows += records;
-        into.pages += 1;
-        Ok(None)
+        .expect("encoding does not panic")
     }
 }
 
-/// A column the earlier batches hold as a number or boolean that the target now types Utf8.
-fn narrower_than_utf8(batches: &[RecordBatch], target: &Target) -> Option<String> {
-    let first = batches.first()?;
-    first.schema().fields().iter().find_map(|f| {
-        let now = target.arrow.field_with_name(f.name()).ok()?;
-        (now.data_type() == &DataType::Utf8 && f.data_type() != &DataType::Utf8)
-            .then(|| f.name().clone())
-    })
-}
-
-/// Encodes a partition's batches, brought to `target`, as one Parquet file into `out`. Returns
-/// the file's size.
-fn encode(batches: &[RecordBatch], target: &Target, out: ChunkWriter) -> Result<u64, UnitError> {
-    let mut writer = PartitionWriter::new(out, target.arrow.clone(), target.version)?;
-    for batch in batches {
-        writer.write(&conform(batch, &target.arrow)?)?;
-    }
-    let out = writer.finish()?;
-    Ok(out.complete().map_err(EncodeError::from)?)
+/// The page budget of a run: pages fetched but not yet encoded. Twice the request concurrency
+/// keeps every request slot busy while encoding lags a little, and bounds raw JSON in memory.
+pub(crate) fn page_budget(concurrency: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(2 * concurrency.max(1)))
 }

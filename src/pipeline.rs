@@ -153,6 +153,7 @@ async fn execute(
         layout,
         dataset,
         fan_out: settings.concurrency,
+        page_budget: crate::partition::page_budget(settings.concurrency),
         schema: Mutex::new(SchemaState {
             schema,
             changes: Vec::new(),
@@ -256,6 +257,8 @@ pub(crate) struct Run {
     pub(crate) layout: Layout,
     pub(crate) dataset: Dataset,
     pub(crate) fan_out: usize,
+    /// Pages fetched but not yet encoded, bounded: see [`crate::partition::page_budget`].
+    pub(crate) page_budget: std::sync::Arc<tokio::sync::Semaphore>,
     schema: Mutex<SchemaState>,
 }
 
@@ -285,6 +288,12 @@ impl Run {
     /// The current dataset schema as a write target.
     pub(crate) async fn target(&self) -> Target {
         Self::target_of(&self.schema.lock().await.schema)
+    }
+
+    /// The current dataset schema, as a write target and as a copy to check pages against.
+    pub(crate) async fn snapshot(&self) -> (Target, DatasetSchema) {
+        let state = self.schema.lock().await;
+        (Self::target_of(&state.schema), state.schema.clone())
     }
 
     fn target_of(schema: &DatasetSchema) -> Target {

@@ -161,6 +161,27 @@ impl DatasetSchema {
         (changes, touched)
     }
 
+    /// Whether files of this schema can hold records with these keys as they are: every key has
+    /// a column whose Arrow type its values fit. Says what does not fit otherwise.
+    pub fn holds(&self, keys: &KeyKinds) -> Result<(), String> {
+        for (key, kinds) in keys.iter() {
+            let Some(&i) = self.by_key.get(key) else {
+                return Err(format!("key {key:?} is new"));
+            };
+            let col = &self.columns[i];
+            let wider = col.ty.widen(kinds);
+            if !col.known && wider.arrow() != col.ty.arrow() {
+                return Err(format!(
+                    "column {:?} widened from {} to {}",
+                    col.name,
+                    col.ty.name(),
+                    wider.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The Arrow schema every Parquet file of the dataset has.
     pub fn arrow(&self) -> SchemaRef {
         Arc::new(Schema::new(
@@ -309,6 +330,34 @@ mod tests {
             .unwrap();
         assert_eq!(col.ty, ColumnType::Utf8);
         assert_eq!(col.first_seen, Some(day(1)));
+    }
+
+    #[test]
+    fn holds_tells_what_does_not_fit() {
+        let mut s = DatasetSchema::new(&KnownFields::call_outcomes());
+        s.merge(
+            &keys(r#"[{"n": 1, "e": "", "b": 9007199254740993}]"#),
+            day(1),
+        );
+        assert!(s
+            .holds(&keys(r#"[{"n": 2, "e": null, "crm__customer_id": 5}]"#))
+            .is_ok());
+        assert!(
+            s.holds(&keys(r#"[{"b": 1}]"#)).is_ok(),
+            "big_ints changes no Arrow type"
+        );
+        assert!(s
+            .holds(&keys(r#"[{"n": 2.5}]"#))
+            .unwrap_err()
+            .contains("Float64"));
+        assert!(s
+            .holds(&keys(r#"[{"e": 3}]"#))
+            .unwrap_err()
+            .contains("Int64"));
+        assert!(s
+            .holds(&keys(r#"[{"new": 3}]"#))
+            .unwrap_err()
+            .contains("new"));
     }
 
     #[test]

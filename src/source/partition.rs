@@ -2,10 +2,7 @@
 //! fetched concurrently by number (in order, at most `fan_out` at once) and each is checked
 //! against page 1 as it arrives, so a listing that changed while we paged is caught.
 
-use futures::{Stream, StreamExt};
-
-use super::{CubeClient, Page, SourceError};
-use crate::unit::{Dataset, Unit};
+use super::Page;
 
 /// Reads of one partition before a listing that keeps changing fails it.
 pub const MAX_READS: u32 = 3;
@@ -66,19 +63,6 @@ impl Listing {
             ));
         }
         Ok(())
-    }
-
-    /// Pages 2..N in order, fetched up to `fan_out` at a time.
-    pub fn rest<'a>(
-        &self,
-        client: &'a CubeClient,
-        dataset: &'a Dataset,
-        unit: &'a Unit,
-        fan_out: usize,
-    ) -> impl Stream<Item = Result<Page, SourceError>> + 'a {
-        futures::stream::iter(2..=self.pages)
-            .map(move |n| client.page(dataset, unit, n))
-            .buffered(fan_out.max(1))
     }
 }
 

@@ -402,7 +402,7 @@ fn a_type_widening_to_utf8_within_one_day_keeps_every_json_text_exactly() {
     );
     assert_rows(&data.rows, &expected, &Default::default());
     assert!(
-        out.stderr.contains("became Utf8 while the day was read"),
+        out.stderr.contains("to Utf8 while the day was read"),
         "the narrower pages were read again: {}",
         out.stderr
     );
