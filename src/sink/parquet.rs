@@ -7,6 +7,7 @@ use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -46,7 +47,10 @@ pub fn writer_properties(schema_version: u64) -> WriterProperties {
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        // Chunk statistics give readers min/max and null counts for pruning; page-level
+        // indexes would more than double the size of a typical (small) partition file.
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_statistics_truncate_length(Some(64))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_created_by(concat!("cube-extract ", env!("CARGO_PKG_VERSION")).to_owned())
@@ -65,7 +69,13 @@ pub struct PartitionWriter<W: Write + Send = Vec<u8>> {
 
 impl<W: Write + Send> PartitionWriter<W> {
     pub fn new(out: W, schema: SchemaRef, schema_version: u64) -> Result<Self, EncodeError> {
-        let writer = ArrowWriter::try_new(out, schema, Some(writer_properties(schema_version)))?;
+        // The Parquet logical types already say everything our Arrow types need (UTC-adjusted
+        // timestamps read back as zoned, the rest as naive), so the embedded Arrow schema copy
+        // is dropped: it is a large part of a small file's footer.
+        let options = ArrowWriterOptions::new()
+            .with_properties(writer_properties(schema_version))
+            .with_skip_arrow_metadata(true);
+        let writer = ArrowWriter::try_new_with_options(out, schema, options)?;
         Ok(PartitionWriter { writer, rows: 0 })
     }
 
