@@ -32,18 +32,29 @@ pub struct DecodeError(String);
 pub struct PageDecoder {
     inner: arrow_json::reader::Decoder,
     target: SchemaRef,
+    batch_rows: usize,
 }
 
 impl PageDecoder {
     /// `decode_schema` names the fields by JSON key; `target` is the same layout named by column.
-    pub fn new(decode_schema: SchemaRef, target: SchemaRef) -> Result<PageDecoder, DecodeError> {
+    /// `batch_rows` (at most [`BATCH_ROWS`]) sizes the decoder's buffers, which it allocates up
+    /// front: a page's record count keeps them no larger than a page needs.
+    pub fn new(
+        decode_schema: SchemaRef,
+        target: SchemaRef,
+        batch_rows: usize,
+    ) -> Result<PageDecoder, DecodeError> {
         let inner = ReaderBuilder::new(decode_schema)
-            .with_batch_size(BATCH_ROWS)
+            .with_batch_size(batch_rows.clamp(1, BATCH_ROWS))
             .with_flatten(true)
             .with_decoder_factory(Arc::new(ContractDecoders))
             .build_decoder()
             .map_err(|e| DecodeError(e.to_string()))?;
-        Ok(PageDecoder { inner, target })
+        Ok(PageDecoder {
+            inner,
+            target,
+            batch_rows: batch_rows.clamp(1, BATCH_ROWS),
+        })
     }
 
     /// Feeds one page's `results` array; hands every full batch to `sink`.
@@ -57,7 +68,7 @@ impl PageDecoder {
             let used = self.inner.decode(rest).map_err(decode_error)?;
             rest = &rest[used..];
             // `decode` stops early when a batch is full, possibly before the closing `]`.
-            if used == 0 || self.inner.len() >= BATCH_ROWS {
+            if used == 0 || self.inner.len() >= self.batch_rows {
                 self.flush(sink)?;
             }
         }
@@ -385,7 +396,7 @@ mod tests {
 
     fn decode(fields: Vec<Field>, json: &str) -> Result<RecordBatch, DecodeError> {
         let schema = Arc::new(Schema::new(fields));
-        let mut d = PageDecoder::new(schema.clone(), schema)?;
+        let mut d = PageDecoder::new(schema.clone(), schema, BATCH_ROWS)?;
         let mut out = Vec::new();
         let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
             out.push(b);
@@ -495,7 +506,7 @@ mod tests {
     #[test]
     fn many_pages_and_batches_keep_api_order() {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
-        let mut d = PageDecoder::new(schema.clone(), schema).unwrap();
+        let mut d = PageDecoder::new(schema.clone(), schema, 1000).unwrap();
         let mut got = Vec::new();
         let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
             got.extend(

@@ -23,6 +23,14 @@ use crate::unit::Unit;
 /// A page together with its share of the run's page budget, released once it is encoded.
 type Budgeted = (Page, OwnedSemaphorePermit);
 
+/// A page's raw body as fetched, with its budget share.
+struct Fetched {
+    number: u32,
+    url: url::Url,
+    body: bytes::Bytes,
+    slot: OwnedSemaphorePermit,
+}
+
 /// What one complete read of a partition wrote.
 struct Written {
     rows: usize,
@@ -47,22 +55,29 @@ enum Produced {
     Again(String),
 }
 
-/// Turns pages into the partition's Parquet file, on blocking threads.
+/// Turns pages into the partition's Parquet file, on blocking threads. One decoder serves
+/// every page of the partition, so its buffers are allocated once.
 struct PageEncoder {
-    target: Target,
+    decoder: PageDecoder,
     writer: PartitionWriter<ChunkWriter>,
 }
 
 impl PageEncoder {
+    fn new(target: &Target, page_size: usize, out: ChunkWriter) -> Result<Self, UnitError> {
+        Ok(PageEncoder {
+            decoder: PageDecoder::new(target.decode.clone(), target.arrow.clone(), page_size)?,
+            writer: PartitionWriter::new(out, target.arrow.clone(), target.version)?,
+        })
+    }
+
     fn push(mut self, page: &Page) -> Result<Self, UnitError> {
-        let mut decoder = PageDecoder::new(self.target.decode.clone(), self.target.arrow.clone())?;
         let writer = &mut self.writer;
         let mut sink = |batch: RecordBatch| -> Result<(), UnitError> {
             writer.write(&batch)?;
             Ok(())
         };
-        decoder.push(page.results_json(), &mut sink)?;
-        decoder.finish(&mut sink)?;
+        self.decoder.push(page.results_json(), &mut sink)?;
+        self.decoder.finish(&mut sink)?;
         Ok(self)
     }
 
@@ -151,7 +166,7 @@ impl Run {
     }
 
     async fn read_once(&self, unit: &Unit) -> Result<Read, UnitError> {
-        let first = self.budgeted_page(unit, 1).await?;
+        let first = self.parse(self.fetch(unit, 1).await?).await?;
         let listing = match Listing::from_first(&first.0) {
             Ok(Some(listing)) => listing,
             Ok(None) => {
@@ -198,14 +213,14 @@ impl Run {
         // The file is written with the dataset schema as it stands after page 1.
         let (target, written_with) = self.merge_and_snapshot(&first.0, unit).await?;
         let version = target.version;
-        let writer = PartitionWriter::new(out, target.arrow.clone(), version)?;
-        let mut encoder = Some(self.encode(PageEncoder { target, writer }, first).await?);
+        let encoder = PageEncoder::new(&target, listing.page_size as usize, out)?;
+        let mut encoder = Some(self.encode(encoder, first).await?);
         let mut rest = std::pin::pin!(futures::stream::iter(2..=listing.pages)
-            .map(|n| self.budgeted_page(unit, n))
+            .map(|n| self.fetch(unit, n))
             .buffered(self.fan_out.max(1)));
-        while let Some(page) = rest.next().await {
-            let page = match page {
-                Ok(page) => page,
+        while let Some(fetched) = rest.next().await {
+            let page = match fetched {
+                Ok(fetched) => self.parse(fetched).await?,
                 // A page that vanished means the listing shrank under us.
                 Err(SourceError::NotFound { url }) => {
                     return Ok(Produced::Again(format!("{url} vanished")))
@@ -226,21 +241,48 @@ impl Run {
             );
         }
         let encoder = encoder.expect("encoder is back");
+        let _cpu = self.cpu.acquire().await.expect("never closed");
         let bytes = tokio::task::spawn_blocking(move || encoder.finish())
             .await
             .expect("encoding does not panic")?;
         Ok(Produced::File { bytes, version })
     }
 
-    /// Fetches a page once the run's page budget has room for it.
-    async fn budgeted_page(&self, unit: &Unit, number: u32) -> Result<Budgeted, SourceError> {
+    /// Fetches a page once the run's page budget has room for it. Only I/O happens here: these
+    /// futures wait in a `buffered` stream that is not polled while a page is encoded, so they
+    /// must not hold CPU slots.
+    async fn fetch(&self, unit: &Unit, number: u32) -> Result<Fetched, SourceError> {
         let slot = self
             .page_budget
             .clone()
             .acquire_owned()
             .await
             .expect("budget never closed");
-        let page = self.client.page(&self.dataset, unit, number).await?;
+        let (url, body) = self.client.page_body(&self.dataset, unit, number).await?;
+        Ok(Fetched {
+            number,
+            url,
+            body,
+            slot,
+        })
+    }
+
+    /// Parses a fetched page on a CPU slot.
+    async fn parse(&self, fetched: Fetched) -> Result<Budgeted, SourceError> {
+        let Fetched {
+            number,
+            url,
+            body,
+            slot,
+        } = fetched;
+        let _cpu = self.cpu.acquire().await.expect("never closed");
+        let page = tokio::task::spawn_blocking(move || Page::parse(number, body))
+            .await
+            .expect("page parsing does not panic")
+            .map_err(|cause| SourceError::BadResponse {
+                url: url.to_string(),
+                cause,
+            })?;
         Ok((page, slot))
     }
 
@@ -258,6 +300,7 @@ impl Run {
         encoder: PageEncoder,
         (page, slot): Budgeted,
     ) -> Result<PageEncoder, UnitError> {
+        let _cpu = self.cpu.acquire().await.expect("never closed");
         tokio::task::spawn_blocking(move || {
             let encoder = encoder.push(&page);
             drop(slot);
@@ -266,6 +309,12 @@ impl Run {
         .await
         .expect("encoding does not panic")
     }
+}
+
+/// CPU work (decoding, encoding) runs on at most one blocking thread per core: more would only
+/// contend, and every extra thread grows its own allocator arena.
+pub(crate) fn cpu_slots() -> Semaphore {
+    Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 /// The page budget of a run: pages fetched but not yet encoded. Twice the request concurrency

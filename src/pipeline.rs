@@ -154,6 +154,7 @@ async fn execute(
         dataset,
         fan_out: settings.concurrency,
         page_budget: crate::partition::page_budget(settings.concurrency),
+        cpu: crate::partition::cpu_slots(),
         schema: Mutex::new(SchemaState {
             schema,
             changes: Vec::new(),
@@ -259,6 +260,8 @@ pub(crate) struct Run {
     pub(crate) fan_out: usize,
     /// Pages fetched but not yet encoded, bounded: see [`crate::partition::page_budget`].
     pub(crate) page_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Blocking threads doing CPU work at once: see [`crate::partition::cpu_slots`].
+    pub(crate) cpu: tokio::sync::Semaphore,
     schema: Mutex<SchemaState>,
 }
 

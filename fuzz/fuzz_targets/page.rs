@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
     let day = chrono::NaiveDate::from_ymd_opt(2019, 8, 14).unwrap();
     schema.merge(&page.keys, day);
-    let Ok(mut decoder) = PageDecoder::new(schema.decode_arrow(), schema.arrow()) else {
+    let Ok(mut decoder) = PageDecoder::new(schema.decode_arrow(), schema.arrow(), page.records) else {
         return;
     };
     let mut rows = 0;

@@ -35,7 +35,7 @@ pub fn channel(chunk_bytes: usize) -> (ChunkWriter, mpsc::Receiver<Chunk>) {
     (
         ChunkWriter {
             tx,
-            buf: Vec::with_capacity(chunk_bytes),
+            buf: Vec::new(),
             chunk_bytes,
             written: 0,
         },
@@ -66,7 +66,7 @@ impl Write for ChunkWriter {
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
         if self.buf.len() >= self.chunk_bytes {
-            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk_bytes));
+            let full = std::mem::take(&mut self.buf);
             self.send(Chunk::Data(Bytes::from(full)))?;
         }
         Ok(data.len())

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::retry::{is_retryable_status, retry_after, RetryPolicy};
-use super::{Page, SourceError};
+use super::SourceError;
 use crate::error_chain;
 use crate::unit::{Dataset, Unit};
 
@@ -233,22 +233,17 @@ impl CubeClient {
         url
     }
 
-    /// Fetches and parses one page. Parsing runs off the async workers.
-    pub async fn page(
+    /// Fetches page `number` of a unit's listing: its URL and raw body (parse with
+    /// [`Page::parse`], off the async workers).
+    pub async fn page_body(
         &self,
         dataset: &Dataset,
         unit: &Unit,
         number: u32,
-    ) -> Result<Page, SourceError> {
+    ) -> Result<(Url, Bytes), SourceError> {
         let url = self.page_url(dataset, unit, number);
         let body = self.get(&url).await?;
-        tokio::task::spawn_blocking(move || Page::parse(number, body))
-            .await
-            .expect("page parsing does not panic")
-            .map_err(|cause| SourceError::BadResponse {
-                url: url.to_string(),
-                cause,
-            })
+        Ok((url, body))
     }
 }
 
