@@ -16,6 +16,20 @@ fn faulty(faults: Faults, page_size: usize) -> (SimConfig, SimHandle) {
     (cfg.clone(), cube_sim::start(cfg))
 }
 
+/// The destination holds exactly the rows the simulator serves once every day has settled.
+#[track_caller]
+fn assert_final_copy(
+    dest: &std::path::Path,
+    cfg: &SimConfig,
+    campaigns: &[u64],
+    from: &str,
+    to: &str,
+) {
+    let data = read_dataset(dest);
+    let expected = final_rows(cfg, campaigns, &days(from, to), &data.schema_json);
+    assert_rows(&data.rows, &expected, &Default::default());
+}
+
 /// Rows the simulator serves once every day has settled.
 fn final_rows(
     cfg: &SimConfig,
@@ -99,17 +113,7 @@ fn retry_after_as_an_http_date_is_honoured() {
         gap >= std::time::Duration::from_millis(900),
         "retried after {gap:?}"
     );
-    let data = read_dataset(&ws.dest());
-    assert_rows(
-        &data.rows,
-        &final_rows(
-            &cfg,
-            &[101],
-            &days("2019-08-01", "2019-08-01"),
-            &data.schema_json,
-        ),
-        &Default::default(),
-    );
+    assert_final_copy(&ws.dest(), &cfg, &[101], "2019-08-01", "2019-08-01");
 }
 
 #[test]
@@ -134,17 +138,7 @@ fn rows_inserted_while_paging_are_read_again_until_the_day_is_consistent() {
         ],
     );
     out.assert_code(0);
-    let data = read_dataset(&ws.dest());
-    assert_rows(
-        &data.rows,
-        &final_rows(
-            &cfg,
-            &[101, 102],
-            &days("2019-08-01", "2019-08-02"),
-            &data.schema_json,
-        ),
-        &Default::default(),
-    );
+    assert_final_copy(&ws.dest(), &cfg, &[101, 102], "2019-08-01", "2019-08-02");
     assert!(
         out.stderr.contains("reading the day again"),
         "{}",
@@ -245,17 +239,7 @@ fn a_failing_day_exits_1_commits_the_rest_and_resume_fetches_only_it_once_healed
         })
         .collect();
     assert_eq!(days_fetched.into_iter().collect::<Vec<_>>(), ["20190803"]);
-    let data = read_dataset(&ws.dest());
-    assert_rows(
-        &data.rows,
-        &final_rows(
-            &cfg,
-            &[101, 102],
-            &days("2019-08-01", "2019-08-04"),
-            &data.schema_json,
-        ),
-        &Default::default(),
-    );
+    assert_final_copy(&ws.dest(), &cfg, &[101, 102], "2019-08-01", "2019-08-04");
 }
 
 #[test]
@@ -373,17 +357,7 @@ fn sigkill_mid_run_leaves_a_readable_table_and_resume_completes_it_without_refet
             );
         }
     }
-    let data = read_dataset(&dest);
-    assert_rows(
-        &data.rows,
-        &final_rows(
-            &cfg,
-            &[101, 102, 103],
-            &days("2019-08-01", "2019-08-20"),
-            &data.schema_json,
-        ),
-        &Default::default(),
-    );
+    assert_final_copy(&dest, &cfg, &[101, 102, 103], "2019-08-01", "2019-08-20");
     assert_clean_table_root(&dest);
 }
 
