@@ -157,10 +157,12 @@ impl Destination {
                     e,
                     object_store::Error::PermissionDenied { .. }
                         | object_store::Error::Unauthenticated { .. }
-                ) || text.contains("403")
+                ) || text.contains("403 Forbidden")
                 {
                     format!("{endpoint} refused the credentials for bucket {bucket} (HTTP 403); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")
-                } else if text.contains("NoSuchBucket") {
+                } else if text.contains("NoSuchBucket") || text.contains("404 Not Found") {
+                    // Listing a prefix never 404s in a bucket that exists. (Match status texts, not
+                    // bare codes: the error also carries the endpoint, whose port may contain them.)
                     format!("bucket {bucket} does not exist at {endpoint}; create it or fix --dest")
                 } else if text.contains("onnect")
                     || text.contains("dns")
