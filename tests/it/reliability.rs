@@ -214,7 +214,7 @@ fn a_failing_day_exits_1_commits_the_rest_and_resume_fetches_only_it_once_healed
         }
     }
     sim.set_failing_days(Vec::new());
-    let before = sim.requests().len();
+    let before = listing_requests(&sim).len();
     let out = ws.extract(
         &sim,
         &[
@@ -228,15 +228,9 @@ fn a_failing_day_exits_1_commits_the_rest_and_resume_fetches_only_it_once_healed
         ],
     );
     out.assert_code(0);
-    let days_fetched: std::collections::BTreeSet<String> = sim.requests()[before..]
+    let days_fetched: std::collections::BTreeSet<String> = listing_requests(&sim)[before..]
         .iter()
-        .filter(|r| r.path.contains("/call_outcomes"))
-        .filter_map(|r| {
-            r.query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("from_date="))
-                .map(str::to_owned)
-        })
+        .map(|(_, from)| from.clone())
         .collect();
     assert_eq!(days_fetched.into_iter().collect::<Vec<_>>(), ["20190803"]);
     assert_final_copy(&ws.dest(), &cfg, &[101, 102], "2019-08-01", "2019-08-04");
