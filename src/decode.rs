@@ -6,7 +6,7 @@
 //! text of numbers and booleans; timestamps come in the API's own formats.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
     BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
@@ -17,7 +17,8 @@ pub use arrow_array::RecordBatch;
 use arrow_json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef, TimeUnit};
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{DateTime, NaiveDate};
 
 /// Rows per decoded batch: large enough to amortise per-batch work, small enough to stay cache-
 /// and memory-friendly with 300-column records.
@@ -306,26 +307,40 @@ pub fn parse_date(s: &str) -> Option<i32> {
 
 /// Microseconds of a local wall-clock time such as `2019-08-14 09:34` (seconds and fractions optional).
 pub fn parse_naive_timestamp(s: &str) -> Option<i64> {
-    const FORMATS: [&str; 4] = [
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%dT%H:%M:%S%.f",
-    ];
+    static FORMATS: LazyLock<[Vec<Item<'static>>; 4]> = LazyLock::new(|| {
+        [
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%dT%H:%M:%S%.f",
+        ]
+        .map(|f| StrftimeItems::new(f).collect())
+    });
     FORMATS
         .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .find_map(|items| parse_with(s, items)?.to_naive_datetime_with_offset(0).ok())
         .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Microseconds since the epoch (UTC) of a time with offset, e.g. `2020-02-12T10:27:06.477+0100`.
 pub fn parse_zoned_timestamp(s: &str) -> Option<i64> {
-    const FORMATS: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"];
+    static FORMATS: LazyLock<[Vec<Item<'static>>; 2]> = LazyLock::new(|| {
+        ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
+            .map(|f| StrftimeItems::new(f).collect())
+    });
     FORMATS
         .iter()
-        .find_map(|f| DateTime::parse_from_str(s, f).ok())
+        .find_map(|items| parse_with(s, items)?.to_datetime().ok())
         .or_else(|| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.timestamp_micros())
+}
+
+/// Parses `s` with a format compiled once: `parse_from_str` would re-read the format string
+/// for every value, which showed up in profiles of wide extractions.
+fn parse_with(s: &str, items: &[Item<'static>]) -> Option<Parsed> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, s, items.iter()).ok()?;
+    Some(parsed)
 }
 
 /// Writes the JSON text of the value at `p` (objects and arrays included).

@@ -51,7 +51,12 @@ pub fn main_with(cli: Cli) -> ExitCode {
                     return ExitCode::from(exit::USAGE);
                 }
             };
+            // Blocking threads do the CPU work (one per core, see `partition::cpu_slots`) and
+            // short file-system calls. Each thread that allocates gets its own malloc arena,
+            // which stays at its high-water mark, so a small pool keeps peak memory down.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(cores + 2)
                 .enable_all()
                 .build()
                 .expect("tokio runtime starts");

@@ -20,15 +20,16 @@ use crate::sink::{Ledger, LedgerRecord};
 use crate::source::{Listing, Page, SourceError, MAX_READS};
 use crate::unit::Unit;
 
-/// A page together with its share of the run's page budget, released once it is encoded.
-type Budgeted = (Page, OwnedSemaphorePermit);
+/// A page together with its share of the run's page budget, released once it is encoded
+/// (`None` when the partition holds one share for all its pages).
+type Budgeted = (Page, Option<OwnedSemaphorePermit>);
 
 /// A page's raw body as fetched, with its budget share.
 struct Fetched {
     number: u32,
     url: url::Url,
     body: bytes::Bytes,
-    slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// What one complete read of a partition wrote.
@@ -210,6 +211,9 @@ impl Run {
         first: Budgeted,
         out: ChunkWriter,
     ) -> Result<Produced, UnitError> {
+        if listing.pages as usize <= self.whole_read_pages() {
+            return self.produce_whole(unit, listing, first, out).await;
+        }
         // The file is written with the dataset schema as it stands after page 1.
         let (target, written_with) = self.merge_and_snapshot(&first.0, unit).await?;
         let version = target.version;
@@ -248,6 +252,94 @@ impl Run {
         Ok(Produced::File { bytes, version })
     }
 
+    /// The most pages a partition may read completely before encoding: the page budget less
+    /// one page for every other partition in flight (each may hold its page 1 while it waits),
+    /// so that a whole-partition read can always get its share and never waits on a partition
+    /// that waits on it.
+    fn whole_read_pages(&self) -> usize {
+        self.page_budget_pages
+            .saturating_sub(self.partitions_in_flight)
+            + 1
+    }
+
+    /// Reads every page of a small partition, then encodes the file in one go. The encoder
+    /// (whose Parquet column writers hold sizeable compression contexts) then lives only for
+    /// the CPU time of the encoding, not across the wait for pages: with many partitions in
+    /// flight to hide the API's latency, that is what keeps memory flat. It also lets the file
+    /// be written with a schema that already holds every page.
+    async fn produce_whole(
+        &self,
+        unit: &Unit,
+        listing: Listing,
+        first: Budgeted,
+        out: ChunkWriter,
+    ) -> Result<Produced, UnitError> {
+        let rest_pages = listing.pages.saturating_sub(1);
+        // One share for all the other pages, taken at once, so no partition holds part of its
+        // share while it waits for the rest.
+        let _share = match rest_pages {
+            0 => None,
+            n => Some(
+                self.page_budget
+                    .clone()
+                    .acquire_many_owned(n)
+                    .await
+                    .expect("budget never closed"),
+            ),
+        };
+        let fetched: Vec<Result<(url::Url, bytes::Bytes), SourceError>> =
+            futures::stream::iter(2..=listing.pages)
+                .map(|n| self.client.page_body(&self.dataset, unit, n))
+                .buffered(self.fan_out.max(1))
+                .collect()
+                .await;
+        let mut pages = Vec::with_capacity(listing.pages as usize);
+        pages.push(first.0);
+        for (n, result) in (2..).zip(fetched) {
+            let (url, body) = match result {
+                Ok(fetched) => fetched,
+                // A page that vanished means the listing shrank under us.
+                Err(SourceError::NotFound { url }) => {
+                    return Ok(Produced::Again(format!("{url} vanished")))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (page, _) = self
+                .parse(Fetched {
+                    number: n,
+                    url,
+                    body,
+                    slot: None,
+                })
+                .await?;
+            if let Err(problem) = listing.check(&page) {
+                return Ok(Produced::Again(problem));
+            }
+            pages.push(page);
+        }
+        let mut keys = crate::schema::KeyKinds::default();
+        for page in &pages {
+            keys.merge(&page.keys);
+        }
+        let (target, written_with) = self.merge_and_keys_snapshot(&keys, unit).await?;
+        if let Err(misfit) = written_with.holds(&keys) {
+            return Ok(Produced::Again(format!("{misfit} while the day was read")));
+        }
+        let version = target.version;
+        let page_size = listing.page_size as usize;
+        let _cpu = self.cpu.acquire().await.expect("never closed");
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut encoder = PageEncoder::new(&target, page_size, out)?;
+            for page in &pages {
+                encoder = encoder.push(page)?;
+            }
+            encoder.finish()
+        })
+        .await
+        .expect("encoding does not panic")?;
+        Ok(Produced::File { bytes, version })
+    }
+
     /// Fetches a page once the run's page budget has room for it. Only I/O happens here: these
     /// futures wait in a `buffered` stream that is not polled while a page is encoded, so they
     /// must not hold CPU slots.
@@ -263,7 +355,7 @@ impl Run {
             number,
             url,
             body,
-            slot,
+            slot: Some(slot),
         })
     }
 
@@ -291,7 +383,15 @@ impl Run {
         page: &Page,
         unit: &Unit,
     ) -> Result<(Target, DatasetSchema), UnitError> {
-        self.merge(&page.keys, unit.day).await?;
+        self.merge_and_keys_snapshot(&page.keys, unit).await
+    }
+
+    async fn merge_and_keys_snapshot(
+        &self,
+        keys: &crate::schema::KeyKinds,
+        unit: &Unit,
+    ) -> Result<(Target, DatasetSchema), UnitError> {
+        self.merge(keys, unit.day).await?;
         Ok(self.snapshot().await)
     }
 
@@ -320,5 +420,9 @@ pub(crate) fn cpu_slots() -> Semaphore {
 /// The page budget of a run: pages fetched but not yet encoded. Twice the request concurrency
 /// keeps every request slot busy while encoding lags a little, and bounds raw JSON in memory.
 pub(crate) fn page_budget(concurrency: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(2 * concurrency.max(1)))
+    Arc::new(Semaphore::new(page_budget_pages(concurrency)))
+}
+
+pub(crate) fn page_budget_pages(concurrency: usize) -> usize {
+    2 * concurrency.max(1)
 }

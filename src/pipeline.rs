@@ -153,6 +153,8 @@ async fn execute(
         layout,
         dataset,
         fan_out: settings.concurrency,
+        partitions_in_flight: settings.concurrency,
+        page_budget_pages: crate::partition::page_budget_pages(settings.concurrency),
         page_budget: crate::partition::page_budget(settings.concurrency),
         cpu: crate::partition::cpu_slots(),
         schema: Mutex::new(SchemaState {
@@ -258,6 +260,10 @@ pub(crate) struct Run {
     pub(crate) layout: Layout,
     pub(crate) dataset: Dataset,
     pub(crate) fan_out: usize,
+    /// Partitions extracted at once.
+    pub(crate) partitions_in_flight: usize,
+    /// The size of the page budget, in pages.
+    pub(crate) page_budget_pages: usize,
     /// Pages fetched but not yet encoded, bounded: see [`crate::partition::page_budget`].
     pub(crate) page_budget: std::sync::Arc<tokio::sync::Semaphore>,
     /// Blocking threads doing CPU work at once: see [`crate::partition::cpu_slots`].
@@ -371,6 +377,7 @@ impl Run {
         if let Some(old) = self.dest.get(&path).await? {
             let t = target.clone();
             let (out, chunks) = upload::channel(CHUNK_BYTES);
+            let cpu = self.cpu.acquire().await.expect("never closed");
             let job = tokio::task::spawn_blocking(move || {
                 let (schema, _) = file_schema(&old)?;
                 if schema.fields() == t.fields() {
@@ -382,6 +389,7 @@ impl Run {
             });
             let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
             let (job, placed) = tokio::join!(job, placing);
+            drop(cpu);
             let placed = placed?;
             if let Some((bytes, rows)) = job.expect("rewriting does not panic")? {
                 if !placed {

@@ -10,11 +10,24 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::types::{Kinds, F64_EXACT_INT};
 
 /// The keys seen in some records, in order of first appearance, with the kinds of their values.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct KeyKinds {
     keys: Vec<(String, Kinds)>,
     index: HashMap<String, usize>,
+    /// The slot of the key looked up last. Records of one listing almost always carry their
+    /// keys in the same order, so the next key is usually the next slot: a string comparison
+    /// instead of hashing every key of every record.
+    last: usize,
 }
+
+/// Equal when the same keys carried the same kinds, in the same order.
+impl PartialEq for KeyKinds {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys == other.keys
+    }
+}
+
+impl Eq for KeyKinds {}
 
 impl KeyKinds {
     pub fn iter(&self) -> impl Iterator<Item = (&str, Kinds)> {
@@ -34,6 +47,20 @@ impl KeyKinds {
     }
 
     fn slot(&mut self, key: &str) -> usize {
+        let guess = self.last + 1;
+        let i = match self.keys.get(guess) {
+            Some((k, _)) if k == key => guess,
+            _ => match self.keys.first() {
+                // A record's first key is usually the listing's first key.
+                Some((k, _)) if k == key => 0,
+                _ => self.lookup(key),
+            },
+        };
+        self.last = i;
+        i
+    }
+
+    fn lookup(&mut self, key: &str) -> usize {
         if let Some(&i) = self.index.get(key) {
             return i;
         }

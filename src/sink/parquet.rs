@@ -2,9 +2,11 @@
 
 use std::io::Write;
 
-use arrow_array::{new_null_array, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{new_null_array, Array, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -12,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 /// Row groups close at about a million rows or 128 MiB, whichever comes first.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -42,8 +45,9 @@ impl From<arrow_schema::ArrowError> for EncodeError {
     }
 }
 
-pub fn writer_properties(schema_version: u64) -> WriterProperties {
-    WriterProperties::builder()
+/// Writer settings; `plain` lists the columns written without a dictionary.
+pub fn writer_properties(schema_version: u64, plain: &[&str]) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
@@ -57,30 +61,47 @@ pub fn writer_properties(schema_version: u64) -> WriterProperties {
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_VERSION_KEY.to_owned(),
             schema_version.to_string(),
-        )]))
-        .build()
+        )]));
+    for column in plain {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    builder.build()
 }
 
 /// Encodes batches of one partition into a Parquet file written to `W`.
+///
+/// The Parquet writer is opened at the first batch, which decides per column whether a
+/// dictionary pays: parquet-rs would dictionary-encode every column until the dictionary
+/// outgrows its page limit, and for the many columns that are (nearly) unique per row (ids,
+/// phones, e-mails, timestamps) a dictionary plus indexes is larger and slower than plain values.
 pub struct PartitionWriter<W: Write + Send = Vec<u8>> {
-    writer: ArrowWriter<W>,
+    /// Until the first batch: where and how to open the writer.
+    pending: Option<Pending<W>>,
+    writer: Option<ArrowWriter<W>>,
     rows: usize,
+}
+
+struct Pending<W> {
+    out: W,
+    schema: SchemaRef,
+    schema_version: u64,
 }
 
 impl<W: Write + Send> PartitionWriter<W> {
     pub fn new(out: W, schema: SchemaRef, schema_version: u64) -> Result<Self, EncodeError> {
-        // The Parquet logical types already say everything our Arrow types need (UTC-adjusted
-        // timestamps read back as zoned, the rest as naive), so the embedded Arrow schema copy
-        // is dropped: it is a large part of a small file's footer.
-        let options = ArrowWriterOptions::new()
-            .with_properties(writer_properties(schema_version))
-            .with_skip_arrow_metadata(true);
-        let writer = ArrowWriter::try_new_with_options(out, schema, options)?;
-        Ok(PartitionWriter { writer, rows: 0 })
+        Ok(PartitionWriter {
+            pending: Some(Pending {
+                out,
+                schema,
+                schema_version,
+            }),
+            writer: None,
+            rows: 0,
+        })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
-        self.writer.write(batch)?;
+        self.open(Some(batch))?.write(batch)?;
         self.rows += batch.num_rows();
         Ok(())
     }
@@ -90,9 +111,93 @@ impl<W: Write + Send> PartitionWriter<W> {
     }
 
     /// Writes the footer and returns the output.
-    pub fn finish(self) -> Result<W, EncodeError> {
-        Ok(self.writer.into_inner()?)
+    pub fn finish(mut self) -> Result<W, EncodeError> {
+        self.open(None)?;
+        let writer = self.writer.expect("opened above");
+        Ok(writer.into_inner()?)
     }
+
+    /// The Parquet writer, opened with column settings chosen from `sample` if not open yet.
+    fn open(&mut self, sample: Option<&RecordBatch>) -> Result<&mut ArrowWriter<W>, EncodeError> {
+        if let Some(Pending {
+            out,
+            schema,
+            schema_version,
+        }) = self.pending.take()
+        {
+            let plain: Vec<&str> = match sample {
+                Some(batch) => schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .filter(|(_, column)| !dictionary_pays(column.as_ref()))
+                    .map(|(field, _)| field.name().as_str())
+                    .collect(),
+                None => Vec::new(),
+            };
+            // The Parquet logical types already say everything our Arrow types need
+            // (UTC-adjusted timestamps read back as zoned, the rest as naive), so the embedded
+            // Arrow schema copy is dropped: it is a large part of a small file's footer.
+            let options = ArrowWriterOptions::new()
+                .with_properties(writer_properties(schema_version, &plain))
+                .with_skip_arrow_metadata(true);
+            self.writer = Some(ArrowWriter::try_new_with_options(
+                out,
+                schema.clone(),
+                options,
+            )?);
+        }
+        Ok(self.writer.as_mut().expect("opened above"))
+    }
+}
+
+/// Whether a dictionary is worth it for a column, judged on a sample: at most one distinct
+/// value per two non-null values (the rule of thumb DuckDB's writer also lands near).
+fn dictionary_pays(column: &dyn Array) -> bool {
+    let values = column.len() - column.null_count();
+    if values == 0 {
+        return false;
+    }
+    let limit = values / 2;
+    let distinct = match column.data_type() {
+        DataType::Utf8 => count_distinct(column.as_string::<i32>().iter().flatten(), limit),
+        DataType::Int64 => {
+            count_distinct(column.as_primitive::<Int64Type>().iter().flatten(), limit)
+        }
+        DataType::Float64 => count_distinct(
+            column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .map(f64::to_bits),
+            limit,
+        ),
+        DataType::Timestamp(_, _) => count_distinct(
+            column
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .flatten(),
+            limit,
+        ),
+        DataType::Date32 => {
+            count_distinct(column.as_primitive::<Date32Type>().iter().flatten(), limit)
+        }
+        // Booleans are bit-packed either way.
+        _ => return true,
+    };
+    distinct <= limit
+}
+
+/// Distinct values, counted up to just past `limit`.
+fn count_distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>, limit: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for v in values {
+        seen.insert(v);
+        if seen.len() > limit {
+            break;
+        }
+    }
+    seen.len()
 }
 
 /// Reads a Parquet file's Arrow schema and the dataset schema version it records.
