@@ -10,6 +10,8 @@ pub mod env {
     pub const TOKEN: &str = "CUBE_TOKEN";
     pub const USERNAME: &str = "CUBE_USERNAME";
     pub const PASSWORD: &str = "CUBE_PASSWORD";
+    /// The HMAC-SHA256 key of `--hash-columns`.
+    pub const HASH_KEY: &str = "CUBE_EXTRACT_HASH_KEY";
 }
 
 #[derive(Debug, Parser)]
@@ -27,6 +29,32 @@ pub struct Cli {
 pub enum Command {
     /// Extract call outcomes, one Parquet partition per (campaign, day).
     CallOutcomes(ExtractArgs),
+    /// Extract product registrations into their own table, one partition per (campaign, day).
+    ProductRegistrations(ExtractArgs),
+    /// Print a dataset's schema (column, type, label, first seen) from its destination.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Destination the dataset was extracted to: a local directory, file:///path, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub dest: String,
+    /// Which table.
+    #[arg(long, value_enum, default_value_t = Table::CallOutcomes)]
+    pub table: Table,
+    /// Print the schema as JSON (the dataset's schema.json).
+    #[arg(long, conflicts_with = "duckdb_view")]
+    pub json: bool,
+    /// Print a DuckDB `CREATE VIEW NAME` over the table that names each custom column by its label.
+    #[arg(long, value_name = "NAME")]
+    pub duckdb_view: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Table {
+    CallOutcomes,
+    ProductRegistrations,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +104,17 @@ pub struct ExtractArgs {
     /// Skip (campaign, day) partitions an earlier run committed.
     #[arg(long)]
     pub resume: bool,
+    /// Leave out the columns whose name matches GLOB (e.g. 'crm__standard_info__*'); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub drop_columns: Vec<String>,
+    /// Replace the values of matching columns by their HMAC-SHA256 (hex), keyed by
+    /// CUBE_EXTRACT_HASH_KEY; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub hash_columns: Vec<String>,
+    /// Accept --drop-columns/--hash-columns (or a hash key) that differ from the dataset's, and
+    /// rewrite its existing files to match.
+    #[arg(long)]
+    pub rewrite: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -10,8 +10,10 @@ pub mod decode;
 pub mod logging;
 mod partition;
 pub mod pipeline;
+pub mod privacy;
 pub mod report;
 pub mod schema;
+pub mod schema_view;
 pub mod settings;
 pub mod sink;
 pub mod source;
@@ -40,30 +42,53 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// Runs a parsed command line; the return value is the process exit status.
 pub fn main_with(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::CallOutcomes(args) => {
-            let progress = logging::Progress::new(args.log_format);
-            logging::init(args.log_format, args.verbose, args.quiet, &progress);
-            let today = chrono::Local::now().date_naive();
-            let settings = match settings::Settings::resolve(&args, today) {
-                Ok(s) => s,
+        Command::CallOutcomes(args) => extract(&args, unit::CALL_OUTCOMES),
+        Command::ProductRegistrations(args) => extract(&args, unit::PRODUCT_REGISTRATIONS),
+        Command::Schema(args) => {
+            logging::init(cli::LogFormat::Human, 0, false, &logging::Progress::hidden());
+            let table = match args.table {
+                cli::Table::CallOutcomes => unit::CALL_OUTCOMES,
+                cli::Table::ProductRegistrations => unit::PRODUCT_REGISTRATIONS,
+            };
+            match runtime().block_on(schema_view::run(&args, table)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     tracing::error!("{e}");
-                    return ExitCode::from(exit::USAGE);
+                    ExitCode::from(exit::USAGE)
                 }
-            };
-            // Blocking threads do the CPU work (one per core, see `partition::cpu_slots`) and
-            // short file-system calls. Each thread that allocates gets its own malloc arena,
-            // which stays at its high-water mark, so a small pool keeps peak memory down.
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .max_blocking_threads(cores + 2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime starts");
-            let report = runtime.block_on(pipeline::run(&settings, unit::CALL_OUTCOMES, &progress));
-            finish(&settings, &report)
+            }
         }
     }
+}
+
+/// The runtime of a command. Blocking threads do the CPU work (one per core, see
+/// `partition::cpu_slots`) and short file-system calls. Each thread that allocates gets its own
+/// malloc arena, which stays at its high-water mark, so a small pool keeps peak memory down.
+fn runtime() -> tokio::runtime::Runtime {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(cores + 2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
+}
+
+fn extract(args: &cli::ExtractArgs, dataset: unit::Dataset) -> ExitCode {
+    let progress = logging::Progress::new(args.log_format);
+    logging::init(args.log_format, args.verbose, args.quiet, &progress);
+    let today = chrono::Local::now().date_naive();
+    let settings = match settings::Settings::resolve(args, today) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let report = runtime().block_on(pipeline::run(&settings, dataset, &progress));
+    finish(&settings, &report)
 }
 
 fn finish(settings: &settings::Settings, report: &Report) -> ExitCode {

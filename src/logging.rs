@@ -47,6 +47,14 @@ impl Progress {
         }
     }
 
+    /// No bar, for commands that print their result to stdout.
+    pub fn hidden() -> Progress {
+        Progress {
+            bar: ProgressBar::hidden(),
+            totals: Arc::default(),
+        }
+    }
+
     pub fn start(&self, partitions: u64) {
         self.bar.set_length(partitions);
         self.bar.enable_steady_tick(Duration::from_millis(200));

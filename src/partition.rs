@@ -61,20 +61,42 @@ enum Produced {
 struct PageEncoder {
     decoder: PageDecoder,
     writer: PartitionWriter<ChunkWriter>,
+    /// Columns to hash (positions) and the policy that hashes them.
+    hashed: Vec<usize>,
+    policy: crate::privacy::Policy,
 }
 
 impl PageEncoder {
-    fn new(target: &Target, page_size: usize, out: ChunkWriter) -> Result<Self, UnitError> {
+    fn new(
+        target: &Target,
+        page_size: usize,
+        out: ChunkWriter,
+        policy: &crate::privacy::Policy,
+    ) -> Result<Self, UnitError> {
         Ok(PageEncoder {
             decoder: PageDecoder::new(target.decode.clone(), target.arrow.clone(), page_size)?,
-            writer: PartitionWriter::new(out, target.arrow.clone(), target.version)?,
+            writer: PartitionWriter::new(out, target.arrow.clone(), target.meta.clone())?,
+            hashed: target.hashed.clone(),
+            policy: policy.clone(),
         })
     }
 
     fn push(mut self, page: &Page) -> Result<Self, UnitError> {
         let writer = &mut self.writer;
+        let (hashed, policy) = (&self.hashed, &self.policy);
         let mut sink = |batch: RecordBatch| -> Result<(), UnitError> {
-            writer.write(&batch)?;
+            if hashed.is_empty() {
+                writer.write(&batch)?;
+            } else {
+                // Personal data is replaced before the encoder ever sees it.
+                let mut columns = batch.columns().to_vec();
+                for &i in hashed {
+                    columns[i] = policy.hash_column(&columns[i]);
+                }
+                let batch = RecordBatch::try_new(batch.schema(), columns)
+                    .map_err(EncodeError::from)?;
+                writer.write(&batch)?;
+            }
             Ok(())
         };
         self.decoder.push(page.results_json(), &mut sink)?;
@@ -217,7 +239,7 @@ impl Run {
         // The file is written with the dataset schema as it stands after page 1.
         let (target, written_with) = self.merge_and_snapshot(&first.0, unit).await?;
         let version = target.version;
-        let encoder = PageEncoder::new(&target, listing.page_size as usize, out)?;
+        let encoder = PageEncoder::new(&target, listing.page_size as usize, out, &self.policy)?;
         let mut encoder = Some(self.encode(encoder, first).await?);
         let mut rest = std::pin::pin!(futures::stream::iter(2..=listing.pages)
             .map(|n| self.fetch(unit, n))
@@ -327,9 +349,10 @@ impl Run {
         }
         let version = target.version;
         let page_size = listing.page_size as usize;
+        let policy = self.policy.clone();
         let _cpu = self.cpu.acquire().await.expect("never closed");
         let bytes = tokio::task::spawn_blocking(move || {
-            let mut encoder = PageEncoder::new(&target, page_size, out)?;
+            let mut encoder = PageEncoder::new(&target, page_size, out, &policy)?;
             for page in &pages {
                 encoder = encoder.push(page)?;
             }

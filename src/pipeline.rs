@@ -14,7 +14,7 @@ use crate::logging::Progress;
 use crate::report::{exit, PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KeyKinds, KnownFields, SchemaChange};
 use crate::settings::{CampaignSelection, Settings};
-use crate::sink::parquet::{file_schema, rewrite, EncodeError};
+use crate::sink::parquet::{file_info, rewrite, EncodeError, FileMeta};
 use crate::sink::upload::{self, CHUNK_BYTES};
 use crate::sink::{Committed, Destination, Layout, Ledger, LedgerRecord, StoreError};
 use crate::source::{Campaign, CubeClient, SourceError};
@@ -116,7 +116,18 @@ async fn execute(
     dest.check(&layout.state_root())
         .await
         .map_err(Stop::Destination)?;
-    let schema = load_schema(&dest, &layout, &dataset).await?;
+    let (mut schema, existed) = load_schema(&dest, &layout, &dataset).await?;
+    if adopt_policy(&mut schema, settings, existed)? {
+        dest.put_state(&layout.schema_file(), Bytes::from(schema.to_json()))
+            .await
+            .map_err(|e| Stop::State(format!("{e}; check the destination's permissions")))?;
+    }
+    let labels = fetch_labels(&client, &listed, &ids).await;
+    if schema.set_labels(labels) {
+        dest.put_state(&layout.schema_file(), Bytes::from(schema.to_json()))
+            .await
+            .map_err(|e| Stop::State(format!("{e}; check the destination's permissions")))?;
+    }
     let committed = Ledger::new(&dest, &layout)
         .load()
         .await
@@ -153,6 +164,7 @@ async fn execute(
         layout,
         dataset,
         fan_out: settings.concurrency,
+        policy: settings.policy.clone(),
         partitions_in_flight: settings.concurrency,
         page_budget_pages: crate::partition::page_budget_pages(settings.concurrency),
         page_budget: crate::partition::page_budget(settings.concurrency),
@@ -223,22 +235,92 @@ fn select_campaigns(selection: &CampaignSelection, listed: &[Campaign]) -> Resul
     }
 }
 
+/// The dataset schema at the destination, or a new one; and whether it existed.
 async fn load_schema(
     dest: &Destination,
     layout: &Layout,
     dataset: &Dataset,
-) -> Result<DatasetSchema, Stop> {
+) -> Result<(DatasetSchema, bool), Stop> {
     let path = layout.schema_file();
     match dest.get(&path).await {
-        Ok(None) => Ok(DatasetSchema::new(&KnownFields::parse(dataset.known_fields))),
-        Ok(Some(bytes)) => DatasetSchema::from_json(&bytes).map_err(|e| {
-            Stop::State(format!(
-                "{}/{path} is not a valid dataset schema ({e}); restore it from a backup or extract into a new --dest",
-                dest.display()
-            ))
-        }),
+        Ok(None) => Ok((
+            DatasetSchema::new(&KnownFields::parse(dataset.known_fields)),
+            false,
+        )),
+        Ok(Some(bytes)) => DatasetSchema::from_json(&bytes)
+            .map(|s| (s, true))
+            .map_err(|e| {
+                Stop::State(format!(
+                    "{}/{path} is not a valid dataset schema ({e}); restore it from a backup or extract into a new --dest",
+                    dest.display()
+                ))
+            }),
         Err(e) => Err(Stop::State(format!("{e}; check the destination and its credentials"))),
     }
+}
+
+/// Makes the run's personal-data policy the dataset's. An existing dataset keeps its policy
+/// unless `--rewrite` is given: its files were written under it. Returns whether it changed.
+fn adopt_policy(schema: &mut DatasetSchema, settings: &Settings, existed: bool) -> Result<bool, Stop> {
+    let wanted = settings.policy.spec();
+    if existed {
+        if let Some(difference) = wanted.difference(schema.policy()) {
+            if !settings.rewrite {
+                return Err(Stop::Usage(format!(
+                    "{difference}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings"
+                )));
+            }
+            let lost: Vec<&str> = schema
+                .columns()
+                .iter()
+                .filter(|c| schema.treatment(c) != crate::privacy::Treatment::Keep)
+                .filter(|c| settings.policy.treatment(&c.name) != schema.treatment(c))
+                .filter(|c| settings.policy.treatment(&c.name) != crate::privacy::Treatment::Drop)
+                .map(|c| c.name.as_str())
+                .collect();
+            tracing::warn!(%difference, "--rewrite: existing files are rewritten under the new personal-data settings");
+            if !lost.is_empty() {
+                tracing::warn!(
+                    columns = lost.join(", "),
+                    "earlier values of these columns were dropped or hashed and cannot be restored: they are null in existing files until their days are extracted again"
+                );
+            }
+        }
+    }
+    Ok(schema.set_policy(wanted, settings.policy.matcher()))
+}
+
+/// Labels of the custom fields of every CRM (data owner, CRM type) of the selected campaigns,
+/// by JSON key. Labels only name columns, so a CRM whose definitions cannot be read costs a
+/// warning, not the run.
+async fn fetch_labels(client: &CubeClient, listed: &[Campaign], ids: &[u64]) -> std::collections::HashMap<String, String> {
+    let crms: std::collections::BTreeSet<(u64, String)> = listed
+        .iter()
+        .filter(|c| ids.contains(&c.id))
+        .filter_map(|c| Some((c.data_owner_id?, c.crm_type.clone()?)))
+        .collect();
+    let mut labels = std::collections::HashMap::new();
+    for (owner, crm_type) in crms {
+        match client.custom_field_labels(owner, &crm_type).await {
+            Ok(fields) => {
+                for (key, label) in fields {
+                    match labels.get(&key) {
+                        Some(existing) if existing != &label => {
+                            tracing::warn!(column = %key, label = %existing, other = %label, data_owner = owner, crm_type = %crm_type, "two CRMs label the same custom field differently; keeping the first");
+                        }
+                        Some(_) => {}
+                        None => {
+                            labels.insert(key, label);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(data_owner = owner, crm_type = %crm_type, error = %e, "could not read the labels of this CRM's custom fields; its columns stay unlabelled");
+            }
+        }
+    }
+    labels
 }
 
 struct SchemaState {
@@ -251,6 +333,10 @@ pub(crate) struct Target {
     pub(crate) arrow: SchemaRef,
     pub(crate) decode: SchemaRef,
     pub(crate) version: u64,
+    /// The files' key/value metadata (version, labels, hashed columns).
+    pub(crate) meta: FileMeta,
+    /// Positions in `arrow` of the columns to hash.
+    pub(crate) hashed: Vec<usize>,
 }
 
 /// What every partition of a run shares.
@@ -260,6 +346,8 @@ pub(crate) struct Run {
     pub(crate) layout: Layout,
     pub(crate) dataset: Dataset,
     pub(crate) fan_out: usize,
+    /// Personal-data policy: hashes columns before they are encoded.
+    pub(crate) policy: crate::privacy::Policy,
     /// Partitions extracted at once.
     pub(crate) partitions_in_flight: usize,
     /// The size of the page budget, in pages.
@@ -306,20 +394,33 @@ impl Run {
     }
 
     fn target_of(schema: &DatasetSchema) -> Target {
+        let arrow = schema.arrow();
+        let hashed_names = schema.hashed_columns();
+        let hashed = arrow
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| hashed_names.contains(f.name()))
+            .map(|(i, _)| i)
+            .collect();
         Target {
-            arrow: schema.arrow(),
             decode: schema.decode_arrow(),
             version: schema.version,
+            meta: FileMeta {
+                schema_version: schema.version,
+                labels: schema.labels_json(),
+                hashed: hashed_names,
+            },
+            hashed,
+            arrow,
         }
     }
 
     /// Rewrites every file recorded under an older schema version (and any file a killed run
     /// placed without recording it) to the current dataset schema. Returns files and bytes written.
     async fn reconcile(&self, concurrency: usize) -> Result<(usize, u64), UnitError> {
-        let (target, version) = {
-            let state = self.schema.lock().await;
-            (state.schema.arrow(), state.schema.version)
-        };
+        let target = self.target().await;
+        let version = target.version;
         let ledger = Ledger::new(&self.dest, &self.layout);
         let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
         let mut stale: Vec<(Unit, Option<Committed>)> = committed
@@ -335,7 +436,7 @@ impl Run {
             }
         }
         let results: Vec<Result<u64, UnitError>> = futures::stream::iter(stale)
-            .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, target.clone(), version))
+            .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, &target))
             .buffer_unordered(concurrency.clamp(1, 4))
             .collect()
             .await;
@@ -355,9 +456,9 @@ impl Run {
         &self,
         unit: Unit,
         recorded: Option<Committed>,
-        target: SchemaRef,
-        version: u64,
+        target: &Target,
     ) -> Result<u64, UnitError> {
+        let version = target.version;
         let path = self.layout.data_file(&unit);
         let ledger = Ledger::new(&self.dest, &self.layout);
         let mut record = match &recorded {
@@ -375,16 +476,18 @@ impl Run {
         });
         let mut written = 0;
         if let Some(old) = self.dest.get(&path).await? {
-            let t = target.clone();
+            let t = target.arrow.clone();
+            let meta = target.meta.clone();
+            let policy = self.policy.clone();
             let (out, chunks) = upload::channel(CHUNK_BYTES);
             let cpu = self.cpu.acquire().await.expect("never closed");
             let job = tokio::task::spawn_blocking(move || {
-                let (schema, _) = file_schema(&old)?;
-                if schema.fields() == t.fields() {
+                let info = file_info(&old)?;
+                if info.schema.fields() == t.fields() && info.hashed == meta.hashed {
                     // Dropping `out` unfinished abandons the upload: nothing is written.
                     return Ok::<_, EncodeError>(None);
                 }
-                let (out, rows) = rewrite(old, t, version, out)?;
+                let (out, rows) = rewrite(old, t, meta, &policy, out)?;
                 Ok(Some((out.complete()?, rows)))
             });
             let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);

@@ -27,6 +27,10 @@ pub struct Settings {
     pub resume: bool,
     pub log_format: LogFormat,
     pub report: Option<std::path::PathBuf>,
+    /// Personal-data policy (`--drop-columns`, `--hash-columns` and the key).
+    pub policy: crate::privacy::Policy,
+    /// `--rewrite`: a policy unlike the dataset's is adopted and existing files rewritten.
+    pub rewrite: bool,
 }
 
 /// A usage or configuration error: one sentence with the cause and the fix.
@@ -76,7 +80,12 @@ impl Settings {
             );
         };
         let dest = DestinationSpec::parse(dest).map_err(UsageError)?;
+        let key = std::env::var(crate::cli::env::HASH_KEY).ok();
+        let policy = crate::privacy::Policy::new(&args.drop_columns, &args.hash_columns, key.as_deref())
+            .map_err(UsageError)?;
         Ok(Settings {
+            policy,
+            rewrite: args.rewrite,
             api_root,
             auth,
             campaigns,

@@ -32,3 +32,9 @@ pub const CALL_OUTCOMES: Dataset = Dataset {
     endpoint: "call_outcomes",
     known_fields: include_str!("../schemas/call_outcomes.json"),
 };
+
+pub const PRODUCT_REGISTRATIONS: Dataset = Dataset {
+    name: "product_registrations",
+    endpoint: "product_registrations",
+    known_fields: include_str!("../schemas/product_registrations.json"),
+};

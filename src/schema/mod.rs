@@ -9,7 +9,7 @@ pub mod types;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ pub use infer::{scan_records, KeyKinds};
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 
+use crate::privacy::{Matcher, PolicySpec, Treatment};
 use names::TakenNames;
 
 /// One column of the dataset.
@@ -59,6 +60,12 @@ pub struct DatasetSchema {
     pub version: u64,
     columns: Vec<Column>,
     by_key: HashMap<String, usize>,
+    /// The personal-data policy the files follow (part of the layout).
+    policy: PolicySpec,
+    matcher: Matcher,
+    /// Labels of custom fields by JSON key, as the API gave them to this run: attached to a
+    /// column when it is added (not stored themselves; `Column::label` is).
+    labels: HashMap<String, String>,
 }
 
 impl DatasetSchema {
@@ -90,7 +97,81 @@ impl DatasetSchema {
             version,
             columns,
             by_key,
+            policy: PolicySpec::default(),
+            matcher: Matcher::default(),
+            labels: HashMap::new(),
         }
+    }
+
+    /// The personal-data policy the dataset's files follow.
+    pub fn policy(&self) -> &PolicySpec {
+        &self.policy
+    }
+
+    /// Adopts a personal-data policy. Bumps `version` when the files' layout changes (a column
+    /// dropped or hashed, or no longer), so that existing files are rewritten. Returns whether
+    /// anything changed.
+    pub fn set_policy(&mut self, policy: &PolicySpec, matcher: &Matcher) -> bool {
+        if &self.policy == policy {
+            return false;
+        }
+        let before = (self.arrow(), self.hashed_columns());
+        self.policy = policy.clone();
+        self.matcher = matcher.clone();
+        if (self.arrow(), self.hashed_columns()) != before {
+            self.version += 1;
+        }
+        true
+    }
+
+    /// Takes the labels of custom fields (by JSON key) for the columns there are and for those
+    /// that appear later in this run. Returns whether a stored label changed.
+    pub fn set_labels(&mut self, labels: HashMap<String, String>) -> bool {
+        let mut touched = false;
+        for col in &mut self.columns {
+            if let Some(label) = labels.get(&col.source_key) {
+                if col.label.as_ref() != Some(label) {
+                    col.label = Some(label.clone());
+                    touched = true;
+                }
+            }
+        }
+        self.labels = labels;
+        touched
+    }
+
+    /// What the policy does to a column.
+    pub fn treatment(&self, col: &Column) -> Treatment {
+        self.matcher.treatment(&col.name)
+    }
+
+    /// A column's Arrow type in the files, or `None` when the policy drops it.
+    fn file_type(&self, col: &Column) -> Option<DataType> {
+        match self.treatment(col) {
+            Treatment::Keep => Some(col.ty.arrow()),
+            Treatment::Hash => Some(DataType::Utf8),
+            Treatment::Drop => None,
+        }
+    }
+
+    /// Names of the hashed columns of the files.
+    pub fn hashed_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| self.treatment(c) == Treatment::Hash)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Column name -> label of the columns in the files that have one, as a JSON object.
+    pub fn labels_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .columns
+            .iter()
+            .filter(|c| self.file_type(c).is_some())
+            .filter_map(|c| Some((c.name.clone(), c.label.clone()?.into())))
+            .collect();
+        serde_json::Value::Object(map).to_string()
     }
 
     pub fn columns(&self) -> &[Column] {
@@ -119,7 +200,8 @@ impl DatasetSchema {
                     let wider = col.ty.widen(kinds);
                     if wider != col.ty {
                         touched = true;
-                        if wider.arrow() != col.ty.arrow() {
+                        let in_files = self.matcher.treatment(&col.name) == Treatment::Keep;
+                        if in_files && wider.arrow() != col.ty.arrow() {
                             changes.push(SchemaChange {
                                 column: col.name.clone(),
                                 change: ChangeKind::Widened,
@@ -136,18 +218,21 @@ impl DatasetSchema {
                     });
                     let ty = ColumnType::from_kinds(kinds);
                     let name = taken.allocate(key);
-                    changes.push(SchemaChange {
-                        column: name.clone(),
-                        change: ChangeKind::Added,
-                        from: None,
-                        to: ty.name(),
-                    });
+                    // A dropped column never reaches a file: not a layout change.
+                    if self.matcher.treatment(&name) != Treatment::Drop {
+                        changes.push(SchemaChange {
+                            column: name.clone(),
+                            change: ChangeKind::Added,
+                            from: None,
+                            to: ty.name(),
+                        });
+                    }
                     self.by_key.insert(key.to_owned(), self.columns.len());
                     self.columns.push(Column {
                         name,
                         source_key: key.to_owned(),
                         ty,
-                        label: None,
+                        label: self.labels.get(key).cloned(),
                         first_seen: Some(day),
                         known: false,
                     });
@@ -170,7 +255,9 @@ impl DatasetSchema {
             };
             let col = &self.columns[i];
             let wider = col.ty.widen(kinds);
-            if !col.known && wider.arrow() != col.ty.arrow() {
+            // Hashed and dropped columns have one file type whatever their values.
+            let in_files = self.treatment(col) == Treatment::Keep;
+            if in_files && !col.known && wider.arrow() != col.ty.arrow() {
                 return Err(format!(
                     "column {:?} widened from {} to {}",
                     col.name,
@@ -187,17 +274,19 @@ impl DatasetSchema {
         Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|c| Field::new(&c.name, c.ty.arrow(), true))
+                .filter_map(|c| Some(Field::new(&c.name, self.file_type(c)?, true)))
                 .collect::<Vec<_>>(),
         ))
     }
 
-    /// The same schema named by JSON keys, for the JSON decoder (which matches keys exactly).
+    /// The same schema named by JSON keys, for the JSON decoder (which matches keys exactly and
+    /// skips the keys it is not given: those of dropped columns). Hashed columns are decoded
+    /// as Utf8, i.e. the JSON text of each value, which is what gets hashed.
     pub fn decode_arrow(&self) -> SchemaRef {
         Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|c| Field::new(&c.source_key, c.ty.arrow(), true))
+                .filter_map(|c| Some(Field::new(&c.source_key, self.file_type(c)?, true)))
                 .collect::<Vec<_>>(),
         ))
     }
@@ -206,12 +295,23 @@ impl DatasetSchema {
         let file = SchemaFile {
             dataset: self.dataset.clone(),
             version: self.version,
+            personal_data: (!self.policy.is_empty()).then(|| self.policy.clone()),
             columns: self
                 .columns
                 .iter()
                 .map(|c| ColumnEntry {
                     name: c.name.clone(),
-                    ty: c.ty.name().to_owned(),
+                    ty: match self.treatment(c) {
+                        Treatment::Hash => "Utf8".to_owned(),
+                        _ => c.ty.name().to_owned(),
+                    },
+                    source_type: (self.treatment(c) == Treatment::Hash)
+                        .then(|| c.ty.name().to_owned()),
+                    personal_data: match self.treatment(c) {
+                        Treatment::Keep => None,
+                        Treatment::Hash => Some("hashed".to_owned()),
+                        Treatment::Drop => Some("dropped".to_owned()),
+                    },
                     source_key: c.source_key.clone(),
                     label: c.label.clone(),
                     first_seen: c.first_seen,
@@ -228,7 +328,8 @@ impl DatasetSchema {
         let file: SchemaFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
         let mut columns = Vec::with_capacity(file.columns.len());
         for c in file.columns {
-            let mut ty = ColumnType::from_name(&c.ty)
+            let inferred = c.source_type.as_deref().unwrap_or(&c.ty);
+            let mut ty = ColumnType::from_name(inferred)
                 .ok_or_else(|| format!("column {:?} has unknown type {:?}", c.name, c.ty))?;
             if c.empty && ty == ColumnType::Utf8 {
                 ty = ColumnType::Empty;
@@ -245,7 +346,10 @@ impl DatasetSchema {
                 known: c.known,
             });
         }
-        Ok(Self::from_parts(file.dataset, file.version, columns))
+        let mut schema = Self::from_parts(file.dataset, file.version, columns);
+        schema.policy = file.personal_data.unwrap_or_default();
+        schema.matcher = Matcher::new(&schema.policy)?;
+        Ok(schema)
     }
 }
 
@@ -254,14 +358,24 @@ impl DatasetSchema {
 struct SchemaFile {
     dataset: String,
     version: u64,
+    /// The personal-data policy, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    personal_data: Option<PolicySpec>,
     columns: Vec<ColumnEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ColumnEntry {
     name: String,
+    /// The type in the files (`Utf8` for a hashed column).
     #[serde(rename = "type")]
     ty: String,
+    /// A hashed column's type as inferred from the API's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_type: Option<String>,
+    /// `hashed` or `dropped` under the dataset's personal-data policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    personal_data: Option<String>,
     source_key: String,
     label: Option<String>,
     first_seen: Option<NaiveDate>,

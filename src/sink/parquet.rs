@@ -16,12 +16,44 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::privacy::Policy;
+
 /// Row groups close at about a million rows or 128 MiB, whichever comes first.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 pub const ROW_GROUP_BYTES: usize = 128 << 20;
 
 /// File-level metadata key holding the dataset schema version the file was written under.
 pub const SCHEMA_VERSION_KEY: &str = "cube.schema_version";
+/// File-level metadata key holding a JSON object: column name -> label of its custom field.
+pub const LABELS_KEY: &str = "cube.labels";
+/// File-level metadata key holding a JSON array of the columns whose values are HMAC digests.
+pub const HASHED_KEY: &str = "cube.hashed_columns";
+
+/// What a file says about itself in its key/value metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileMeta {
+    pub schema_version: u64,
+    /// `cube.labels`: a JSON object, column -> label.
+    pub labels: String,
+    /// `cube.hashed_columns`.
+    pub hashed: Vec<String>,
+}
+
+impl FileMeta {
+    fn key_values(&self) -> Vec<KeyValue> {
+        let mut kv = vec![
+            KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), self.schema_version.to_string()),
+            KeyValue::new(LABELS_KEY.to_owned(), self.labels.clone()),
+        ];
+        if !self.hashed.is_empty() {
+            kv.push(KeyValue::new(
+                HASHED_KEY.to_owned(),
+                serde_json::to_string(&self.hashed).expect("names serialise"),
+            ));
+        }
+        kv
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -46,7 +78,7 @@ impl From<arrow_schema::ArrowError> for EncodeError {
 }
 
 /// Writer settings; `plain` lists the columns written without a dictionary.
-pub fn writer_properties(schema_version: u64, plain: &[&str]) -> WriterProperties {
+pub fn writer_properties(meta: &FileMeta, plain: &[&str]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
@@ -58,10 +90,7 @@ pub fn writer_properties(schema_version: u64, plain: &[&str]) -> WriterPropertie
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_created_by(concat!("cube-extract ", env!("CARGO_PKG_VERSION")).to_owned())
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            SCHEMA_VERSION_KEY.to_owned(),
-            schema_version.to_string(),
-        )]));
+        .set_key_value_metadata(Some(meta.key_values()));
     for column in plain {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
@@ -84,17 +113,13 @@ pub struct PartitionWriter<W: Write + Send = Vec<u8>> {
 struct Pending<W> {
     out: W,
     schema: SchemaRef,
-    schema_version: u64,
+    meta: FileMeta,
 }
 
 impl<W: Write + Send> PartitionWriter<W> {
-    pub fn new(out: W, schema: SchemaRef, schema_version: u64) -> Result<Self, EncodeError> {
+    pub fn new(out: W, schema: SchemaRef, meta: FileMeta) -> Result<Self, EncodeError> {
         Ok(PartitionWriter {
-            pending: Some(Pending {
-                out,
-                schema,
-                schema_version,
-            }),
+            pending: Some(Pending { out, schema, meta }),
             writer: None,
             rows: 0,
         })
@@ -119,11 +144,7 @@ impl<W: Write + Send> PartitionWriter<W> {
 
     /// The Parquet writer, opened with column settings chosen from `sample` if not open yet.
     fn open(&mut self, sample: Option<&RecordBatch>) -> Result<&mut ArrowWriter<W>, EncodeError> {
-        if let Some(Pending {
-            out,
-            schema,
-            schema_version,
-        }) = self.pending.take()
+        if let Some(Pending { out, schema, meta }) = self.pending.take()
         {
             let plain: Vec<&str> = match sample {
                 Some(batch) => schema
@@ -139,7 +160,7 @@ impl<W: Write + Send> PartitionWriter<W> {
             // (UTC-adjusted timestamps read back as zoned, the rest as naive), so the embedded
             // Arrow schema copy is dropped: it is a large part of a small file's footer.
             let options = ArrowWriterOptions::new()
-                .with_properties(writer_properties(schema_version, &plain))
+                .with_properties(writer_properties(&meta, &plain))
                 .with_skip_arrow_metadata(true);
             self.writer = Some(ArrowWriter::try_new_with_options(
                 out,
@@ -200,32 +221,72 @@ fn count_distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>, limi
     seen.len()
 }
 
-/// Reads a Parquet file's Arrow schema and the dataset schema version it records.
-pub fn file_schema(bytes: &Bytes) -> Result<(SchemaRef, Option<u64>), EncodeError> {
+/// A stored file's Arrow schema and what its metadata says about it.
+pub struct FileInfo {
+    pub schema: SchemaRef,
+    /// The dataset schema version it was written under (absent in foreign files).
+    pub version: Option<u64>,
+    /// Its columns holding HMAC digests.
+    pub hashed: Vec<String>,
+}
+
+/// Reads a Parquet file's Arrow schema and metadata.
+pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-    let version = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
-        .and_then(|k| k.value.as_deref()?.parse().ok());
-    Ok((builder.schema().clone(), version))
+    let kv = builder.metadata().file_metadata().key_value_metadata();
+    let value = |key: &str| {
+        kv.and_then(|kv| kv.iter().find(|k| k.key == key))
+            .and_then(|k| k.value.clone())
+    };
+    Ok(FileInfo {
+        schema: builder.schema().clone(),
+        version: value(SCHEMA_VERSION_KEY).and_then(|v| v.parse().ok()),
+        hashed: value(HASHED_KEY)
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default(),
+    })
 }
 
 /// Rewrites a file to `target` into `out`: columns it lacks become null, narrower types are
-/// cast up. Returns `out` and the row count.
+/// cast up, dropped columns go. Columns `meta` lists as hashed that the file holds in the clear
+/// are hashed with `policy`; columns the file holds hashed that are no longer hashed become
+/// null (a digest cannot be turned back into its value). Returns `out` and the row count.
 pub fn rewrite<W: Write + Send>(
     bytes: Bytes,
     target: SchemaRef,
-    schema_version: u64,
+    meta: FileMeta,
+    policy: &Policy,
     out: W,
 ) -> Result<(W, usize), EncodeError> {
+    let was_hashed = file_info(&bytes)?.hashed;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
         .with_batch_size(crate::decode::BATCH_ROWS)
         .build()?;
-    let mut writer = PartitionWriter::new(out, target.clone(), schema_version)?;
+    let to_hash: Vec<usize> = target
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| meta.hashed.contains(f.name()) && !was_hashed.contains(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let to_clear: Vec<usize> = target
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| was_hashed.contains(f.name()) && !meta.hashed.contains(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mut writer = PartitionWriter::new(out, target.clone(), meta)?;
     for batch in reader {
-        writer.write(&conform(&batch?, &target)?)?;
+        let batch = conform(&batch?, &target)?;
+        let mut columns = batch.columns().to_vec();
+        for &i in &to_hash {
+            columns[i] = policy.hash_column(&columns[i]);
+        }
+        for &i in &to_clear {
+            columns[i] = new_null_array(columns[i].data_type(), batch.num_rows());
+        }
+        writer.write(&RecordBatch::try_new(target.clone(), columns)?)?;
     }
     let rows = writer.rows();
     Ok((writer.finish()?, rows))
@@ -271,22 +332,34 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut w = PartitionWriter::new(Vec::new(), old, 1).unwrap();
+        let meta = |v| FileMeta {
+            schema_version: v,
+            labels: r#"{"n": "Number"}"#.to_owned(),
+            hashed: Vec::new(),
+        };
+        let mut w = PartitionWriter::new(Vec::new(), old, meta(1)).unwrap();
         w.write(&batch).unwrap();
         let file = Bytes::from(w.finish().unwrap());
-        assert_eq!(file_schema(&file).unwrap().1, Some(1));
+        assert_eq!(file_info(&file).unwrap().version, Some(1));
 
         let target = Arc::new(Schema::new(vec![
             Field::new("n", DataType::Float64, true),
             Field::new("e", DataType::Int64, true),
             Field::new("new", DataType::Utf8, true),
         ]));
-        let (file, rows) = rewrite(file, target.clone(), 2, Vec::new()).unwrap();
+        let (file, rows) = rewrite(
+            file,
+            target.clone(),
+            meta(2),
+            &Policy::default(),
+            Vec::new(),
+        )
+        .unwrap();
         let file = Bytes::from(file);
         assert_eq!(rows, 2);
-        let (schema, version) = file_schema(&file).unwrap();
-        assert_eq!(schema.fields(), target.fields());
-        assert_eq!(version, Some(2));
+        let info = file_info(&file).unwrap();
+        assert_eq!(info.schema.fields(), target.fields());
+        assert_eq!(info.version, Some(2));
         let b = ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
             .build()

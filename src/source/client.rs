@@ -212,6 +212,39 @@ impl CubeClient {
             .collect()
     }
 
+    /// `GET /api/v1/data_owners/{owner}/{crm_type}/crm_custom_fields/`: the labels of a CRM's
+    /// custom fields, as (JSON key, label) pairs (`lookup__id`, `key`).
+    pub async fn custom_field_labels(
+        &self,
+        data_owner_id: u64,
+        crm_type: &str,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        let mut url = self.api_root.clone();
+        url.path_segments_mut()
+            .expect("the API root is a base URL")
+            .pop_if_empty()
+            .extend([
+                "data_owners",
+                &data_owner_id.to_string(),
+                crm_type,
+                "crm_custom_fields",
+                "",
+            ]);
+        let body = self.get(&url).await?;
+        let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body)
+            .map_err(|e| SourceError::BadResponse {
+                url: url.to_string(),
+                cause: format!("expected a JSON array of custom field definitions ({e})"),
+            })?;
+        Ok(list
+            .iter()
+            .filter_map(|f| {
+                let text = |k: &str| f.get(k)?.as_str().filter(|s| !s.is_empty());
+                Some((text("lookup__id")?.to_owned(), text("key")?.to_owned()))
+            })
+            .collect())
+    }
+
     /// The URL of page `number` of a unit's listing, always on the configured origin.
     pub fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
         let mut url = self
