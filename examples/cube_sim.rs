@@ -2057,6 +2057,9 @@ struct DumpArgs {
     /// Last day (inclusive); defaults to --from.
     #[arg(long, value_parser = parse_cli_date)]
     to: Option<NaiveDate>,
+    /// Print the product registrations instead of the call outcomes.
+    #[arg(long)]
+    product_registrations: bool,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -2149,7 +2152,12 @@ fn dump(args: DumpArgs) -> ExitCode {
         for &campaign_id in &args.campaign {
             for day in args.from.iter_days().take_while(|d| *d <= to) {
                 let date = ymd(day);
-                for record in final_records(&cfg, campaign_id, day) {
+                let records = if args.product_registrations {
+                    final_product_registrations(&cfg, campaign_id, day)
+                } else {
+                    final_records(&cfg, campaign_id, day)
+                };
+                for record in records {
                     let mut line = Map::new();
                     put(&mut line, "__campaign_id", campaign_id);
                     put(&mut line, "__date", date.as_str());

@@ -45,7 +45,12 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Command::CallOutcomes(args) => extract(&args, unit::CALL_OUTCOMES),
         Command::ProductRegistrations(args) => extract(&args, unit::PRODUCT_REGISTRATIONS),
         Command::Schema(args) => {
-            logging::init(cli::LogFormat::Human, 0, false, &logging::Progress::hidden());
+            logging::init(
+                cli::LogFormat::Human,
+                0,
+                false,
+                &logging::Progress::hidden(),
+            );
             let table = match args.table {
                 cli::Table::CallOutcomes => unit::CALL_OUTCOMES,
                 cli::Table::ProductRegistrations => unit::PRODUCT_REGISTRATIONS,

@@ -93,8 +93,8 @@ impl PageEncoder {
                 for &i in hashed {
                     columns[i] = policy.hash_column(&columns[i]);
                 }
-                let batch = RecordBatch::try_new(batch.schema(), columns)
-                    .map_err(EncodeError::from)?;
+                let batch =
+                    RecordBatch::try_new(batch.schema(), columns).map_err(EncodeError::from)?;
                 writer.write(&batch)?;
             }
             Ok(())

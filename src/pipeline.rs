@@ -261,7 +261,11 @@ async fn load_schema(
 
 /// Makes the run's personal-data policy the dataset's. An existing dataset keeps its policy
 /// unless `--rewrite` is given: its files were written under it. Returns whether it changed.
-fn adopt_policy(schema: &mut DatasetSchema, settings: &Settings, existed: bool) -> Result<bool, Stop> {
+fn adopt_policy(
+    schema: &mut DatasetSchema,
+    settings: &Settings,
+    existed: bool,
+) -> Result<bool, Stop> {
     let wanted = settings.policy.spec();
     if existed {
         if let Some(difference) = wanted.difference(schema.policy()) {
@@ -293,7 +297,11 @@ fn adopt_policy(schema: &mut DatasetSchema, settings: &Settings, existed: bool) 
 /// Labels of the custom fields of every CRM (data owner, CRM type) of the selected campaigns,
 /// by JSON key. Labels only name columns, so a CRM whose definitions cannot be read costs a
 /// warning, not the run.
-async fn fetch_labels(client: &CubeClient, listed: &[Campaign], ids: &[u64]) -> std::collections::HashMap<String, String> {
+async fn fetch_labels(
+    client: &CubeClient,
+    listed: &[Campaign],
+    ids: &[u64],
+) -> std::collections::HashMap<String, String> {
     let crms: std::collections::BTreeSet<(u64, String)> = listed
         .iter()
         .filter(|c| ids.contains(&c.id))

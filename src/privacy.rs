@@ -104,7 +104,8 @@ impl Matcher {
 
     /// What happens to `column`; dropping wins over hashing.
     pub fn treatment(&self, column: &str) -> Treatment {
-        let matches = |patterns: &[Pattern]| patterns.iter().any(|p| p.matches_with(column, MATCHING));
+        let matches =
+            |patterns: &[Pattern]| patterns.iter().any(|p| p.matches_with(column, MATCHING));
         if matches(&self.drop) {
             Treatment::Drop
         } else if matches(&self.hash) {
@@ -273,7 +274,11 @@ mod tests {
         assert_ne!(ha.value(0), hb.value(0), "another key, another digest");
         let again = a.hash_column(&col);
         assert_eq!(
-            again.as_any().downcast_ref::<StringArray>().unwrap().value(0),
+            again
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0),
             ha.value(0)
         );
         assert!(ha.is_null(1));

@@ -170,9 +170,18 @@ mod tests {
         )
         .unwrap();
         s.set_labels(HashMap::from([
-            ("crm__custom_info__1".to_owned(), "Address \"street\"".to_owned()),
-            ("crm__custom_info__2".to_owned(), "Campaign__Name".to_owned()),
-            ("crm__custom_info__3".to_owned(), "address \"STREET\"".to_owned()),
+            (
+                "crm__custom_info__1".to_owned(),
+                "Address \"street\"".to_owned(),
+            ),
+            (
+                "crm__custom_info__2".to_owned(),
+                "Campaign__Name".to_owned(),
+            ),
+            (
+                "crm__custom_info__3".to_owned(),
+                "address \"STREET\"".to_owned(),
+            ),
         ]));
         s.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
         s
@@ -180,19 +189,30 @@ mod tests {
 
     #[test]
     fn view_aliases_labels_and_resolves_clashes() {
-        let sql = duckdb_view(&schema_with_labels(), "calls", "/data/it's/call_outcomes/*/*/*.parquet");
+        let sql = duckdb_view(
+            &schema_with_labels(),
+            "calls",
+            "/data/it's/call_outcomes/*/*/*.parquet",
+        );
         assert!(sql.starts_with("CREATE OR REPLACE VIEW \"calls\" AS\n"));
-        assert!(sql.contains("\"crm__custom_info__1\" AS \"Address \"\"street\"\"\""), "{sql}");
+        assert!(
+            sql.contains("\"crm__custom_info__1\" AS \"Address \"\"street\"\"\""),
+            "{sql}"
+        );
         // A label equal (ignoring case) to another column keeps the column's name in it.
         assert!(
             sql.contains("\"crm__custom_info__2\" AS \"Campaign__Name (crm__custom_info__2)\""),
             "{sql}"
         );
         assert!(
-            sql.contains("\"crm__custom_info__3\" AS \"address \"\"STREET\"\" (crm__custom_info__3)\""),
+            sql.contains(
+                "\"crm__custom_info__3\" AS \"address \"\"STREET\"\" (crm__custom_info__3)\""
+            ),
             "{sql}"
         );
-        assert!(sql.contains("read_parquet('/data/it''s/call_outcomes/*/*/*.parquet', hive_partitioning = true)"));
+        assert!(sql.contains(
+            "read_parquet('/data/it''s/call_outcomes/*/*/*.parquet', hive_partitioning = true)"
+        ));
     }
 
     #[test]
@@ -203,6 +223,10 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("crm__custom_info__1 "))
             .unwrap();
-        assert!(line.contains("Utf8") && line.contains("Address \"street\"") && line.contains("2019-08-01"));
+        assert!(
+            line.contains("Utf8")
+                && line.contains("Address \"street\"")
+                && line.contains("2019-08-01")
+        );
     }
 }

@@ -81,8 +81,9 @@ impl Settings {
         };
         let dest = DestinationSpec::parse(dest).map_err(UsageError)?;
         let key = std::env::var(crate::cli::env::HASH_KEY).ok();
-        let policy = crate::privacy::Policy::new(&args.drop_columns, &args.hash_columns, key.as_deref())
-            .map_err(UsageError)?;
+        let policy =
+            crate::privacy::Policy::new(&args.drop_columns, &args.hash_columns, key.as_deref())
+                .map_err(UsageError)?;
         Ok(Settings {
             policy,
             rewrite: args.rewrite,

@@ -42,7 +42,10 @@ pub struct FileMeta {
 impl FileMeta {
     fn key_values(&self) -> Vec<KeyValue> {
         let mut kv = vec![
-            KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), self.schema_version.to_string()),
+            KeyValue::new(
+                SCHEMA_VERSION_KEY.to_owned(),
+                self.schema_version.to_string(),
+            ),
             KeyValue::new(LABELS_KEY.to_owned(), self.labels.clone()),
         ];
         if !self.hashed.is_empty() {
@@ -144,8 +147,7 @@ impl<W: Write + Send> PartitionWriter<W> {
 
     /// The Parquet writer, opened with column settings chosen from `sample` if not open yet.
     fn open(&mut self, sample: Option<&RecordBatch>) -> Result<&mut ArrowWriter<W>, EncodeError> {
-        if let Some(Pending { out, schema, meta }) = self.pending.take()
-        {
+        if let Some(Pending { out, schema, meta }) = self.pending.take() {
             let plain: Vec<&str> = match sample {
                 Some(batch) => schema
                     .fields()

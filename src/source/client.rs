@@ -231,8 +231,8 @@ impl CubeClient {
                 "",
             ]);
         let body = self.get(&url).await?;
-        let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body)
-            .map_err(|e| SourceError::BadResponse {
+        let list: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
                 url: url.to_string(),
                 cause: format!("expected a JSON array of custom field definitions ({e})"),
             })?;

@@ -57,6 +57,12 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "test
 
 PARTITION_COLUMNS = ("campaign_id", "date")
 TABLE = "call_outcomes"
+# Every table the scenario extracts (into the same destination), with its command and the
+# `cube_sim dump` flags that print its records.
+TABLES = {
+    "call_outcomes": ("call-outcomes", []),
+    "product_registrations": ("product-registrations", ["--product-registrations"]),
+}
 
 SIM_START_TIMEOUT = 30  # seconds until the simulator must have printed its address
 S3_START_TIMEOUT = 30  # seconds until moto_server must have printed its address
@@ -359,8 +365,9 @@ def simulator(sim_bin: Path):
                 proc.wait(timeout=10)
 
 
-def run_dump(sim_bin: Path) -> list[dict[str, Any]]:
-    cmd = [str(sim_bin), "dump", "--campaign", CAMPAIGN_ARG, "--from", DATA_FROM, "--to", DATA_TO, *DATA_FLAGS]
+def run_dump(sim_bin: Path, table: str = TABLE) -> list[dict[str, Any]]:
+    cmd = [str(sim_bin), "dump", "--campaign", CAMPAIGN_ARG, "--from", DATA_FROM, "--to", DATA_TO, *DATA_FLAGS,
+           *TABLES[table][1]]
     r = subprocess.run(cmd, capture_output=True, env=local_env(), timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         pytest.fail(f"`{' '.join(cmd)}` exited {r.returncode}\nstderr:\n{tail(r.stderr)}", pytrace=False)
@@ -450,8 +457,9 @@ def row_key(campaign_id: int, day: str, customer: Any) -> tuple[int, str, Any]:
 
 
 @pytest.fixture(scope="session")
-def dump(sim_bin: Path) -> list[dict[str, Any]]:
-    return run_dump(sim_bin)
+def dumps(sim_bin: Path) -> dict[str, list[dict[str, Any]]]:
+    """The simulator's records of every table."""
+    return {table: run_dump(sim_bin, table) for table in TABLES}
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,23 +568,34 @@ def s3_server():
 class Extraction:
     backend: str
     dest: Path  # a local directory holding the output (for S3: a download of everything under the prefix)
-    runs: list[RunResult]
+    runs: dict[str, list[RunResult]]  # table -> its runs
 
 
 def run_extractions(
     extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str,
     extra_env: dict[str, str] | None = None, server_log=None,
+) -> dict[str, list[RunResult]]:
+    """The runs of every table, one table after the other, into the same destination."""
+    return {
+        table: _run_table(extract_bin, simulator, dest_arg, reports_dir, backend, table, extra_env, server_log)
+        for table in TABLES
+    }
+
+
+def _run_table(
+    extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str, table: str,
+    extra_env: dict[str, str] | None, server_log,
 ) -> list[RunResult]:
     runs: list[RunResult] = []
     for i, (first, last) in enumerate(RUNS, 1):
-        report_path = reports_dir / f"run{i}.json"
+        report_path = reports_dir / f"{table}-run{i}.json"
         cmd = [
-            str(extract_bin), "call-outcomes",
+            str(extract_bin), TABLES[table][0],
             "--base-url", simulator.url, "--token", TOKEN,
             "--campaign", CAMPAIGN_ARG, "--from", first, "--to", last,
             "--dest", dest_arg, "--report", str(report_path),
         ]
-        what = f"[{backend}] run {i} ({first}..{last})"
+        what = f"[{backend}] {table} run {i} ({first}..{last})"
         try:
             r = subprocess.run(cmd, capture_output=True, env=local_env(extra_env), timeout=RUN_TIMEOUT,
                                stdin=subprocess.DEVNULL)
@@ -636,12 +655,16 @@ def extraction_s3(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_
     return Extraction("s3", copy, runs)
 
 
-@pytest.fixture(scope="session", params=BACKENDS, ids=BACKENDS)
-def scenario(request, dump) -> Scenario:
-    extraction: Extraction = request.getfixturevalue(f"extraction_{request.param}")
-    dest, runs = extraction.dest, extraction.runs
+SCENARIOS = [(backend, table) for table in TABLES for backend in BACKENDS]
 
-    schema_path = dest / "_cube_extract" / TABLE / "schema.json"
+
+@pytest.fixture(scope="session", params=SCENARIOS, ids=[f"{b}-{t}" for b, t in SCENARIOS])
+def scenario(request, dumps) -> Scenario:
+    backend, table = request.param
+    extraction: Extraction = request.getfixturevalue(f"extraction_{backend}")
+    dest, runs, dump = extraction.dest, extraction.runs[table], dumps[table]
+
+    schema_path = dest / "_cube_extract" / table / "schema.json"
     try:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
         columns = schema["columns"]
@@ -675,7 +698,7 @@ def scenario(request, dump) -> Scenario:
         expected_raw[key] = raw_by_col
 
     return Scenario(
-        backend=extraction.backend, dest=dest, table=dest / TABLE, runs=runs, schema=schema, columns=columns, types=types, dump=dump,
+        backend=extraction.backend, dest=dest, table=dest / table, runs=runs, schema=schema, columns=columns, types=types, dump=dump,
         key_to_column=key_to_column, unmapped_keys=unmapped, ambiguous_keys=ambiguous,
         widened_to_utf8=widened, expected=expected, expected_raw=expected_raw, duplicate_dump_keys=dups,
     )

@@ -184,7 +184,7 @@ def test_files_are_zstd_compressed(scenario: Scenario):
 
 def test_schema_json_names_follow_the_contract(scenario: Scenario):
     problems: list[str] = []
-    if scenario.schema.get("dataset") != "call_outcomes":
+    if scenario.schema.get("dataset") != scenario.table.name:
         problems.append(f"dataset is {scenario.schema.get('dataset')!r}")
     if not isinstance(scenario.schema.get("version"), int):
         problems.append(f"version is {scenario.schema.get('version')!r}, not an integer")

@@ -8,15 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from conftest import MAX_SHOWN, S3_PREFIX, TABLE, Extraction, S3Server
+import pytest
 
-PARTITION_KEY = re.compile(
-    re.escape(f"{S3_PREFIX}/{TABLE}/") + r"campaign_id=(\d+)/date=(\d{4}-\d{2}-\d{2})/part-00000\.parquet"
-)
+from conftest import MAX_SHOWN, S3_PREFIX, TABLES, Extraction, S3Server
 
 
-def _valid_partition_key(key: str) -> bool:
-    m = PARTITION_KEY.fullmatch(key)
+def _valid_partition_key(key: str, table: str) -> bool:
+    m = re.fullmatch(
+        re.escape(f"{S3_PREFIX}/{table}/") + r"campaign_id=(\d+)/date=(\d{4}-\d{2}-\d{2})/part-00000\.parquet", key
+    )
     if not m:
         return False
     try:
@@ -25,17 +25,19 @@ def _valid_partition_key(key: str) -> bool:
         return False
 
 
-def test_s3_table_prefix_only_ever_holds_final_partition_objects(s3_server: S3Server, extraction_s3: Extraction):
+@pytest.mark.parametrize("table", list(TABLES))
+def test_s3_table_prefix_only_ever_holds_final_partition_objects(s3_server: S3Server, extraction_s3: Extraction,
+                                                                   table: str):
     """Every key under {prefix}/call_outcomes/ is campaign_id=<n>/date=<YYYY-MM-DD>/part-00000.parquet:
     now, and (the bucket is versioned, so deleted objects stay listable) at any moment of the three runs."""
     client, bucket = s3_server.client, s3_server.bucket
-    table_prefix = f"{S3_PREFIX}/{TABLE}/"
+    table_prefix = f"{S3_PREFIX}/{table}/"
     problems = []
 
     current = s3_server.keys(table_prefix)
     if not current:
         problems.append(f"no objects under s3://{bucket}/{table_prefix}")
-    bad = sorted(k for k in current if not _valid_partition_key(k))
+    bad = sorted(k for k in current if not _valid_partition_key(k, table))
     if bad:
         problems.append(f"{len(bad)} object(s) under the table prefix that are not a partition's part-00000.parquet: "
                         f"{bad[:MAX_SHOWN]}")
@@ -46,7 +48,7 @@ def test_s3_table_prefix_only_ever_holds_final_partition_objects(s3_server: S3Se
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=table_prefix):
         ever.update(v["Key"] for v in page.get("Versions") or [])
         ever.update(d["Key"] for d in page.get("DeleteMarkers") or [])
-    bad_ever = sorted(k for k in ever - set(current) if not _valid_partition_key(k))
+    bad_ever = sorted(k for k in ever - set(current) if not _valid_partition_key(k, table))
     if bad_ever:
         problems.append(f"{len(bad_ever)} object(s) were written under the table prefix and later deleted: "
                         f"{bad_ever[:MAX_SHOWN]}")

@@ -348,18 +348,7 @@ fn a_day_that_became_empty_loses_its_old_file(backend: Backend) {
     );
 }
 
-/// Each scenario above runs on local disk and on the S3 server.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $(#[test] fn $name() { super::$name(super::Backend::Local) })*
-        }
-        mod s3 {
-            $(#[test] fn $name() { super::$name(super::Backend::S3) })*
-        }
-    };
-}
-
+// Each scenario above runs on local disk and on the S3 server.
 on_every_backend!(
     every_quirk_at_once_gives_every_record_once,
     wide_records_of_300_custom_fields,

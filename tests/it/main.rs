@@ -6,6 +6,19 @@ pub mod cube_sim;
 mod s3;
 mod support;
 
+/// Runs a test `fn name(backend: Backend)` once on local disk and once on S3 (see `extract.rs`).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(super::Backend::Local) })*
+        }
+        mod s3 {
+            $(#[test] fn $name() { super::$name(super::Backend::S3) })*
+        }
+    };
+}
+
+mod coverage;
 mod extract;
 mod reliability;
 mod s3_dest;

@@ -112,11 +112,23 @@ impl Workspace {
 
     /// Runs `cube-extract call-outcomes` against `sim` into the destination with `--report`.
     pub fn extract(&self, sim: &SimHandle, args: &[&str]) -> Outcome {
+        self.extract_with("call-outcomes", sim, args, &[])
+    }
+
+    /// Runs `cube-extract COMMAND` against `sim` into the destination with `--report`, with
+    /// extra environment variables.
+    pub fn extract_with(
+        &self,
+        command: &str,
+        sim: &SimHandle,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Outcome {
         let n = self.runs.get() + 1;
         self.runs.set(n);
         let report = self.dir.path().join(format!("report-{n}.json"));
         let mut all = vec![
-            "call-outcomes".to_string(),
+            command.to_string(),
             "--base-url".into(),
             sim.base_url(),
             "--dest".into(),
@@ -129,7 +141,9 @@ impl Workspace {
             all.push(TOKEN.into());
         }
         all.extend(args.iter().map(|s| s.to_string()));
-        let mut out = run_bin_env(&all, &self.env());
+        let mut vars = self.env();
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut out = run_bin_env(&all, &vars);
         out.report = std::fs::read(&report)
             .ok()
             .map(|b| serde_json::from_slice(&b).expect("report is JSON"));
@@ -245,7 +259,12 @@ pub struct Dataset {
 }
 
 pub fn read_dataset(dest: &Path) -> Dataset {
-    let table = dest.join("call_outcomes");
+    read_table(dest, "call_outcomes")
+}
+
+/// What a destination holds for one table.
+pub fn read_table(dest: &Path, name: &str) -> Dataset {
+    let table = dest.join(name);
     let mut files = Vec::new();
     if table.exists() {
         for c in std::fs::read_dir(&table).unwrap() {
@@ -287,7 +306,7 @@ pub fn read_dataset(dest: &Path) -> Dataset {
             rows.extend(batch_rows(&batch.unwrap(), *campaign_id, *date));
         }
     }
-    let schema_json = std::fs::read(dest.join("_cube_extract/call_outcomes/schema.json"))
+    let schema_json = std::fs::read(dest.join(format!("_cube_extract/{name}/schema.json")))
         .map(|b| serde_json::from_slice(&b).unwrap())
         .unwrap_or(Value::Null);
     Dataset {
@@ -350,9 +369,13 @@ pub fn expected_rows_with(
     schema_json: &Value,
     records: fn(&SimConfig, u64, NaiveDate) -> Vec<serde_json::Map<String, Value>>,
 ) -> Vec<Row> {
-    let columns = schema_json["columns"]
+    // Dropped columns are recorded in schema.json but are in no file.
+    let columns: Vec<&Value> = schema_json["columns"]
         .as_array()
-        .expect("schema.json has columns");
+        .expect("schema.json has columns")
+        .iter()
+        .filter(|c| c["personal_data"] != "dropped")
+        .collect();
     let mut rows = Vec::new();
     for &c in campaigns {
         for &d in days {
@@ -467,7 +490,12 @@ pub fn assert_rows(actual: &[Row], expected: &[Row], widened: &HashSet<String>) 
 /// Nothing but `campaign_id=*/date=*/` folders and `.parquet` files under the table root.
 #[track_caller]
 pub fn assert_clean_table_root(dest: &Path) {
-    let root = dest.join("call_outcomes");
+    assert_clean_root_of(dest, "call_outcomes")
+}
+
+/// As [`assert_clean_table_root`], for the table `name`.
+pub fn assert_clean_root_of(dest: &Path, name: &str) {
+    let root = dest.join(name);
     let mut stack = vec![(root.clone(), 0)];
     while let Some((dir, depth)) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap() {
@@ -512,4 +540,22 @@ pub fn listing_requests(sim: &SimHandle) -> Vec<(String, String)> {
             (r.path.clone(), from)
         })
         .collect()
+}
+
+/// Every file under `dir`, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
 }
