@@ -117,13 +117,10 @@ async fn execute(
         .await
         .map_err(Stop::Destination)?;
     let (mut schema, existed) = load_schema(&dest, &layout, &dataset).await?;
-    if adopt_policy(&mut schema, settings, existed)? {
-        dest.put_state(&layout.schema_file(), Bytes::from(schema.to_json()))
-            .await
-            .map_err(|e| Stop::State(format!("{e}; check the destination's permissions")))?;
-    }
-    let labels = fetch_labels(&client, &listed, &ids).await;
-    if schema.set_labels(labels) {
+    let policy_changed = adopt_policy(&mut schema, settings, existed)?;
+    let labels_changed = schema.set_labels(fetch_labels(&client, &listed, &ids).await);
+    // Persisted before any file is written under the new settings or with the new labels.
+    if policy_changed || labels_changed {
         dest.put_state(&layout.schema_file(), Bytes::from(schema.to_json()))
             .await
             .map_err(|e| Stop::State(format!("{e}; check the destination's permissions")))?;

@@ -178,11 +178,6 @@ impl Policy {
         self.matcher.treatment(column)
     }
 
-    /// Whether some column is hashed: then batches go through [`Policy::hash_column`].
-    pub fn hashes(&self) -> bool {
-        self.key.is_some()
-    }
-
     /// The column with every value replaced by its HMAC-SHA256 in hex. Null stays null and
     /// `""` stays `""` (neither carries personal data, and both stay recognisable).
     pub fn hash_column(&self, column: &ArrayRef) -> ArrayRef {
