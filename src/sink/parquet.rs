@@ -1,19 +1,23 @@
 //! Parquet encoding of one partition, and rewriting a file to a newer dataset schema.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{new_null_array, Array, RecordBatch};
+use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::privacy::Policy;
@@ -253,6 +257,11 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
 /// cast up, dropped columns go. Columns `meta` lists as hashed that the file holds in the clear
 /// are hashed with `policy`; columns the file holds hashed that are no longer hashed become
 /// null (a digest cannot be turned back into its value). Returns `out` and the row count.
+///
+/// A column the file already holds as the target wants it is copied as it is (its compressed
+/// pages spliced into the new file), so only added, widened and newly hashed columns are
+/// decoded and encoded: a schema change that adds one column costs one column's encoding per
+/// file, not the whole file's.
 pub fn rewrite<W: Write + Send>(
     bytes: Bytes,
     target: SchemaRef,
@@ -260,38 +269,140 @@ pub fn rewrite<W: Write + Send>(
     policy: &Policy,
     out: W,
 ) -> Result<(W, usize), EncodeError> {
-    let was_hashed = file_info(&bytes)?.hashed;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(crate::decode::BATCH_ROWS)
-        .build()?;
-    let to_hash: Vec<usize> = target
+    let info = file_info(&bytes)?;
+    let source = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let metadata = source.metadata().clone();
+    let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
+
+    // Per target column: the file's column to copy, or `None` to encode it.
+    let hashed_in = |names: &[String], name: &String| names.contains(name);
+    let plan: Vec<Option<usize>> = target
         .fields()
         .iter()
-        .enumerate()
-        .filter(|(_, f)| meta.hashed.contains(f.name()) && !was_hashed.contains(f.name()))
-        .map(|(i, _)| i)
+        .map(|f| {
+            let i = info.schema.index_of(f.name()).ok()?;
+            let same_type = info.schema.field(i).data_type() == f.data_type();
+            let same_hashing =
+                hashed_in(&info.hashed, f.name()) == hashed_in(&meta.hashed, f.name());
+            (same_type && same_hashing).then_some(i)
+        })
         .collect();
-    let to_clear: Vec<usize> = target
-        .fields()
+    let encoded: Vec<usize> = (0..plan.len()).filter(|&i| plan[i].is_none()).collect();
+    let encoded_arrow = Arc::new(target.project(&encoded)?);
+    // The file's columns the encoded ones come from (those it has at all).
+    let sources: Vec<usize> = encoded
         .iter()
-        .enumerate()
-        .filter(|(_, f)| was_hashed.contains(f.name()) && !meta.hashed.contains(f.name()))
-        .map(|(i, _)| i)
+        .filter_map(|&i| info.schema.index_of(target.field(i).name()).ok())
         .collect();
-    let mut writer = PartitionWriter::new(out, target.clone(), meta)?;
-    for batch in reader {
-        let batch = conform(&batch?, &target)?;
-        let mut columns = batch.columns().to_vec();
-        for &i in &to_hash {
-            columns[i] = policy.hash_column(&columns[i]);
+
+    let mut writer = SerializedFileWriter::new(
+        out,
+        parquet_schema.root_schema_ptr(),
+        Arc::new(writer_properties(&meta, &[])),
+    )?;
+    let mut rows = 0;
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        let n = group.num_rows() as usize;
+        rows += n;
+        // The encoded columns of this row group, conformed, hashed or cleared.
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(encoded.len());
+        if !encoded.is_empty() {
+            let old = if sources.is_empty() {
+                RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
+            } else {
+                let mask =
+                    ProjectionMask::roots(metadata.file_metadata().schema_descr(), sources.clone());
+                let batches = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
+                    .with_row_groups(vec![g])
+                    .with_projection(mask)
+                    .with_batch_size(n.max(1))
+                    .build()?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let schema = batches
+                    .first()
+                    .map_or_else(|| Arc::new(arrow_schema::Schema::empty()), |b| b.schema());
+                arrow_select::concat::concat_batches(&schema, &batches)?
+            };
+            for field in encoded_arrow.fields() {
+                let array = match old.column_by_name(field.name()) {
+                    Some(c) if c.data_type() == field.data_type() => c.clone(),
+                    // `safe` casting: what cannot be cast becomes null; in a widening that is
+                    // only the "" of a column that held nothing else, which the contract nulls.
+                    Some(c) => cast_with_options(c, field.data_type(), &CastOptions::default())?,
+                    None => new_null_array(field.data_type(), n),
+                };
+                let array = match (
+                    hashed_in(&meta.hashed, field.name()),
+                    hashed_in(&info.hashed, field.name()),
+                ) {
+                    (true, false) => policy.hash_column(&array),
+                    (false, true) => new_null_array(field.data_type(), n),
+                    _ => array,
+                };
+                arrays.push(array);
+            }
         }
-        for &i in &to_clear {
-            columns[i] = new_null_array(columns[i].data_type(), batch.num_rows());
+        let chunks = encode_columns(&encoded_arrow, &arrays, &meta)?;
+        let mut chunks = chunks.into_iter();
+        let mut group_writer = writer.next_row_group()?;
+        for copy in &plan {
+            match copy {
+                Some(i) => {
+                    let column = group.column(*i).clone();
+                    let close = ColumnCloseResult {
+                        bytes_written: column.compressed_size() as u64,
+                        rows_written: n as u64,
+                        metadata: column,
+                        bloom_filter: None,
+                        column_index: None,
+                        offset_index: None,
+                    };
+                    group_writer.append_column(&bytes, close)?;
+                }
+                None => chunks
+                    .next()
+                    .expect("one chunk per encoded column")
+                    .append_to_row_group(&mut group_writer)?,
+            }
         }
-        writer.write(&RecordBatch::try_new(target.clone(), columns)?)?;
+        group_writer.close()?;
     }
-    let rows = writer.rows();
-    Ok((writer.finish()?, rows))
+    Ok((writer.into_inner()?, rows))
+}
+
+/// Encodes whole columns into column chunks, each with a dictionary only where it pays.
+fn encode_columns(
+    schema: &SchemaRef,
+    arrays: &[ArrayRef],
+    meta: &FileMeta,
+) -> Result<Vec<ArrowColumnChunk>, EncodeError> {
+    if arrays.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plain: Vec<&str> = schema
+        .fields()
+        .iter()
+        .zip(arrays)
+        .filter(|(_, a)| !dictionary_pays(a.as_ref()))
+        .map(|(f, _)| f.name().as_str())
+        .collect();
+    let props = Arc::new(writer_properties(meta, &plain));
+    let parquet_schema = ArrowSchemaConverter::new().convert(schema)?;
+    // The factory takes its schema and settings from a file writer; this one only lends them.
+    let lender =
+        SerializedFileWriter::new(std::io::sink(), parquet_schema.root_schema_ptr(), props)?;
+    let writers =
+        ArrowRowGroupWriterFactory::new(&lender, schema.clone()).create_column_writers(0)?;
+    writers
+        .into_iter()
+        .zip(schema.fields().iter().zip(arrays))
+        .map(|(mut writer, (field, array))| {
+            for leaf in compute_leaves(field, array)? {
+                writer.write(&leaf)?;
+            }
+            Ok(writer.close()?)
+        })
+        .collect()
 }
 
 /// The batch with exactly the target's columns and types.
@@ -375,5 +486,75 @@ mod tests {
             "\"\" of an empty column becomes null"
         );
         assert_eq!(b.column(2).null_count(), 2);
+    }
+
+    /// The compressed bytes of column `i` of row group 0.
+    fn chunk_bytes(file: &Bytes, i: usize) -> Bytes {
+        let meta = ParquetRecordBatchReaderBuilder::try_new(file.clone())
+            .unwrap()
+            .metadata()
+            .clone();
+        let c = meta.row_group(0).column(i);
+        let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset()) as usize;
+        file.slice(start..start + c.compressed_size() as usize)
+    }
+
+    #[test]
+    fn rewrite_copies_unchanged_columns_without_reencoding() {
+        let old = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let strings: Vec<String> = (0..500).map(|i| format!("value {}", i % 7)).collect();
+        let batch = RecordBatch::try_new(
+            old.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(strings)),
+                Arc::new(Int64Array::from_iter_values(0..500)),
+            ],
+        )
+        .unwrap();
+        let meta = |v| FileMeta {
+            schema_version: v,
+            ..FileMeta::default()
+        };
+        let mut w = PartitionWriter::new(Vec::new(), old, meta(1)).unwrap();
+        w.write(&batch).unwrap();
+        let file = Bytes::from(w.finish().unwrap());
+        let target = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+            Field::new("new", DataType::Boolean, true),
+        ]));
+        let (out, rows) = rewrite(
+            file.clone(),
+            target,
+            meta(2),
+            &Policy::default(),
+            Vec::new(),
+        )
+        .unwrap();
+        let out = Bytes::from(out);
+        assert_eq!(rows, 500);
+        assert_eq!(
+            chunk_bytes(&out, 0),
+            chunk_bytes(&file, 0),
+            "s is spliced as it was"
+        );
+        assert_ne!(
+            chunk_bytes(&out, 1),
+            chunk_bytes(&file, 1),
+            "n is re-encoded as Float64"
+        );
+        let b = ParquetRecordBatchReaderBuilder::try_new(out)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.column(0).as_string::<i32>().value(8), "value 1");
+        assert_eq!(b.column(1).as_primitive::<Float64Type>().value(499), 499.0);
+        assert_eq!(b.column(2).null_count(), 500);
     }
 }
