@@ -434,18 +434,31 @@ impl Run {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// CPU work (decoding, encoding) runs on at most one blocking thread per core: more would only
 /// contend, and every extra thread grows its own allocator arena.
 pub(crate) fn cpu_slots() -> Semaphore {
-    Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    Semaphore::new(cores())
 }
 
-/// The page budget of a run: pages fetched but not yet encoded. Twice the request concurrency
-/// keeps every request slot busy while encoding lags a little, and bounds raw JSON in memory.
+/// Partitions extracted at once: one per request slot, plus one per core for the partitions
+/// that are being encoded (or recorded) and so have no request in flight; with only one per
+/// request slot, those slots would idle while the API's latency dominates.
+pub(crate) fn partitions_in_flight(concurrency: usize) -> usize {
+    concurrency.max(1) + cores()
+}
+
+/// The page budget of a run: pages fetched but not yet encoded. A page per partition in flight
+/// plus one per request slot keeps every request slot busy while encoding lags a little, and
+/// bounds raw JSON in memory. It must exceed the partitions in flight: see
+/// `Run::whole_read_pages`.
 pub(crate) fn page_budget(concurrency: usize) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(page_budget_pages(concurrency)))
 }
 
 pub(crate) fn page_budget_pages(concurrency: usize) -> usize {
-    2 * concurrency.max(1)
+    partitions_in_flight(concurrency) + concurrency.max(1)
 }

@@ -162,7 +162,7 @@ async fn execute(
         dataset,
         fan_out: settings.concurrency,
         policy: settings.policy.clone(),
-        partitions_in_flight: settings.concurrency,
+        partitions_in_flight: crate::partition::partitions_in_flight(settings.concurrency),
         page_budget_pages: crate::partition::page_budget_pages(settings.concurrency),
         page_budget: crate::partition::page_budget(settings.concurrency),
         cpu: crate::partition::cpu_slots(),
@@ -183,7 +183,7 @@ async fn execute(
             );
             outcome
         })
-        .buffer_unordered(settings.concurrency)
+        .buffer_unordered(run_ref.partitions_in_flight)
         .collect()
         .await;
     report.partitions.extend(outcomes);
@@ -304,9 +304,14 @@ async fn fetch_labels(
         .filter(|c| ids.contains(&c.id))
         .filter_map(|c| Some((c.data_owner_id?, c.crm_type.clone()?)))
         .collect();
+    let answers = futures::future::join_all(crms.into_iter().map(|(owner, crm_type)| async move {
+        let answer = client.custom_field_labels(owner, &crm_type).await;
+        (owner, crm_type, answer)
+    }))
+    .await;
     let mut labels = std::collections::HashMap::new();
-    for (owner, crm_type) in crms {
-        match client.custom_field_labels(owner, &crm_type).await {
+    for (owner, crm_type, answer) in answers {
+        match answer {
             Ok(fields) => {
                 for (key, label) in fields {
                     match labels.get(&key) {
@@ -442,7 +447,7 @@ impl Run {
         }
         let results: Vec<Result<u64, UnitError>> = futures::stream::iter(stale)
             .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, &target))
-            .buffer_unordered(concurrency.clamp(1, 4))
+            .buffer_unordered(concurrency.clamp(1, 8))
             .collect()
             .await;
         let mut files = 0;
@@ -495,9 +500,14 @@ impl Run {
                 let (out, rows) = rewrite(old, t, meta, &policy, out)?;
                 Ok(Some((out.complete()?, rows)))
             });
+            // The CPU slot is free again as soon as the file is encoded, before it is placed.
+            let job = async move {
+                let done = job.await;
+                drop(cpu);
+                done
+            };
             let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
             let (job, placed) = tokio::join!(job, placing);
-            drop(cpu);
             let placed = placed?;
             if let Some((bytes, rows)) = job.expect("rewriting does not panic")? {
                 if !placed {
