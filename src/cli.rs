@@ -33,6 +33,33 @@ pub enum Command {
     ProductRegistrations(ExtractArgs),
     /// Print a dataset's schema (column, type, label, first seen) from its destination.
     Schema(SchemaArgs),
+    /// Bring every file of a dataset to its current schema: the fan-in step after several
+    /// writers extracted into one destination at once.
+    Reconcile(ReconcileArgs),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Destination the dataset was extracted to: a local directory, file:///path, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub dest: String,
+    /// Which table.
+    #[arg(long, value_enum, default_value_t = Table::CallOutcomes)]
+    pub table: Table,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod logging;
 mod partition;
 pub mod pipeline;
 pub mod privacy;
+pub mod reconcile;
 pub mod report;
 pub mod schema;
 pub mod schema_view;
@@ -44,6 +45,34 @@ pub fn main_with(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CallOutcomes(args) => extract(&args, unit::CALL_OUTCOMES),
         Command::ProductRegistrations(args) => extract(&args, unit::PRODUCT_REGISTRATIONS),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cube-extract",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Reconcile(args) => {
+            logging::init(
+                args.log_format,
+                args.verbose,
+                args.quiet,
+                &logging::Progress::hidden(),
+            );
+            let runtime = runtime();
+            let outcome = runtime.block_on(reconcile::run(&args.dest, table(args.table)));
+            runtime.shutdown_background();
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, e)) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Command::Schema(args) => {
             logging::init(
                 cli::LogFormat::Human,
@@ -51,11 +80,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 false,
                 &logging::Progress::hidden(),
             );
-            let table = match args.table {
-                cli::Table::CallOutcomes => unit::CALL_OUTCOMES,
-                cli::Table::ProductRegistrations => unit::PRODUCT_REGISTRATIONS,
-            };
-            match runtime().block_on(schema_view::run(&args, table)) {
+            match runtime().block_on(schema_view::run(&args, table(args.table))) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -66,6 +91,13 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn table(table: cli::Table) -> unit::Dataset {
+    match table {
+        cli::Table::CallOutcomes => unit::CALL_OUTCOMES,
+        cli::Table::ProductRegistrations => unit::PRODUCT_REGISTRATIONS,
     }
 }
 
@@ -92,7 +124,11 @@ fn extract(args: &cli::ExtractArgs, dataset: unit::Dataset) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let report = runtime().block_on(pipeline::run(&settings, dataset, &progress));
+    let runtime = runtime();
+    let report = runtime.block_on(pipeline::run(&settings, dataset, &progress));
+    // After a signal, encoders of abandoned partitions may still be finishing on blocking
+    // threads; their output goes nowhere, so the process need not wait for them.
+    runtime.shutdown_background();
     finish(&settings, &report)
 }
 

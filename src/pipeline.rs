@@ -2,21 +2,18 @@
 //! them concurrently (fetch -> infer -> decode -> encode -> place -> record), then bring files
 //! written under an older dataset schema up to date.
 
-use std::collections::BTreeMap;
-
 use arrow_schema::SchemaRef;
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::decode::DecodeError;
 use crate::logging::Progress;
+use crate::reconcile::Reconciler;
 use crate::report::{exit, PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KeyKinds, KnownFields, SchemaChange};
 use crate::settings::{CampaignSelection, Settings};
-use crate::sink::parquet::{file_info, rewrite, EncodeError, FileMeta};
-use crate::sink::upload::{self, CHUNK_BYTES};
-use crate::sink::{Committed, Destination, Layout, Ledger, LedgerRecord, StoreError};
+use crate::sink::parquet::{EncodeError, FileMeta};
+use crate::sink::{Base, Destination, Layout, Ledger, SchemaStore, StoreError};
 use crate::source::{Campaign, CubeClient, SourceError};
 use crate::unit::{Dataset, Unit};
 
@@ -73,13 +70,41 @@ pub(crate) fn now() -> String {
 }
 
 /// Runs one extraction and returns its report (whose exit code is the process's).
+///
+/// SIGINT or SIGTERM stops it cleanly: the partitions in flight are abandoned (their files were
+/// never placed, so nothing partial is visible), the committed ones stay in the ledger and the
+/// report, and the exit code is 130 or 143.
 pub async fn run(settings: &Settings, dataset: Dataset, progress: &Progress) -> Report {
     let mut report = Report::new(now(), settings.dest.display());
-    match execute(settings, dataset, progress, &mut report).await {
-        Ok(()) => report.conclude(now()),
-        Err(stop) => report.stopped(stop.exit_code(), stop.to_string(), now()),
+    let stopped_by = tokio::select! {
+        outcome = execute(settings, dataset, progress, &mut report) => {
+            match outcome {
+                Ok(()) => report.conclude(now()),
+                Err(stop) => report.stopped(stop.exit_code(), stop.to_string(), now()),
+            }
+            None
+        }
+        signal = shutdown_signal() => Some(signal),
+    };
+    if let Some((name, code)) = stopped_by {
+        progress.finish();
+        report.interrupted(name, code, now());
     }
     report
+}
+
+/// The first SIGINT or SIGTERM: its name and the exit code it gives (128 + its number).
+async fn shutdown_signal() -> (&'static str, u8) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // No handler could be installed: only Ctrl-C stops the run cleanly.
+        let _ = tokio::signal::ctrl_c().await;
+        return ("SIGINT", exit::SIGINT);
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ("SIGINT", exit::SIGINT),
+        _ = term.recv() => ("SIGTERM", exit::SIGTERM),
+    }
 }
 
 async fn execute(
@@ -116,12 +141,13 @@ async fn execute(
     dest.check(&layout.state_root())
         .await
         .map_err(Stop::Destination)?;
-    let (mut schema, existed) = load_schema(&dest, &layout, &dataset).await?;
+    let (mut schema, mut base, existed) = load_schema(&dest, &layout, &dataset).await?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     let labels_changed = schema.set_labels(fetch_labels(&client, &listed, &ids).await);
-    // Persisted before any file is written under the new settings or with the new labels.
-    if policy_changed || labels_changed {
-        dest.put_state(&layout.schema_file(), Bytes::from(schema.to_json()))
+    // Committed before any file is written under the new settings or with the new labels.
+    if policy_changed || labels_changed || !existed {
+        SchemaStore::new(&dest, &layout)
+            .commit(&mut schema, &mut base)
             .await
             .map_err(|e| Stop::State(format!("{e}; check the destination's permissions")))?;
     }
@@ -168,27 +194,34 @@ async fn execute(
         cpu: crate::partition::cpu_slots(),
         schema: Mutex::new(SchemaState {
             schema,
+            base,
             changes: Vec::new(),
         }),
     };
     let run_ref = &run;
     let retries = &counters.retries;
-    let outcomes: Vec<PartitionReport> = futures::stream::iter(todo)
-        .map(|unit| async move {
-            let outcome = run_ref.extract(unit).await;
-            progress.partition_done(
-                outcome.rows as u64,
-                outcome.status == PartitionStatus::Failed,
-                retries.load(std::sync::atomic::Ordering::Relaxed),
-            );
-            outcome
-        })
-        .buffer_unordered(run_ref.partitions_in_flight)
-        .collect()
-        .await;
-    report.partitions.extend(outcomes);
+    {
+        let mut outcomes = std::pin::pin!(futures::stream::iter(todo)
+            .map(|unit| async move {
+                let outcome = run_ref.extract(unit).await;
+                progress.partition_done(
+                    outcome.rows as u64,
+                    outcome.status == PartitionStatus::Failed,
+                    retries.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                outcome
+            })
+            .buffer_unordered(run_ref.partitions_in_flight));
+        // Into the report as each partition ends, so that a report written after a signal has
+        // every partition committed before it.
+        while let Some(outcome) = outcomes.next().await {
+            report.partitions.push(outcome);
+            report.requests = counters.requests.load(std::sync::atomic::Ordering::Relaxed);
+            report.retries = retries.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 
-    match run.reconcile(settings.concurrency).await {
+    match run.finish_schema_and_reconcile(settings.concurrency).await {
         Ok((rewritten, bytes)) => {
             report.files_rewritten = rewritten;
             report.bytes_written += bytes;
@@ -232,27 +265,20 @@ fn select_campaigns(selection: &CampaignSelection, listed: &[Campaign]) -> Resul
     }
 }
 
-/// The dataset schema at the destination, or a new one; and whether it existed.
+/// The dataset schema at the destination (its newest generation), or a new one; its base; and
+/// whether it existed.
 async fn load_schema(
     dest: &Destination,
     layout: &Layout,
     dataset: &Dataset,
-) -> Result<(DatasetSchema, bool), Stop> {
-    let path = layout.schema_file();
-    match dest.get(&path).await {
-        Ok(None) => Ok((
-            DatasetSchema::new(&KnownFields::parse(dataset.known_fields)),
-            false,
-        )),
-        Ok(Some(bytes)) => DatasetSchema::from_json(&bytes)
-            .map(|s| (s, true))
-            .map_err(|e| {
-                Stop::State(format!(
-                    "{}/{path} is not a valid dataset schema ({e}); restore it from a backup or extract into a new --dest",
-                    dest.display()
-                ))
-            }),
-        Err(e) => Err(Stop::State(format!("{e}; check the destination and its credentials"))),
+) -> Result<(DatasetSchema, Base, bool), Stop> {
+    match SchemaStore::new(dest, layout).load().await {
+        Ok(Some((schema, base))) => Ok((schema, base, true)),
+        Ok(None) => {
+            let schema = DatasetSchema::new(&KnownFields::parse(dataset.known_fields));
+            Ok((schema, Base::empty(), false))
+        }
+        Err(e) => Err(Stop::State(e)),
     }
 }
 
@@ -335,6 +361,8 @@ async fn fetch_labels(
 
 struct SchemaState {
     schema: DatasetSchema,
+    /// The committed generation `schema` builds on.
+    base: Base,
     changes: Vec<SchemaChange>,
 }
 
@@ -377,171 +405,90 @@ impl Run {
         keys: &KeyKinds,
         day: chrono::NaiveDate,
     ) -> Result<Target, StoreError> {
-        let mut state = self.schema.lock().await;
+        let mut guard = self.schema.lock().await;
+        let state = &mut *guard;
         let (changes, touched) = state.schema.merge(keys, day);
         if touched {
             for c in &changes {
                 tracing::info!(column = %c.column, change = ?c.change, from = c.from, to = c.to, "schema change");
             }
-            let json = Bytes::from(state.schema.to_json());
-            self.dest
-                .put_state(&self.layout.schema_file(), json)
+            let taken_up = SchemaStore::new(&self.dest, &self.layout)
+                .commit(&mut state.schema, &mut state.base)
                 .await?;
             state.changes.extend(changes);
+            state.changes.extend(taken_up);
         }
-        Ok(Self::target_of(&state.schema))
+        Ok(target_of(&state.schema))
     }
 
     /// The current dataset schema as a write target.
     pub(crate) async fn target(&self) -> Target {
-        Self::target_of(&self.schema.lock().await.schema)
+        target_of(&self.schema.lock().await.schema)
     }
 
     /// The current dataset schema, as a write target and as a copy to check pages against.
     pub(crate) async fn snapshot(&self) -> (Target, DatasetSchema) {
         let state = self.schema.lock().await;
-        (Self::target_of(&state.schema), state.schema.clone())
+        (target_of(&state.schema), state.schema.clone())
     }
 
-    fn target_of(schema: &DatasetSchema) -> Target {
-        let arrow = schema.arrow();
-        let hashed_names = schema.hashed_columns();
-        let hashed = arrow
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| hashed_names.contains(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        Target {
-            decode: schema.decode_arrow(),
-            version: schema.version,
-            meta: FileMeta {
-                schema_version: schema.version,
-                labels: schema.labels_json(),
-                hashed: hashed_names,
-            },
-            hashed,
-            arrow,
-        }
-    }
-
-    /// Rewrites every file recorded under an older schema version (and any file a killed run
-    /// placed without recording it) to the current dataset schema. Returns files and bytes written.
-    async fn reconcile(&self, concurrency: usize) -> Result<(usize, u64), UnitError> {
-        let target = self.target().await;
-        let version = target.version;
-        let ledger = Ledger::new(&self.dest, &self.layout);
-        let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
-        let mut stale: Vec<(Unit, Option<Committed>)> = committed
-            .iter()
-            .filter(|(_, c)| c.schema_version < version)
-            .map(|(u, c)| (*u, Some(c.clone())))
-            .collect();
-        for meta in self.dest.list(&self.layout.table_root()).await? {
-            if let Some(unit) = self.layout.unit_of(&meta.location) {
-                if !committed.contains_key(&unit) {
-                    stale.push((unit, None));
-                }
-            }
-        }
-        let results: Vec<Result<u64, UnitError>> = futures::stream::iter(stale)
-            .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, &target))
-            .buffer_unordered(concurrency.clamp(1, 8))
-            .collect()
-            .await;
-        let mut files = 0;
-        let mut bytes = 0;
-        for r in results {
-            let written = r?;
-            if written > 0 {
-                files += 1;
-                bytes += written;
-            }
-        }
-        Ok((files, bytes))
-    }
-
-    async fn bring_up_to_date(
+    /// Takes up what other writers committed meanwhile, then rewrites every file written
+    /// under an older layout (see [`crate::reconcile`]). Returns files and bytes written.
+    async fn finish_schema_and_reconcile(
         &self,
-        unit: Unit,
-        recorded: Option<Committed>,
-        target: &Target,
-    ) -> Result<u64, UnitError> {
-        let version = target.version;
-        let path = self.layout.data_file(&unit);
-        let ledger = Ledger::new(&self.dest, &self.layout);
-        let mut record = match &recorded {
-            Some(c) => self.read_record(c).await?,
-            None => None,
-        }
-        .unwrap_or_else(|| LedgerRecord {
-            campaign_id: unit.campaign_id,
-            date: unit.day,
-            rows: 0,
-            pages: 0,
-            file: None,
-            schema_version: version,
-            committed_at: now(),
-        });
-        let mut written = 0;
-        if let Some(old) = self.dest.get(&path).await? {
-            let t = target.arrow.clone();
-            let meta = target.meta.clone();
-            let policy = self.policy.clone();
-            let (out, chunks) = upload::channel(CHUNK_BYTES);
-            let cpu = self.cpu.acquire().await.expect("never closed");
-            let job = tokio::task::spawn_blocking(move || {
-                let info = file_info(&old)?;
-                if info.schema.fields() == t.fields() && info.hashed == meta.hashed {
-                    // Dropping `out` unfinished abandons the upload: nothing is written.
-                    return Ok::<_, EncodeError>(None);
+        concurrency: usize,
+    ) -> Result<(usize, u64), UnitError> {
+        let target = {
+            let mut guard = self.schema.lock().await;
+            let state = &mut *guard;
+            let store = SchemaStore::new(&self.dest, &self.layout);
+            if let Some((newest, base)) = store.load().await.map_err(|e| StoreError::Io {
+                op: "reading",
+                path: self.layout.schema_generations().to_string(),
+                dest: self.dest.display().to_owned(),
+                cause: e,
+            })? {
+                if base.generation > state.base.generation {
+                    let rebased = state.schema.rebased_on(&newest);
+                    state.changes.extend(rebased.widenings_since(&state.schema));
+                    state.schema = rebased;
+                    state.base = base;
+                    store.settle_mirror(&state.schema).await?;
                 }
-                let (out, rows) = rewrite(old, t, meta, &policy, out)?;
-                Ok(Some((out.complete()?, rows)))
-            });
-            // The CPU slot is free again as soon as the file is encoded, before it is placed.
-            let job = async move {
-                let done = job.await;
-                drop(cpu);
-                done
-            };
-            let placing = self.dest.upload(&path, self.layout.staging_dir(), chunks);
-            let (job, placed) = tokio::join!(job, placing);
-            let placed = placed?;
-            if let Some((bytes, rows)) = job.expect("rewriting does not panic")? {
-                if !placed {
-                    return Err(UnitError::Encode(EncodeError::from(std::io::Error::other(
-                        "the rewrite stopped before the file was complete",
-                    ))));
-                }
-                written = bytes;
-                tracing::info!(campaign = unit.campaign_id, day = %unit.day, rows, "rewrote file for the current dataset schema");
-                record.rows = rows;
             }
-            record.file = Some(path.to_string());
+            target_of(&state.schema)
+        };
+        Reconciler {
+            dest: &self.dest,
+            layout: &self.layout,
+            policy: &self.policy,
+            cpu: &self.cpu,
         }
-        // Files nobody recorded stay unrecorded, so --resume fetches their day again.
-        if recorded.is_some() {
-            record.schema_version = version;
-            ledger.record(&unit, &record).await?;
-        }
-        Ok(written)
+        .reconcile(&target, concurrency)
+        .await
     }
+}
 
-    /// The newest ledger record of a unit, if readable.
-    async fn read_record(&self, c: &Committed) -> Result<Option<LedgerRecord>, StoreError> {
-        let newest = c
-            .entries
-            .iter()
-            .find(|p| p.filename() == Some(&format!("v{}.json", c.schema_version)));
-        Ok(match newest {
-            Some(p) => self
-                .dest
-                .get(p)
-                .await?
-                .and_then(|b| serde_json::from_slice(&b).ok()),
-            None => None,
-        })
+/// The write target of a dataset schema.
+pub(crate) fn target_of(schema: &DatasetSchema) -> Target {
+    let arrow = schema.arrow();
+    let hashed_names = schema.hashed_columns();
+    let hashed = arrow
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| hashed_names.contains(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    Target {
+        decode: schema.decode_arrow(),
+        version: schema.version,
+        meta: FileMeta {
+            schema_version: schema.version,
+            labels: schema.labels_json(),
+            hashed: hashed_names,
+        },
+        hashed,
+        arrow,
     }
 }

@@ -14,6 +14,10 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The data broke the contract; nothing wrong was committed.
     pub const CONTRACT: u8 = 3;
+    /// Stopped by SIGINT (128 + 2); committed partitions are kept. Retry with --resume.
+    pub const SIGINT: u8 = 130;
+    /// Stopped by SIGTERM (128 + 15); committed partitions are kept. Retry with --resume.
+    pub const SIGTERM: u8 = 143;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -143,6 +147,26 @@ impl Report {
         self.status = "failed";
         self.error = Some(error);
         self.finished = finished;
+    }
+
+    /// The run was stopped by `signal`: the report covers the partitions that ended before it.
+    pub fn interrupted(&mut self, signal: &str, exit_code: u8, finished: String) {
+        self.conclude(finished);
+        let kept = self.partitions.iter().any(|p| {
+            matches!(
+                p.status,
+                PartitionStatus::Committed | PartitionStatus::Empty
+            )
+        });
+        self.exit_code = exit_code;
+        self.status = if kept { "partial" } else { "failed" };
+        self.error = Some(format!(
+            "stopped by {signal}; the {} partitions committed before it are kept and those in flight were abandoned: run again with --resume",
+            self.partitions
+                .iter()
+                .filter(|p| matches!(p.status, PartitionStatus::Committed | PartitionStatus::Empty))
+                .count()
+        ));
     }
 
     pub fn to_json(&self) -> String {

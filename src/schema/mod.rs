@@ -140,6 +140,66 @@ impl DatasetSchema {
         touched
     }
 
+    /// This schema's columns and widenings on top of `base` (another writer's newer schema):
+    /// `base`'s columns keep their names and order, the columns only this one has follow, types
+    /// are the union of both, and this schema's labels and policy stay.
+    pub fn rebased_on(&self, base: &DatasetSchema) -> DatasetSchema {
+        let mut out = base.clone();
+        out.labels = self.labels.clone();
+        out.policy = self.policy.clone();
+        out.matcher = self.matcher.clone();
+        let mut taken: Option<TakenNames> = None;
+        for col in &self.columns {
+            match out.by_key.get(&col.source_key) {
+                Some(&i) => {
+                    let theirs = &mut out.columns[i];
+                    if !theirs.known {
+                        theirs.ty = theirs.ty.widen(col.ty.as_kinds());
+                    }
+                    if let Some(day) = col.first_seen {
+                        if theirs.first_seen.is_none_or(|seen| day < seen) {
+                            theirs.first_seen = Some(day);
+                        }
+                    }
+                    if col.label.is_some() {
+                        theirs.label = col.label.clone();
+                    }
+                }
+                None => {
+                    let taken = taken.get_or_insert_with(|| {
+                        TakenNames::new(out.columns.iter().map(|c| c.name.as_str()))
+                    });
+                    // Keeps its name unless the other writer took it (ignoring case) meanwhile.
+                    let name = taken.allocate(&col.name);
+                    out.by_key.insert(col.source_key.clone(), out.columns.len());
+                    out.columns.push(Column {
+                        name,
+                        ..col.clone()
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The widenings of this schema's columns relative to `before` (the same dataset earlier),
+    /// e.g. after taking up another writer's change: as report entries.
+    pub fn widenings_since(&self, before: &DatasetSchema) -> Vec<SchemaChange> {
+        before
+            .columns
+            .iter()
+            .filter_map(|old| {
+                let new = &self.columns[*self.by_key.get(&old.source_key)?];
+                (new.ty.arrow() != old.ty.arrow()).then(|| SchemaChange {
+                    column: new.name.clone(),
+                    change: ChangeKind::Widened,
+                    from: Some(old.ty.name()),
+                    to: new.ty.name(),
+                })
+            })
+            .collect()
+    }
+
     /// What the policy does to a column.
     pub fn treatment(&self, col: &Column) -> Treatment {
         self.matcher.treatment(&col.name)

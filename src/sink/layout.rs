@@ -41,6 +41,25 @@ impl Layout {
         self.state_root().join("schema.json")
     }
 
+    /// Where the committed generations of the dataset schema live (see `schema_store`).
+    pub fn schema_generations(&self) -> Path {
+        self.state_root().join("schema")
+    }
+
+    pub fn schema_generation(&self, generation: u64) -> Path {
+        self.schema_generations()
+            .join(format!("g{generation:010}.json"))
+    }
+
+    /// The generation number of a path made by [`Layout::schema_generation`].
+    pub fn generation_of(path: &Path) -> Option<u64> {
+        path.filename()?
+            .strip_prefix('g')?
+            .strip_suffix(".json")?
+            .parse()
+            .ok()
+    }
+
     pub fn ledger_root(&self) -> Path {
         self.state_root().join("ledger")
     }

@@ -3,9 +3,11 @@
 pub mod layout;
 pub mod ledger;
 pub mod parquet;
+pub mod schema_store;
 pub mod store;
 pub mod upload;
 
 pub use layout::Layout;
 pub use ledger::{Committed, Ledger, LedgerRecord};
+pub use schema_store::{Base, SchemaStore};
 pub use store::{Destination, DestinationSpec, StoreError};

@@ -217,6 +217,27 @@ impl Destination {
             .map_err(|e| self.io("writing", path, e))
     }
 
+    /// Creates a state object only if none exists at `path` (atomically: a hard link on local
+    /// disk, `If-None-Match: *` on S3). Returns `false` if one existed.
+    pub async fn create_state(&self, path: &Path, bytes: Bytes) -> Result<bool, StoreError> {
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.io("creating", path, e)),
+        }
+    }
+
     /// Streams a data file from `chunks` to its final path so that no reader ever sees it
     /// partial: on S3 one PUT or a multipart upload completed only when the file is whole; on
     /// local disk a file under `staging` renamed into place. Returns `Ok(false)` when the

@@ -20,6 +20,7 @@ macro_rules! on_every_backend {
 
 mod coverage;
 mod extract;
+mod operations;
 mod reliability;
 mod s3_dest;
 mod usage;

@@ -188,6 +188,18 @@ pub fn run_bin<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Outcome {
 }
 
 pub fn run_bin_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Outcome {
+    let out = bin_command(args, env).output().expect("binary runs");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        report: None,
+    }
+}
+
+/// The `cube-extract` command with `args` and `env`, and no CUBE_*/AWS_*/RUST_LOG settings of
+/// the test's own environment.
+pub fn bin_command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cube-extract"));
     for var in [
         "AWS_ACCESS_KEY_ID",
@@ -198,25 +210,16 @@ pub fn run_bin_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String
         "AWS_ALLOW_HTTP",
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
+        "CUBE_BASE_URL",
+        "CUBE_TOKEN",
+        "CUBE_USERNAME",
+        "CUBE_PASSWORD",
+        "RUST_LOG",
     ] {
         cmd.env_remove(var);
     }
-    let out = cmd
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(args)
-        .env_remove("CUBE_BASE_URL")
-        .env_remove("CUBE_TOKEN")
-        .env_remove("CUBE_USERNAME")
-        .env_remove("CUBE_PASSWORD")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("binary runs");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report: None,
-    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v))).args(args);
+    cmd
 }
 
 /// A value as compared in tests.

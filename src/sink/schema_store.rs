@@ -1,0 +1,158 @@
+//! The dataset schema at the destination, safe with several writers at once.
+//!
+//! Every change is committed as a new immutable generation
+//! `_cube_extract/<table>/schema/g<N>.json`, created only if it does not exist yet (an
+//! exclusive create: a hard link on local disk, `If-None-Match: *` on S3). A writer that loses
+//! the race for generation N reads the newest generation, adds its own columns and widenings on
+//! top of it, and tries N+1; so the generations form one line in which no writer's change is
+//! lost. `schema.json` mirrors the newest generation for people and tools; the generations are
+//! the truth.
+//!
+//! The layout `version` (which names files' ledger entries) is raised at a commit only when
+//! the layout changed, and always above its base's, so one version denotes one layout across
+//! all writers.
+
+use bytes::Bytes;
+use object_store::path::Path;
+
+use super::{Destination, Layout, StoreError};
+use crate::schema::{DatasetSchema, SchemaChange};
+
+/// The committed state a writer builds on.
+#[derive(Clone, Debug)]
+pub struct Base {
+    /// The newest generation read or committed (0: none yet).
+    pub generation: u64,
+    /// The layout version of that generation.
+    pub version: u64,
+    layout: FileLayout,
+}
+
+/// What decides whether a file must be rewritten: columns, their types, and which are hashed.
+type FileLayout = (arrow_schema::SchemaRef, Vec<String>);
+
+fn layout_of(schema: &DatasetSchema) -> FileLayout {
+    (schema.arrow(), schema.hashed_columns())
+}
+
+impl Base {
+    /// No generation yet: a new dataset.
+    pub fn empty() -> Base {
+        Base {
+            generation: 0,
+            version: 0,
+            layout: (
+                std::sync::Arc::new(arrow_schema::Schema::empty()),
+                Vec::new(),
+            ),
+        }
+    }
+
+    fn of(generation: u64, schema: &DatasetSchema) -> Base {
+        Base {
+            generation,
+            version: schema.version,
+            layout: layout_of(schema),
+        }
+    }
+}
+
+pub struct SchemaStore<'a> {
+    dest: &'a Destination,
+    layout: &'a Layout,
+}
+
+impl<'a> SchemaStore<'a> {
+    pub fn new(dest: &'a Destination, layout: &'a Layout) -> SchemaStore<'a> {
+        SchemaStore { dest, layout }
+    }
+
+    /// The newest committed schema and its base: the newest generation, else `schema.json` (a
+    /// dataset from before generations), else `None`. The error names the bad file.
+    pub async fn load(&self) -> Result<Option<(DatasetSchema, Base)>, String> {
+        let newest = self.newest_generation().await.map_err(|e| e.to_string())?;
+        let (generation, path) = match newest {
+            Some((g, path)) => (g, path),
+            None => (0, self.layout.schema_file()),
+        };
+        let Some(bytes) = self.dest.get(&path).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let schema = DatasetSchema::from_json(&bytes).map_err(|e| {
+            format!(
+                "{}/{path} is not a valid dataset schema ({e}); restore it from a backup or extract into a new --dest",
+                self.dest.display()
+            )
+        })?;
+        let base = Base::of(generation, &schema);
+        Ok(Some((schema, base)))
+    }
+
+    /// Commits `schema` as the next generation after `base`. If another writer got there first,
+    /// `schema` is rebuilt on the newest generation and committed after it. On return `schema`
+    /// is what was committed and `base` its generation. Returns the widenings that taking up
+    /// other writers' changes brought to this writer's columns.
+    pub async fn commit(
+        &self,
+        schema: &mut DatasetSchema,
+        base: &mut Base,
+    ) -> Result<Vec<SchemaChange>, StoreError> {
+        let before = schema.clone();
+        loop {
+            let generation = base.generation + 1;
+            schema.version = if layout_of(schema) != base.layout {
+                base.version + 1
+            } else {
+                base.version
+            };
+            let json = Bytes::from(schema.to_json());
+            let path = self.layout.schema_generation(generation);
+            // Read back what was created: an S3-compatible store whose conditional create is
+            // not atomic (moto's is a check, then a put) can let two writers both "create"
+            // the same generation; the one that reads back the other's bytes lost.
+            if self.dest.create_state(&path, json.clone()).await?
+                && self.dest.get(&path).await?.as_ref() == Some(&json)
+            {
+                *base = Base::of(generation, schema);
+                // The mirror may briefly lag when writers race; `reconcile` settles it.
+                self.dest
+                    .put_state(&self.layout.schema_file(), json)
+                    .await?;
+                return Ok(schema.widenings_since(&before));
+            }
+            let Some((newest, path)) = self.newest_generation().await? else {
+                continue;
+            };
+            let bytes = self.dest.get(&path).await?.unwrap_or_default();
+            let theirs = DatasetSchema::from_json(&bytes).map_err(|e| StoreError::Io {
+                op: "reading",
+                path: path.to_string(),
+                dest: self.dest.display().to_owned(),
+                cause: format!("another writer's schema is not valid ({e})"),
+            })?;
+            tracing::debug!(
+                generation = newest,
+                "another writer changed the dataset schema; building on its change"
+            );
+            *schema = schema.rebased_on(&theirs);
+            *base = Base::of(newest, &theirs);
+        }
+    }
+
+    /// Writes `schema.json` from the newest generation (after concurrent writers, whose mirror
+    /// writes may have landed out of order).
+    pub async fn settle_mirror(&self, schema: &DatasetSchema) -> Result<(), StoreError> {
+        self.dest
+            .put_state(&self.layout.schema_file(), Bytes::from(schema.to_json()))
+            .await
+    }
+
+    /// The newest generation's number and path.
+    pub async fn newest_generation(&self) -> Result<Option<(u64, Path)>, StoreError> {
+        let listed = self.dest.list(&self.layout.schema_generations()).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|m| Some((Layout::generation_of(&m.location)?, m.location)))
+            .max_by_key(|(g, _)| *g))
+    }
+}
