@@ -46,6 +46,10 @@ PAGE_SIZE = "37"
 # The runs of the scenario, in order: (from, to).
 RUNS = (("2019-08-01", "2019-08-12"), ("2019-08-10", "2019-08-25"), ("2019-08-05", "2019-08-06"))
 DATA_FROM, DATA_TO = "2019-08-01", "2019-08-25"
+# The fan-out scenario: four writers started together on these disjoint chunks of the same range,
+# then one `cube-extract reconcile` (an Airflow backfill's mapped tasks and its fan-in).
+FANOUT = (("2019-08-01", "2019-08-07"), ("2019-08-08", "2019-08-13"), ("2019-08-14", "2019-08-19"),
+          ("2019-08-20", "2019-08-25"))
 
 # The destinations every scenario test runs against.
 BACKENDS = ("local", "s3")
@@ -481,10 +485,10 @@ class S3Server:
         """What a child process needs to reach this server (and only it)."""
         return {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": self.url, "AWS_ALLOW_HTTP": "true"}
 
-    def keys(self, prefix: str) -> list[str]:
-        """The current object keys under `prefix`, all pages."""
+    def keys(self, prefix: str, bucket: str | None = None) -> list[str]:
+        """The current object keys under `prefix` (of `bucket`, default the scenario's), all pages."""
         out = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket or self.bucket, Prefix=prefix):
             out.extend(o["Key"] for o in page.get("Contents") or [])
         return out
 
@@ -618,6 +622,64 @@ def _run_table(
     return runs
 
 
+def run_fanout(
+    extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, list[RunResult]]:
+    """Four call-outcome writers at once into one destination, then `reconcile`."""
+    procs = []
+    for i, (first, last) in enumerate(FANOUT, 1):
+        report_path = reports_dir / f"fanout-{i}.json"
+        cmd = [
+            str(extract_bin), "call-outcomes", "--base-url", simulator.url, "--token", TOKEN,
+            "--campaign", CAMPAIGN_ARG, "--from", first, "--to", last, "--dest", dest_arg,
+            "--report", str(report_path),
+        ]
+        procs.append((cmd, report_path, (first, last), subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=local_env(extra_env),
+        )))
+    runs = []
+    for cmd, report_path, span, proc in procs:
+        try:
+            _, err = proc.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"[{backend}] fan-out writer {span} did not finish in {RUN_TIMEOUT}s", pytrace=False)
+        stderr = err.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            pytest.fail(f"[{backend}] fan-out writer {span} exited {proc.returncode}\nstderr:\n{tail(stderr)}",
+                        pytrace=False)
+        runs.append(RunResult(span, cmd, stderr, json.loads(report_path.read_text(encoding="utf-8"))))
+    cmd = [str(extract_bin), "reconcile", "--dest", dest_arg]
+    r = subprocess.run(cmd, capture_output=True, env=local_env(extra_env), timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        pytest.fail(f"[{backend}] `cube-extract reconcile` exited {r.returncode}\nstderr:\n{tail(r.stderr)}",
+                    pytrace=False)
+    return {TABLE: runs}
+
+
+@pytest.fixture(scope="session")
+def extraction_local_fanout(tmp_path_factory, extract_bin: Path, simulator: Simulator) -> Extraction:
+    dest = tmp_path_factory.mktemp("dest-local-fanout")
+    runs = run_fanout(extract_bin, simulator, str(dest), tmp_path_factory.mktemp("reports-local-fanout"), "local")
+    return Extraction("local", dest, runs)
+
+
+@pytest.fixture(scope="session")
+def extraction_s3_fanout(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_server: S3Server) -> Extraction:
+    # A bucket of its own: the S3 layout tests look at everything in the scenario's bucket.
+    bucket, prefix = "cube-interop-fanout", "lake"
+    s3_server.client.create_bucket(Bucket=bucket)
+    runs = run_fanout(
+        extract_bin, simulator, f"s3://{bucket}/{prefix}", tmp_path_factory.mktemp("reports-s3-fanout"),
+        "s3", extra_env=s3_server.env(),
+    )
+    copy = tmp_path_factory.mktemp("dest-s3-fanout-download")
+    if not download_prefix(s3_server, f"{prefix}/", copy, bucket):
+        pytest.fail(f"nothing under s3://{bucket}/{prefix}/ after the fan-out", pytrace=False)
+    return Extraction("s3", copy, runs)
+
+
 @pytest.fixture(scope="session")
 def extraction_local(tmp_path_factory, extract_bin: Path, simulator: Simulator) -> Extraction:
     dest = tmp_path_factory.mktemp("dest-local")
@@ -625,11 +687,12 @@ def extraction_local(tmp_path_factory, extract_bin: Path, simulator: Simulator) 
     return Extraction("local", dest, runs)
 
 
-def download_prefix(server: S3Server, prefix: str, into: Path) -> int:
+def download_prefix(server: S3Server, prefix: str, into: Path, bucket: str | None = None) -> int:
     """Copy every object under `prefix` to `into`, keeping the rest of its key as the relative path."""
+    bucket = bucket or server.bucket
     root = into.resolve()
     n = 0
-    for key in server.keys(prefix):
+    for key in server.keys(prefix, bucket):
         rel = key[len(prefix):]
         target = (root / rel).resolve()
         if not rel or rel.startswith("/") or root not in target.parents:
@@ -638,7 +701,7 @@ def download_prefix(server: S3Server, prefix: str, into: Path) -> int:
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(server.client.get_object(Bucket=server.bucket, Key=key)["Body"].read())
+        target.write_bytes(server.client.get_object(Bucket=bucket, Key=key)["Body"].read())
         n += 1
     return n
 
@@ -655,7 +718,11 @@ def extraction_s3(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_
     return Extraction("s3", copy, runs)
 
 
-SCENARIOS = [(backend, table) for table in TABLES for backend in BACKENDS]
+# (extraction, table): the three overlapping runs of each table on each backend, and the fan-out of
+# call outcomes on each backend.
+SCENARIOS = [(backend, table) for table in TABLES for backend in BACKENDS] + [
+    (f"{backend}_fanout", TABLE) for backend in BACKENDS
+]
 
 
 @pytest.fixture(scope="session", params=SCENARIOS, ids=[f"{b}-{t}" for b, t in SCENARIOS])
