@@ -5,17 +5,20 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Airflow pins Flask 2, moto_server (interop tests) needs Flask 3: the Airflow tests get their own venv.
+AIRFLOW_VENV ?= .venv-airflow
 
-.PHONY: demo test build venv lint bench clean fuzz
+.PHONY: demo test build venv venv-airflow lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
 
-test: build venv
+test: build venv venv-airflow
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --all-targets
 	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
 		$(PY) -m pytest -q tests/interop
+	CUBE_EXTRACT_BIN=target/debug/cube-extract $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
 
 build:
 	$(CARGO) build --all-targets
@@ -25,6 +28,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	touch $@
+
+# Airflow, for the DAG examples' tests (tests/airflow).
+venv-airflow: $(AIRFLOW_VENV)/.installed
+$(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
+	python3 -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/airflow/requirements.txt
 	touch $@
 
 lint:
