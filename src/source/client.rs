@@ -87,6 +87,12 @@ impl CubeClient {
 
     /// GETs `url` (on the configured origin) and returns the whole body of a 2xx answer.
     pub async fn get(&self, url: &Url) -> Result<Bytes, SourceError> {
+        self.get_page(url, None).await
+    }
+
+    /// As [`CubeClient::get`], for page `page` of a unit's listing: its retries are logged
+    /// with the campaign, day and page.
+    async fn get_page(&self, url: &Url, page: Option<(&Unit, u32)>) -> Result<Bytes, SourceError> {
         if url.origin() != self.api_root.origin() {
             // Unreachable by construction; kept so no future caller can leak the credentials.
             return Err(SourceError::Transport {
@@ -115,7 +121,11 @@ impl CubeClient {
             match self.retry.next_delay(attempt, started, wait_hint) {
                 Some(delay) => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(url = %url, attempt, delay_ms = delay.as_millis() as u64, cause = %error.cause(), "retrying request");
+                    let (campaign, day, page) = match page {
+                        Some((unit, n)) => (Some(unit.campaign_id), Some(unit.day), Some(n)),
+                        None => (None, None, None),
+                    };
+                    tracing::warn!(url = %url, campaign, day = day.map(tracing::field::display), page, attempt, delay_ms = delay.as_millis() as u64, cause = %error.cause(), "retrying request");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(error),
@@ -275,7 +285,8 @@ impl CubeClient {
         number: u32,
     ) -> Result<(Url, Bytes), SourceError> {
         let url = self.page_url(dataset, unit, number);
-        let body = self.get(&url).await?;
+        let body = self.get_page(&url, Some((unit, number))).await?;
+        tracing::debug!(campaign = unit.campaign_id, day = %unit.day, page = number, bytes = body.len(), "page fetched");
         Ok((url, body))
     }
 }
