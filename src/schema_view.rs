@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::cli::SchemaArgs;
 use crate::privacy::Treatment;
 use crate::schema::DatasetSchema;
-use crate::sink::{Destination, DestinationSpec, Layout};
+use crate::sink::{Destination, DestinationSpec, Layout, SchemaStore};
 use crate::unit::Dataset;
 
 /// The text to print, or one sentence saying why there is none.
@@ -24,26 +24,21 @@ pub async fn run(args: &SchemaArgs, dataset: Dataset) -> Result<String, String> 
     }
     let dest = Destination::open(&spec).map_err(|e| e.to_string())?;
     let layout = Layout::new(dataset.name);
-    let path = layout.schema_file();
-    let bytes = dest
-        .get(&path)
+    // The newest committed generation: `schema.json` may lag it while several writers run.
+    let (schema, _) = SchemaStore::new(&dest, &layout)
+        .load()
         .await
         .map_err(|e| format!("{e}; check the destination and its credentials"))?
         .ok_or_else(|| {
             format!(
-                "{} holds no {} dataset ({path} is missing); extract into it first, or check --dest and --table",
+                "{} holds no {} dataset ({} is missing); extract into it first, or check --dest and --table",
                 spec.display(),
-                dataset.name
+                dataset.name,
+                layout.schema_file()
             )
         })?;
-    let schema = DatasetSchema::from_json(&bytes).map_err(|e| {
-        format!(
-            "{}/{path} is not a valid dataset schema ({e}); restore it from a backup",
-            spec.display()
-        )
-    })?;
     Ok(if args.json {
-        String::from_utf8_lossy(&bytes).into_owned()
+        schema.to_json()
     } else if let Some(view) = &args.duckdb_view {
         duckdb_view(&schema, view, &table_glob(&spec, dataset))
     } else {
