@@ -353,8 +353,9 @@ impl Run {
         let _cpu = self.cpu.acquire().await.expect("never closed");
         let bytes = tokio::task::spawn_blocking(move || {
             let mut encoder = PageEncoder::new(&target, page_size, out, &policy)?;
-            for page in &pages {
-                encoder = encoder.push(page)?;
+            // Each page is dropped once encoded, so the raw JSON held shrinks as the file grows.
+            for page in pages {
+                encoder = encoder.push(&page)?;
             }
             encoder.finish()
         })
