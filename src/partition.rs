@@ -237,7 +237,7 @@ impl Run {
             return self.produce_whole(unit, listing, first, out).await;
         }
         // The file is written with the dataset schema as it stands after page 1.
-        let (target, written_with) = self.merge_and_snapshot(&first.0, unit).await?;
+        let (target, written_with) = self.merge_and_snapshot(&first.0.keys, unit).await?;
         let version = target.version;
         let encoder = PageEncoder::new(&target, listing.page_size as usize, out, &self.policy)?;
         let mut encoder = Some(self.encode(encoder, first).await?);
@@ -343,7 +343,7 @@ impl Run {
         for page in &pages {
             keys.merge(&page.keys);
         }
-        let (target, written_with) = self.merge_and_keys_snapshot(&keys, unit).await?;
+        let (target, written_with) = self.merge_and_snapshot(&keys, unit).await?;
         if let Err(misfit) = written_with.holds(&keys) {
             return Ok(Produced::Again(format!("{misfit} while the day was read")));
         }
@@ -402,15 +402,9 @@ impl Run {
         Ok((page, slot))
     }
 
+    /// Folds `keys` into the dataset schema, then takes the target and a copy to check pages
+    /// against.
     async fn merge_and_snapshot(
-        &self,
-        page: &Page,
-        unit: &Unit,
-    ) -> Result<(Target, DatasetSchema), UnitError> {
-        self.merge_and_keys_snapshot(&page.keys, unit).await
-    }
-
-    async fn merge_and_keys_snapshot(
         &self,
         keys: &crate::schema::KeyKinds,
         unit: &Unit,
