@@ -279,9 +279,7 @@ impl Run {
     /// so that a whole-partition read can always get its share and never waits on a partition
     /// that waits on it.
     fn whole_read_pages(&self) -> usize {
-        self.page_budget_pages
-            .saturating_sub(self.partitions_in_flight)
-            + 1
+        page_budget_pages(self.fan_out).saturating_sub(self.partitions_in_flight) + 1
     }
 
     /// Reads every page of a small partition, then encodes the file in one go. The encoder
@@ -454,6 +452,6 @@ pub(crate) fn page_budget(concurrency: usize) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(page_budget_pages(concurrency)))
 }
 
-pub(crate) fn page_budget_pages(concurrency: usize) -> usize {
+fn page_budget_pages(concurrency: usize) -> usize {
     partitions_in_flight(concurrency) + concurrency.max(1)
 }

@@ -189,7 +189,6 @@ async fn execute(
         fan_out: settings.concurrency,
         policy: settings.policy.clone(),
         partitions_in_flight: crate::partition::partitions_in_flight(settings.concurrency),
-        page_budget_pages: crate::partition::page_budget_pages(settings.concurrency),
         page_budget: crate::partition::page_budget(settings.concurrency),
         cpu: crate::partition::cpu_slots(),
         schema: Mutex::new(SchemaState {
@@ -388,8 +387,6 @@ pub(crate) struct Run {
     pub(crate) policy: crate::privacy::Policy,
     /// Partitions extracted at once.
     pub(crate) partitions_in_flight: usize,
-    /// The size of the page budget, in pages.
-    pub(crate) page_budget_pages: usize,
     /// Pages fetched but not yet encoded, bounded: see [`crate::partition::page_budget`].
     pub(crate) page_budget: std::sync::Arc<tokio::sync::Semaphore>,
     /// Blocking threads doing CPU work at once: see [`crate::partition::cpu_slots`].
