@@ -162,18 +162,27 @@ pub enum LogFormat {
     Json,
 }
 
-fn parse_attempts(s: &str) -> Result<u32, String> {
+/// Why a count option's value was refused (clap puts the option before it).
+#[derive(Debug, thiserror::Error)]
+pub enum CountError {
+    #[error("it must be at least 1{0}")]
+    Zero(&'static str),
+    #[error("it must be a whole number, at least 1")]
+    NotANumber,
+}
+
+fn parse_attempts(s: &str) -> Result<u32, CountError> {
     match s.parse::<u32>() {
-        Ok(0) => Err("it must be at least 1 (1 = no retries)".into()),
+        Ok(0) => Err(CountError::Zero(" (1 = no retries)")),
         Ok(n) => Ok(n),
-        Err(_) => Err("it must be a whole number, at least 1".into()),
+        Err(_) => Err(CountError::NotANumber),
     }
 }
 
-fn parse_concurrency(s: &str) -> Result<usize, String> {
+fn parse_concurrency(s: &str) -> Result<usize, CountError> {
     match s.parse::<usize>() {
-        Ok(0) => Err("it must be at least 1".into()),
+        Ok(0) => Err(CountError::Zero("")),
         Ok(n) => Ok(n),
-        Err(_) => Err("it must be a whole number, at least 1".into()),
+        Err(_) => Err(CountError::NotANumber),
     }
 }

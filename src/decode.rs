@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+use arrow_array::builder::{BooleanBuilder, PrimitiveBuilder, StringBuilder};
+use arrow_array::types::{
+    ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
 use arrow_array::ArrayRef;
 pub use arrow_array::RecordBatch;
@@ -24,10 +24,19 @@ use chrono::{DateTime, NaiveDate};
 /// and memory-friendly with 300-column records.
 pub const BATCH_ROWS: usize = 8192;
 
-/// A value broke the contract for its column (e.g. a known timestamp field that is not one).
+/// A value broke the contract for its column (e.g. a known timestamp field that is not one), or
+/// the records are not JSON the decoder can read.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(String);
+#[error("{}", message(.0))]
+pub struct DecodeError(#[source] ArrowError);
+
+/// arrow-json's own words, without the "Json error: " it puts before them.
+fn message(e: &ArrowError) -> String {
+    match e {
+        ArrowError::JsonError(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
 
 /// Streams the `results` arrays of a partition's pages into batches of `target` schema.
 pub struct PageDecoder {
@@ -50,7 +59,7 @@ impl PageDecoder {
             .with_flatten(true)
             .with_decoder_factory(Arc::new(ContractDecoders))
             .build_decoder()
-            .map_err(|e| DecodeError(e.to_string()))?;
+            .map_err(DecodeError)?;
         Ok(PageDecoder {
             inner,
             target,
@@ -66,7 +75,7 @@ impl PageDecoder {
     ) -> Result<(), E> {
         let mut rest = results_json;
         while !rest.is_empty() {
-            let used = self.inner.decode(rest).map_err(decode_error)?;
+            let used = self.inner.decode(rest).map_err(DecodeError)?;
             rest = &rest[used..];
             // `decode` stops early when a batch is full, possibly before the closing `]`.
             if used == 0 || self.inner.len() >= self.batch_rows {
@@ -88,20 +97,13 @@ impl PageDecoder {
         &mut self,
         sink: &mut impl FnMut(RecordBatch) -> Result<(), E>,
     ) -> Result<(), E> {
-        if let Some(batch) = self.inner.flush().map_err(decode_error)? {
+        if let Some(batch) = self.inner.flush().map_err(DecodeError)? {
             // Same arrays, renamed from JSON keys to column names.
             let batch = RecordBatch::try_new(self.target.clone(), batch.columns().to_vec())
-                .map_err(decode_error)?;
+                .map_err(DecodeError)?;
             sink(batch)?;
         }
         Ok(())
-    }
-}
-
-fn decode_error(e: ArrowError) -> DecodeError {
-    match e {
-        ArrowError::JsonError(m) => DecodeError(m),
-        other => DecodeError(other.to_string()),
     }
 }
 
@@ -117,6 +119,7 @@ impl DecoderFactory for ContractDecoders {
         _is_nullable: bool,
     ) -> Result<Option<Box<dyn ArrayDecoder>>, ArrowError> {
         let column = field.name().clone();
+        let data_type = field.data_type().clone();
         let kind = match field.data_type() {
             DataType::Utf8 => Value::JsonText,
             DataType::Int64 => Value::Int64,
@@ -127,7 +130,11 @@ impl DecoderFactory for ContractDecoders {
             DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => Value::TimestampUtc,
             _ => return Ok(None),
         };
-        Ok(Some(Box::new(ColumnDecoder { column, kind })))
+        Ok(Some(Box::new(ColumnDecoder {
+            column,
+            data_type,
+            kind,
+        })))
     }
 }
 
@@ -144,6 +151,8 @@ enum Value {
 
 struct ColumnDecoder {
     column: String,
+    /// The column's Arrow type (a timestamp's carries its zone).
+    data_type: DataType,
     kind: Value,
 }
 
@@ -165,15 +174,8 @@ impl ColumnDecoder {
         ))
     }
 
-    /// Accepts null and `""` (both null outside Utf8 columns); anything else is an error.
-    fn expect_null(&self, tape: &Tape<'_>, p: u32, what: &str) -> Result<(), ArrowError> {
-        match self.text(tape, p, what)? {
-            None => Ok(()),
-            Some(_) => Err(self.bad(what, tape, p)),
-        }
-    }
-
-    /// The string at `p` if it is one; `Ok(None)` for null and `""`.
+    /// `Ok(None)` for null and `""` (both null outside Utf8 columns), the string at `p` if it is
+    /// one, an error for anything else.
     fn text<'t>(&self, tape: &Tape<'t>, p: u32, what: &str) -> Result<Option<&'t str>, ArrowError> {
         match tape.get(p) {
             TapeElement::Null => Ok(None),
@@ -184,118 +186,115 @@ impl ColumnDecoder {
             _ => Err(self.bad(what, tape, p)),
         }
     }
+
+    /// Utf8: strings as they are, numbers and booleans as their JSON text (objects and arrays
+    /// too, should a key hold one).
+    fn json_text(&self, tape: &Tape<'_>, pos: &[u32]) -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(pos.len(), pos.len() * 16);
+        let mut scratch = String::new();
+        for &p in pos {
+            match tape.get(p) {
+                TapeElement::Null => b.append_null(),
+                TapeElement::String(i) | TapeElement::Number(i) => {
+                    b.append_value(tape.get_string(i))
+                }
+                TapeElement::True => b.append_value("true"),
+                TapeElement::False => b.append_value("false"),
+                _ => {
+                    scratch.clear();
+                    write_json(tape, p, &mut scratch);
+                    b.append_value(&scratch);
+                }
+            }
+        }
+        Arc::new(b.finish())
+    }
+
+    /// Int64 and Float64: JSON numbers, parsed exactly (2.7 is not an integer); null and `""`
+    /// are null.
+    fn numbers<T: ArrowPrimitiveType>(
+        &self,
+        tape: &Tape<'_>,
+        pos: &[u32],
+        what: &str,
+        parse: impl Fn(&str) -> Option<T::Native>,
+    ) -> Result<ArrayRef, ArrowError> {
+        let mut b = PrimitiveBuilder::<T>::with_capacity(pos.len());
+        for &p in pos {
+            let v = match tape.get(p) {
+                TapeElement::Number(i) => {
+                    Some(parse(tape.get_string(i)).ok_or_else(|| self.bad(what, tape, p))?)
+                }
+                // Anything else must be null or "".
+                _ => match self.text(tape, p, what)? {
+                    None => None,
+                    Some(_) => return Err(self.bad(what, tape, p)),
+                },
+            };
+            b.append_option(v);
+        }
+        Ok(Arc::new(b.finish()))
+    }
+
+    /// Boolean: JSON `true`/`false`; null and `""` are null.
+    fn booleans(&self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
+        let mut b = BooleanBuilder::with_capacity(pos.len());
+        for &p in pos {
+            match tape.get(p) {
+                TapeElement::True => b.append_value(true),
+                TapeElement::False => b.append_value(false),
+                _ => match self.text(tape, p, "a boolean")? {
+                    None => b.append_null(),
+                    Some(_) => return Err(self.bad("a boolean", tape, p)),
+                },
+            }
+        }
+        Ok(Arc::new(b.finish()))
+    }
+
+    /// Date32 and timestamps: strings in the API's formats; null and `""` are null.
+    fn parsed<T: ArrowPrimitiveType>(
+        &self,
+        tape: &Tape<'_>,
+        pos: &[u32],
+        what: &str,
+        parse: impl Fn(&str) -> Option<T::Native>,
+    ) -> Result<ArrayRef, ArrowError> {
+        let mut b = PrimitiveBuilder::<T>::with_capacity(pos.len());
+        for &p in pos {
+            let v = match self.text(tape, p, what)? {
+                None => None,
+                Some(s) => Some(parse(s).ok_or_else(|| self.bad(what, tape, p))?),
+            };
+            b.append_option(v);
+        }
+        Ok(Arc::new(b.finish().with_data_type(self.data_type.clone())))
+    }
 }
 
 impl ArrayDecoder for ColumnDecoder {
     fn decode(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
-        Ok(match self.kind {
-            Value::JsonText => {
-                let mut b = StringBuilder::with_capacity(pos.len(), pos.len() * 16);
-                let mut scratch = String::new();
-                for &p in pos {
-                    match tape.get(p) {
-                        TapeElement::Null => b.append_null(),
-                        TapeElement::String(i) | TapeElement::Number(i) => {
-                            b.append_value(tape.get_string(i))
-                        }
-                        TapeElement::True => b.append_value("true"),
-                        TapeElement::False => b.append_value("false"),
-                        _ => {
-                            scratch.clear();
-                            write_json(tape, p, &mut scratch);
-                            b.append_value(&scratch);
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            Value::Int64 => {
-                let mut b = Int64Builder::with_capacity(pos.len());
-                for &p in pos {
-                    match tape.get(p) {
-                        TapeElement::Number(i) => match tape.get_string(i).parse::<i64>() {
-                            Ok(v) => b.append_value(v),
-                            Err(_) => return Err(self.bad("an integer", tape, p)),
-                        },
-                        _ => {
-                            self.expect_null(tape, p, "an integer")?;
-                            b.append_null();
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
+        match self.kind {
+            Value::JsonText => Ok(self.json_text(tape, pos)),
+            Value::Int64 => self.numbers::<Int64Type>(tape, pos, "an integer", |s| s.parse().ok()),
             Value::Float64 => {
-                let mut b = Float64Builder::with_capacity(pos.len());
-                for &p in pos {
-                    match tape.get(p) {
-                        TapeElement::Number(i) => match tape.get_string(i).parse::<f64>() {
-                            Ok(v) => b.append_value(v),
-                            Err(_) => return Err(self.bad("a number", tape, p)),
-                        },
-                        _ => {
-                            self.expect_null(tape, p, "a number")?;
-                            b.append_null();
-                        }
-                    }
-                }
-                Arc::new(b.finish())
+                self.numbers::<Float64Type>(tape, pos, "a number", |s| s.parse().ok())
             }
-            Value::Boolean => {
-                let mut b = BooleanBuilder::with_capacity(pos.len());
-                for &p in pos {
-                    match tape.get(p) {
-                        TapeElement::True => b.append_value(true),
-                        TapeElement::False => b.append_value(false),
-                        _ => {
-                            self.expect_null(tape, p, "a boolean")?;
-                            b.append_null();
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            Value::Date32 => {
-                let mut b = Date32Builder::with_capacity(pos.len());
-                for &p in pos {
-                    let v = match self.text(tape, p, "a date")? {
-                        None => None,
-                        Some(s) => Some(parse_date(s).ok_or_else(|| self.bad("a date", tape, p))?),
-                    };
-                    b.append_option(v);
-                }
-                Arc::new(b.finish())
-            }
-            Value::Timestamp => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(pos.len());
-                for &p in pos {
-                    let v = match self.text(tape, p, "a timestamp")? {
-                        None => None,
-                        Some(s) => Some(
-                            parse_naive_timestamp(s)
-                                .ok_or_else(|| self.bad("a local timestamp", tape, p))?,
-                        ),
-                    };
-                    b.append_option(v);
-                }
-                Arc::new(b.finish())
-            }
-            Value::TimestampUtc => {
-                let mut b =
-                    TimestampMicrosecondBuilder::with_capacity(pos.len()).with_timezone("UTC");
-                for &p in pos {
-                    let v = match self.text(tape, p, "a timestamp")? {
-                        None => None,
-                        Some(s) => Some(
-                            parse_zoned_timestamp(s)
-                                .ok_or_else(|| self.bad("a timestamp with offset", tape, p))?,
-                        ),
-                    };
-                    b.append_option(v);
-                }
-                Arc::new(b.finish())
-            }
-        })
+            Value::Boolean => self.booleans(tape, pos),
+            Value::Date32 => self.parsed::<Date32Type>(tape, pos, "a date", parse_date),
+            Value::Timestamp => self.parsed::<TimestampMicrosecondType>(
+                tape,
+                pos,
+                "a local timestamp",
+                parse_naive_timestamp,
+            ),
+            Value::TimestampUtc => self.parsed::<TimestampMicrosecondType>(
+                tape,
+                pos,
+                "a timestamp with offset",
+                parse_zoned_timestamp,
+            ),
+        }
     }
 }
 

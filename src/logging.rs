@@ -11,10 +11,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+/// The target of the per-partition and per-schema-change events: in human logs they are shown
+/// from `-v` on (a person reads the bar and the summary instead); JSON logs always carry them.
+pub(crate) const DETAIL: &str = "cube_extract::detail";
+
 /// Partitions done out of total, rows, rows/s, retries and failures; drawn only for a person at
 /// a terminal.
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     totals: Arc<Totals>,
 }
@@ -26,7 +30,7 @@ struct Totals {
 }
 
 impl Progress {
-    pub fn new(format: LogFormat) -> Progress {
+    pub(crate) fn new(format: LogFormat) -> Progress {
         let visible = format == LogFormat::Human && std::io::stderr().is_terminal();
         let bar = if visible {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -48,19 +52,19 @@ impl Progress {
     }
 
     /// No bar, for commands that print their result to stdout.
-    pub fn hidden() -> Progress {
+    pub(crate) fn hidden() -> Progress {
         Progress {
             bar: ProgressBar::hidden(),
             totals: Arc::default(),
         }
     }
 
-    pub fn start(&self, partitions: u64) {
+    pub(crate) fn start(&self, partitions: u64) {
         self.bar.set_length(partitions);
         self.bar.enable_steady_tick(Duration::from_millis(200));
     }
 
-    pub fn partition_done(&self, rows: u64, failed: bool, retries: u64) {
+    pub(crate) fn partition_done(&self, rows: u64, failed: bool, retries: u64) {
         let rows = self.totals.rows.fetch_add(rows, Ordering::Relaxed) + rows;
         let failed = self
             .totals
@@ -76,7 +80,7 @@ impl Progress {
         self.bar.inc(1);
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }
@@ -103,15 +107,20 @@ impl<'a> MakeWriter<'a> for BarWriter {
 }
 
 /// Installs the global subscriber. `RUST_LOG` wins over -v/-q.
-pub fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progress) {
+pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progress) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,cube_extract={default}")));
+    let detail = match (format, quiet, verbose) {
+        (LogFormat::Human, false, 0) => "warn",
+        _ => default,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,cube_extract={default},{DETAIL}={detail}"))
+    });
     let writer = BarWriter(progress.bar.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

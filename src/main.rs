@@ -1,5 +1,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    cube_extract::main_with(cube_extract::cli::Cli::parse())
+    let outcome = cube_extract::commands::run(cube_extract::cli::Cli::parse());
+    std::process::ExitCode::from(outcome.exit_code())
 }

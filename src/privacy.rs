@@ -76,6 +76,20 @@ impl PolicySpec {
     }
 }
 
+/// Why the personal-data options cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{option} {pattern:?} is not a valid pattern ({source}); use * and ? as wildcards, e.g. 'crm__standard_info__*'")]
+    BadPattern {
+        option: &'static str,
+        pattern: String,
+        #[source]
+        source: glob::PatternError,
+    },
+    #[error("--hash-columns needs a key: set {} to a secret (the same one on every run, so digests stay joinable)", crate::cli::env::HASH_KEY)]
+    NoKey,
+}
+
 /// The patterns of a policy, compiled.
 #[derive(Clone, Debug, Default)]
 pub struct Matcher {
@@ -85,13 +99,15 @@ pub struct Matcher {
 
 impl Matcher {
     /// Compiles a spec's patterns; the error names the bad one.
-    pub fn new(spec: &PolicySpec) -> Result<Matcher, String> {
-        let compile = |option: &str, globs: &[String]| {
+    pub fn new(spec: &PolicySpec) -> Result<Matcher, PolicyError> {
+        let compile = |option: &'static str, globs: &[String]| {
             globs
                 .iter()
                 .map(|g| {
-                    Pattern::new(g).map_err(|e| {
-                        format!("{option} {g:?} is not a valid pattern ({e}); use * and ? as wildcards, e.g. 'crm__standard_info__*'")
+                    Pattern::new(g).map_err(|source| PolicyError::BadPattern {
+                        option,
+                        pattern: g.clone(),
+                        source,
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -140,7 +156,7 @@ const MATCHING: MatchOptions = MatchOptions {
 
 impl Policy {
     /// Builds the policy from the options and the key (if set). The error is one sentence.
-    pub fn new(drop: &[String], hash: &[String], key: Option<&str>) -> Result<Policy, String> {
+    pub fn new(drop: &[String], hash: &[String], key: Option<&str>) -> Result<Policy, PolicyError> {
         let mut spec = PolicySpec {
             drop_columns: drop.to_vec(),
             hash_columns: hash.to_vec(),
@@ -149,12 +165,7 @@ impl Policy {
         let matcher = Matcher::new(&spec)?;
         let key = match (hash.is_empty(), key.filter(|k| !k.is_empty())) {
             (true, _) => None,
-            (false, None) => {
-                return Err(format!(
-                    "--hash-columns needs a key: set {} to a secret (the same one on every run, so digests stay joinable)",
-                    crate::cli::env::HASH_KEY
-                ))
-            }
+            (false, None) => return Err(PolicyError::NoKey),
             (false, Some(k)) => Some(Arc::new(
                 HmacSha256::new_from_slice(k.as_bytes()).expect("HMAC takes keys of any length"),
             )),
@@ -222,7 +233,7 @@ fn digest_hex(key: &HmacSha256, value: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn policy(drop: &[&str], hash: &[&str], key: Option<&str>) -> Result<Policy, String> {
+    fn policy(drop: &[&str], hash: &[&str], key: Option<&str>) -> Result<Policy, PolicyError> {
         let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Policy::new(&v(drop), &v(hash), key)
     }
@@ -244,9 +255,9 @@ mod tests {
 
     #[test]
     fn hashing_needs_a_key_and_bad_globs_are_named() {
-        let e = policy(&[], &["crm__*"], None).unwrap_err();
+        let e = policy(&[], &["crm__*"], None).unwrap_err().to_string();
         assert!(e.contains("CUBE_EXTRACT_HASH_KEY"), "{e}");
-        let e = policy(&["crm__[x"], &[], None).unwrap_err();
+        let e = policy(&["crm__[x"], &[], None).unwrap_err().to_string();
         assert!(e.contains("--drop-columns \"crm__[x\""), "{e}");
         assert!(policy(&["a*"], &[], None).is_ok());
     }

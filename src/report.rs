@@ -1,24 +1,11 @@
-//! What a run did: per-partition outcomes, totals, the exit status (decided here and only here),
-//! and the `--report` JSON of the contract.
+//! What a run did: per-partition outcomes, totals, the run's [`Outcome`], the `--report` JSON of
+//! the contract, and the summary a person reads at the end.
 
 use serde::Serialize;
 
+use crate::error::{Outcome, Signal};
 use crate::schema::SchemaChange;
-
-/// Exit statuses of the contract.
-pub mod exit {
-    pub const OK: u8 = 0;
-    /// Some partitions failed after retries; the others committed. Retry with --resume.
-    pub const PARTIAL: u8 = 1;
-    /// Usage, configuration, authentication or unknown campaign; nothing was written.
-    pub const USAGE: u8 = 2;
-    /// The data broke the contract; nothing wrong was committed.
-    pub const CONTRACT: u8 = 3;
-    /// Stopped by SIGINT (128 + 2); committed partitions are kept. Retry with --resume.
-    pub const SIGINT: u8 = 130;
-    /// Stopped by SIGTERM (128 + 15); committed partitions are kept. Retry with --resume.
-    pub const SIGTERM: u8 = 143;
-}
+use crate::unit::Unit;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,7 +33,7 @@ pub struct PartitionReport {
 }
 
 impl PartitionReport {
-    pub fn new(unit: &crate::unit::Unit, status: PartitionStatus) -> PartitionReport {
+    pub fn new(unit: &Unit, status: PartitionStatus) -> PartitionReport {
         PartitionReport {
             campaign_id: unit.campaign_id,
             date: unit.day,
@@ -64,7 +51,10 @@ impl PartitionReport {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub status: &'static str,
+    /// `outcome`'s exit status, as the report file states it.
     pub exit_code: u8,
+    #[serde(skip)]
+    pub outcome: Outcome,
     pub started: String,
     pub finished: String,
     pub dest: String,
@@ -85,7 +75,8 @@ impl Report {
     pub fn new(started: String, dest: String) -> Report {
         Report {
             status: "failed",
-            exit_code: exit::USAGE,
+            exit_code: Outcome::Refused.exit_code(),
+            outcome: Outcome::Refused,
             started,
             finished: String::new(),
             dest,
@@ -127,51 +118,89 @@ impl Report {
             .partitions
             .iter()
             .any(|p| p.status != PartitionStatus::Failed);
-        self.exit_code = if contract {
-            exit::CONTRACT
+        let outcome = if contract {
+            Outcome::ContractBroken
         } else if any_failed || self.error.is_some() {
-            exit::PARTIAL
+            Outcome::Partial
         } else {
-            exit::OK
+            Outcome::Done
         };
-        self.status = match (self.exit_code, any_done) {
-            (exit::OK, _) => "ok",
+        self.set_outcome(outcome);
+        self.status = match (outcome, any_done) {
+            (Outcome::Done, _) => "ok",
             (_, true) => "partial",
             (_, false) => "failed",
         };
     }
 
+    pub fn set_outcome(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+        self.exit_code = outcome.exit_code();
+    }
+
     /// A run that stopped before extracting anything.
-    pub fn stopped(&mut self, exit_code: u8, error: String, finished: String) {
-        self.exit_code = exit_code;
+    pub fn stopped(&mut self, outcome: Outcome, error: String, finished: String) {
+        self.set_outcome(outcome);
         self.status = "failed";
         self.error = Some(error);
         self.finished = finished;
     }
 
     /// The run was stopped by `signal`: the report covers the partitions that ended before it.
-    pub fn interrupted(&mut self, signal: &str, exit_code: u8, finished: String) {
+    pub fn interrupted(&mut self, signal: Signal, finished: String) {
         self.conclude(finished);
-        let kept = self.partitions.iter().any(|p| {
-            matches!(
-                p.status,
-                PartitionStatus::Committed | PartitionStatus::Empty
-            )
-        });
-        self.exit_code = exit_code;
-        self.status = if kept { "partial" } else { "failed" };
+        let kept = self.count(PartitionStatus::Committed) + self.count(PartitionStatus::Empty);
+        self.set_outcome(Outcome::Interrupted(signal));
+        self.status = if kept > 0 { "partial" } else { "failed" };
         self.error = Some(format!(
-            "stopped by {signal}; the {} partitions committed before it are kept and those in flight were abandoned: run again with --resume",
-            self.partitions
-                .iter()
-                .filter(|p| matches!(p.status, PartitionStatus::Committed | PartitionStatus::Empty))
-                .count()
+            "stopped by {}; the {kept} partitions committed before it are kept and those in flight were abandoned: run again with --resume",
+            signal.name()
         ));
+    }
+
+    /// Partitions that ended with `status`.
+    pub fn count(&self, status: PartitionStatus) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.status == status)
+            .count()
+    }
+
+    /// What a person at a terminal reads at the end of a run: a few lines, no JSON.
+    pub fn summary(&self, table: &str, wall: std::time::Duration) -> String {
+        use PartitionStatus::*;
+        format!(
+            "{table}: {} partitions committed, {} empty, {} skipped, {} failed; {} rows, {} files rewritten, {} written in {:.1} s\ntable: {}/{table}\n",
+            self.count(Committed),
+            self.count(Empty),
+            self.count(Skipped),
+            self.count(Failed),
+            self.rows,
+            self.files_rewritten,
+            human_bytes(self.bytes_written),
+            wall.as_secs_f64(),
+            self.dest.trim_end_matches('/'),
+        )
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report serialises") + "\n"
     }
+}
+
+/// Bytes as a person reads them: `987 B`, `12.3 MiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -224,5 +253,25 @@ mod tests {
             (3, "partial")
         );
         assert_eq!(conclude(vec![]), (0, "ok"));
+    }
+
+    #[test]
+    fn summary_names_every_count_and_the_table() {
+        use PartitionStatus::*;
+        let mut r = Report::new(String::new(), "/data/lake".into());
+        r.partitions = vec![
+            part(Committed, false),
+            part(Empty, false),
+            part(Failed, false),
+        ];
+        r.bytes_written = 3 << 20;
+        r.conclude(String::new());
+        let text = r.summary("call_outcomes", std::time::Duration::from_millis(1500));
+        assert!(
+            text.contains("1 partitions committed, 1 empty, 0 skipped, 1 failed; 6 rows"),
+            "{text}"
+        );
+        assert!(text.contains("3.0 MiB written in 1.5 s"), "{text}");
+        assert!(text.contains("table: /data/lake/call_outcomes"), "{text}");
     }
 }

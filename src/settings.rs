@@ -4,46 +4,110 @@ use chrono::NaiveDate;
 use reqwest::header::HeaderValue;
 use url::Url;
 
-use crate::cli::{ExtractArgs, LogFormat};
-use crate::sink::DestinationSpec;
+use crate::cli::ExtractArgs;
+use crate::privacy::{Policy, PolicyError};
+use crate::sink::{Destination, DestinationError, DestinationSpec, Layout, StoreError};
 use crate::source::retry::RetryPolicy;
+use crate::unit::Dataset;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CampaignSelection {
+pub(crate) enum CampaignSelection {
     Ids(Vec<u64>),
     All { include_archived: bool },
 }
 
-pub struct Settings {
+/// What an extraction does, resolved from its command line and the environment.
+pub(crate) struct Settings {
     /// `{base}/api/v1/`.
-    pub api_root: Url,
+    pub(crate) api_root: Url,
     /// The `Authorization` header value (marked sensitive; never printed).
-    pub auth: HeaderValue,
-    pub campaigns: CampaignSelection,
-    pub days: Vec<NaiveDate>,
-    pub dest: DestinationSpec,
-    pub concurrency: usize,
-    pub retry: RetryPolicy,
-    pub resume: bool,
-    pub log_format: LogFormat,
-    pub report: Option<std::path::PathBuf>,
+    pub(crate) auth: HeaderValue,
+    pub(crate) campaigns: CampaignSelection,
+    pub(crate) days: Vec<NaiveDate>,
+    pub(crate) store: StoreSettings,
+    pub(crate) concurrency: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) resume: bool,
+    pub(crate) report: Option<std::path::PathBuf>,
     /// Personal-data policy (`--drop-columns`, `--hash-columns` and the key).
-    pub policy: crate::privacy::Policy,
+    pub(crate) policy: Policy,
     /// `--rewrite`: a policy unlike the dataset's is adopted and existing files rewritten.
-    pub rewrite: bool,
+    pub(crate) rewrite: bool,
+}
+
+/// Where a command reads and writes, resolved once for every command: the destination and the
+/// key of hashed columns.
+pub(crate) struct StoreSettings {
+    pub(crate) dest: DestinationSpec,
+    /// `CUBE_EXTRACT_HASH_KEY`, if set.
+    pub(crate) hash_key: Option<String>,
+}
+
+impl StoreSettings {
+    pub(crate) fn resolve(dest: &str) -> Result<StoreSettings, UsageError> {
+        Ok(StoreSettings {
+            dest: DestinationSpec::parse(dest)?,
+            hash_key: std::env::var(crate::cli::env::HASH_KEY).ok(),
+        })
+    }
+
+    /// Opens the destination (creating a local directory) and checks that it answers, before
+    /// anything of `dataset` is written.
+    pub(crate) async fn open(&self, dataset: Dataset) -> Result<Destination, StoreError> {
+        let dest = Destination::open(&self.dest)?;
+        dest.check(&Layout::new(dataset.name).state_root()).await?;
+        Ok(dest)
+    }
 }
 
 /// A usage or configuration error: one sentence with the cause and the fix.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
-    Err(UsageError(msg.into()))
+pub(crate) enum UsageError {
+    #[error("--campaign {0:?} is not a campaign id; give numeric ids such as --campaign 926,927")]
+    NotACampaignId(String),
+    #[error(
+        "no campaign given; pass --campaign ID (repeatable or comma separated) or --all-campaigns"
+    )]
+    NoCampaign,
+    #[error("no destination given; pass --dest DIR, file:///path or s3://bucket/prefix")]
+    NoDestination,
+    #[error("{0}")]
+    Destination(#[from] DestinationError),
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    #[error(
+        "no Cube URL given; pass --base-url https://ACCOUNT.headshed.com or set CUBE_BASE_URL"
+    )]
+    NoBaseUrl,
+    // Never echo a URL that may carry a password; say what is wrong with it instead.
+    #[error("--base-url is not an http(s) URL; write it as https://ACCOUNT.headshed.com")]
+    BaseUrlNotHttp,
+    #[error("--base-url must not contain a user name or password; pass them with --username and --password, or use --token")]
+    BaseUrlWithCredentials,
+    #[error("--base-url {0} has a query or fragment; give just the account URL")]
+    BaseUrlWithQuery(Url),
+    #[error("both a token and a user name/password were given; use either --token or --username with --password")]
+    TwoCredentials,
+    #[error("--username needs --password (or CUBE_PASSWORD)")]
+    NoPassword,
+    #[error("--password needs --username (or CUBE_USERNAME)")]
+    NoUsername,
+    #[error("no credentials given; pass --token (or CUBE_TOKEN), or --username and --password")]
+    NoCredentials,
+    #[error("the credentials contain characters that cannot be sent in an HTTP header; check --token / --password")]
+    CredentialsNotAHeader,
+    #[error("{what} {given:?} reaches before the first representable day")]
+    DayOutOfRange { what: &'static str, given: String },
+    #[error("{what} {given:?} is not a date; write it as YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago)")]
+    NotADay { what: &'static str, given: String },
+    #[error("--to was given without --from; pass --from DATE too")]
+    ToWithoutFrom,
+    #[error("--to {to} is before --from {from}; swap them or fix the range")]
+    ToBeforeFrom { from: NaiveDate, to: NaiveDate },
 }
 
 impl Settings {
-    pub fn resolve(args: &ExtractArgs, today: NaiveDate) -> Result<Settings, UsageError> {
+    pub(crate) fn resolve(args: &ExtractArgs, today: NaiveDate) -> Result<Settings, UsageError> {
         let api_root = api_root(args.base_url.as_deref())?;
         let auth = auth_header(args)?;
         let campaigns = if args.all_campaigns {
@@ -61,29 +125,24 @@ impl Settings {
                 match raw.parse::<u64>() {
                     Ok(id) if !ids.contains(&id) => ids.push(id),
                     Ok(_) => {}
-                    Err(_) => {
-                        return usage(format!(
-                            "--campaign {raw:?} is not a campaign id; give numeric ids such as --campaign 926,927"
-                        ))
-                    }
+                    Err(_) => return Err(UsageError::NotACampaignId(raw.to_owned())),
                 }
             }
             if ids.is_empty() {
-                return usage("no campaign given; pass --campaign ID (repeatable or comma separated) or --all-campaigns");
+                return Err(UsageError::NoCampaign);
             }
             CampaignSelection::Ids(ids)
         };
         let days = days(args.from.as_deref(), args.to.as_deref(), today)?;
         let Some(dest) = args.dest.as_deref() else {
-            return usage(
-                "no destination given; pass --dest DIR, file:///path or s3://bucket/prefix",
-            );
+            return Err(UsageError::NoDestination);
         };
-        let dest = DestinationSpec::parse(dest).map_err(UsageError)?;
-        let key = std::env::var(crate::cli::env::HASH_KEY).ok();
-        let policy =
-            crate::privacy::Policy::new(&args.drop_columns, &args.hash_columns, key.as_deref())
-                .map_err(UsageError)?;
+        let store = StoreSettings::resolve(dest)?;
+        let policy = Policy::new(
+            &args.drop_columns,
+            &args.hash_columns,
+            store.hash_key.as_deref(),
+        )?;
         Ok(Settings {
             policy,
             rewrite: args.rewrite,
@@ -91,7 +150,7 @@ impl Settings {
             auth,
             campaigns,
             days,
-            dest,
+            store,
             concurrency: args.concurrency,
             retry: RetryPolicy {
                 max_attempts: args.max_attempts,
@@ -99,7 +158,6 @@ impl Settings {
                 ..RetryPolicy::default()
             },
             resume: args.resume,
-            log_format: args.log_format,
             report: args.report.clone(),
         })
     }
@@ -107,26 +165,17 @@ impl Settings {
 
 fn api_root(base: Option<&str>) -> Result<Url, UsageError> {
     let Some(base) = base.map(str::trim).filter(|b| !b.is_empty()) else {
-        return usage(
-            "no Cube URL given; pass --base-url https://ACCOUNT.headshed.com or set CUBE_BASE_URL",
-        );
+        return Err(UsageError::NoBaseUrl);
     };
-    // Never echo a URL that may carry a password; say what is wrong with it instead.
     let mut url = match Url::parse(base) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
-        _ => {
-            return usage(
-                "--base-url is not an http(s) URL; write it as https://ACCOUNT.headshed.com",
-            )
-        }
+        _ => return Err(UsageError::BaseUrlNotHttp),
     };
     if !url.username().is_empty() || url.password().is_some() {
-        return usage("--base-url must not contain a user name or password; pass them with --username and --password, or use --token");
+        return Err(UsageError::BaseUrlWithCredentials);
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return usage(format!(
-            "--base-url {url} has a query or fragment; give just the account URL"
-        ));
+        return Err(UsageError::BaseUrlWithQuery(url));
     }
     let mut path = url.path().trim_end_matches('/').to_owned();
     if !path.ends_with("/api/v1") {
@@ -139,30 +188,26 @@ fn api_root(base: Option<&str>) -> Result<Url, UsageError> {
 
 fn auth_header(args: &ExtractArgs) -> Result<HeaderValue, UsageError> {
     let value = match (&args.token, &args.username, &args.password) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return usage("both a token and a user name/password were given; use either --token or --username with --password")
-        }
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => return Err(UsageError::TwoCredentials),
         (Some(t), None, None) if !t.trim().is_empty() => format!("Token {}", t.trim()),
         (None, Some(u), Some(p)) if !u.is_empty() => {
             use base64::Engine as _;
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             format!("Basic {encoded}")
         }
-        (None, Some(_), None) => return usage("--username needs --password (or CUBE_PASSWORD)"),
-        (None, None, Some(_)) => return usage("--password needs --username (or CUBE_USERNAME)"),
-        _ => {
-            return usage("no credentials given; pass --token (or CUBE_TOKEN), or --username and --password")
-        }
+        (None, Some(_), None) => return Err(UsageError::NoPassword),
+        (None, None, Some(_)) => return Err(UsageError::NoUsername),
+        _ => return Err(UsageError::NoCredentials),
     };
-    let mut header = HeaderValue::from_str(&value)
-        .map_err(|_| UsageError("the credentials contain characters that cannot be sent in an HTTP header; check --token / --password".into()))?;
+    let mut header =
+        HeaderValue::from_str(&value).map_err(|_| UsageError::CredentialsNotAHeader)?;
     header.set_sensitive(true);
     Ok(header)
 }
 
 /// Parses a day: `YYYY-MM-DD`, `YYYYMMDD`, or relative to `today` (`today`, `yesterday`, `-Nd`
 /// for N days before today). `what` names the option in the message.
-pub fn parse_day(s: &str, what: &str, today: NaiveDate) -> Result<NaiveDate, UsageError> {
+fn parse_day(s: &str, what: &'static str, today: NaiveDate) -> Result<NaiveDate, UsageError> {
     let s = s.trim();
     let relative = match s.to_ascii_lowercase().as_str() {
         "today" => Some(0),
@@ -175,10 +220,9 @@ pub fn parse_day(s: &str, what: &str, today: NaiveDate) -> Result<NaiveDate, Usa
     if let Some(back) = relative {
         return today
             .checked_sub_days(chrono::Days::new(back.into()))
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "{what} {s:?} reaches before the first representable day"
-                ))
+            .ok_or_else(|| UsageError::DayOutOfRange {
+                what,
+                given: s.to_owned(),
             });
     }
     let parsed = if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -186,10 +230,9 @@ pub fn parse_day(s: &str, what: &str, today: NaiveDate) -> Result<NaiveDate, Usa
     } else {
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
     };
-    parsed.map_err(|_| {
-        UsageError(format!(
-            "{what} {s:?} is not a date; write it as YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago)"
-        ))
+    parsed.map_err(|_| UsageError::NotADay {
+        what,
+        given: s.to_owned(),
     })
 }
 
@@ -205,12 +248,10 @@ fn days(
             (f, f)
         }
         (Some(f), Some(t)) => (parse_day(f, "--from", today)?, parse_day(t, "--to", today)?),
-        (None, Some(_)) => return usage("--to was given without --from; pass --from DATE too"),
+        (None, Some(_)) => return Err(UsageError::ToWithoutFrom),
     };
     if to < from {
-        return usage(format!(
-            "--to {to} is before --from {from}; swap them or fix the range"
-        ));
+        return Err(UsageError::ToBeforeFrom { from, to });
     }
     Ok(from.iter_days().take_while(|d| *d <= to).collect())
 }
@@ -239,11 +280,11 @@ mod tests {
         );
         assert!(days(Some("2019-08-02"), Some("2019-08-01"), today)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("before"));
         assert!(days(Some("2019-13-01"), None, today)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("YYYY-MM-DD"));
         assert!(days(None, Some("2019-08-01"), today).is_err());
     }
@@ -261,11 +302,11 @@ mod tests {
         assert_eq!(from_to("-0d", "Today"), vec![today]);
         assert!(days(Some("-3x"), None, today)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("-Nd"));
         assert!(days(Some("yesterday"), Some("-2d"), today)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("before"));
     }
 
@@ -287,7 +328,9 @@ mod tests {
                 .as_str(),
             "https://x.headshed.com/api/v1/"
         );
-        let e = api_root(Some("https://u:secret@x.com")).unwrap_err().0;
+        let e = api_root(Some("https://u:secret@x.com"))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("secret"));
         assert!(api_root(Some("ftp://x")).is_err());
         assert!(api_root(None).is_err());

@@ -5,9 +5,9 @@ use std::fmt;
 use chrono::NaiveDate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Unit {
-    pub day: NaiveDate,
-    pub campaign_id: u64,
+pub(crate) struct Unit {
+    pub(crate) day: NaiveDate,
+    pub(crate) campaign_id: u64,
 }
 
 impl fmt::Display for Unit {
@@ -18,22 +18,22 @@ impl fmt::Display for Unit {
 
 /// A table (stream) of the API: where its records come from and which fields it knows.
 #[derive(Clone, Copy, Debug)]
-pub struct Dataset {
+pub(crate) struct Dataset {
     /// Table folder and name in `schema.json`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Path segment under `/api/v1/campaigns/{id}/`.
-    pub endpoint: &'static str,
+    pub(crate) endpoint: &'static str,
     /// The known-fields file under `schemas/`, compiled in.
-    pub known_fields: &'static str,
+    pub(crate) known_fields: &'static str,
 }
 
-pub const CALL_OUTCOMES: Dataset = Dataset {
+pub(crate) const CALL_OUTCOMES: Dataset = Dataset {
     name: "call_outcomes",
     endpoint: "call_outcomes",
     known_fields: include_str!("../schemas/call_outcomes.json"),
 };
 
-pub const PRODUCT_REGISTRATIONS: Dataset = Dataset {
+pub(crate) const PRODUCT_REGISTRATIONS: Dataset = Dataset {
     name: "product_registrations",
     endpoint: "product_registrations",
     known_fields: include_str!("../schemas/product_registrations.json"),

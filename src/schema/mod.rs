@@ -5,6 +5,7 @@ pub mod infer;
 pub mod known;
 pub mod names;
 pub mod types;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,30 @@ pub use types::{ColumnType, Kinds};
 
 use crate::privacy::{Matcher, PolicySpec, Treatment};
 use names::TakenNames;
+
+/// Why records with some keys do not fit the files of a schema.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Misfit {
+    #[error("key {0:?} is new")]
+    NewKey(String),
+    #[error("column {column:?} widened from {from} to {to}")]
+    Widened {
+        column: String,
+        from: &'static str,
+        to: &'static str,
+    },
+}
+
+/// Why a stored `schema.json` (or schema generation) cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaFileError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("column {column:?} has unknown type {ty:?}")]
+    UnknownType { column: String, ty: String },
+    #[error("{0}")]
+    Policy(#[from] crate::privacy::PolicyError),
+}
 
 /// One column of the dataset.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +75,16 @@ pub struct SchemaChange {
 pub enum ChangeKind {
     Added,
     Widened,
+}
+
+/// As a person reads it in a log line: `added Utf8` or `widened Int64 -> Utf8`.
+impl std::fmt::Display for SchemaChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.change, self.from) {
+            (ChangeKind::Widened, Some(from)) => write!(f, "widened {from} -> {}", self.to),
+            _ => write!(f, "added {}", self.to),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -308,22 +343,21 @@ impl DatasetSchema {
 
     /// Whether files of this schema can hold records with these keys as they are: every key has
     /// a column whose Arrow type its values fit. Says what does not fit otherwise.
-    pub fn holds(&self, keys: &KeyKinds) -> Result<(), String> {
+    pub fn holds(&self, keys: &KeyKinds) -> Result<(), Misfit> {
         for (key, kinds) in keys.iter() {
             let Some(&i) = self.by_key.get(key) else {
-                return Err(format!("key {key:?} is new"));
+                return Err(Misfit::NewKey(key.to_owned()));
             };
             let col = &self.columns[i];
             let wider = col.ty.widen(kinds);
             // Hashed and dropped columns have one file type whatever their values.
             let in_files = self.treatment(col) == Treatment::Keep;
             if in_files && !col.known && wider.arrow() != col.ty.arrow() {
-                return Err(format!(
-                    "column {:?} widened from {} to {}",
-                    col.name,
-                    col.ty.name(),
-                    wider.name()
-                ));
+                return Err(Misfit::Widened {
+                    column: col.name.clone(),
+                    from: col.ty.name(),
+                    to: wider.name(),
+                });
             }
         }
         Ok(())
@@ -384,13 +418,16 @@ impl DatasetSchema {
         serde_json::to_string_pretty(&file).expect("schema serialises") + "\n"
     }
 
-    pub fn from_json(text: &[u8]) -> Result<DatasetSchema, String> {
-        let file: SchemaFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    pub fn from_json(text: &[u8]) -> Result<DatasetSchema, SchemaFileError> {
+        let file: SchemaFile = serde_json::from_slice(text)?;
         let mut columns = Vec::with_capacity(file.columns.len());
         for c in file.columns {
             let inferred = c.source_type.as_deref().unwrap_or(&c.ty);
-            let mut ty = ColumnType::from_name(inferred)
-                .ok_or_else(|| format!("column {:?} has unknown type {:?}", c.name, c.ty))?;
+            let mut ty =
+                ColumnType::from_name(inferred).ok_or_else(|| SchemaFileError::UnknownType {
+                    column: c.name.clone(),
+                    ty: c.ty.clone(),
+                })?;
             if c.empty && ty == ColumnType::Utf8 {
                 ty = ColumnType::Empty;
             }
@@ -523,14 +560,17 @@ mod tests {
         assert!(s
             .holds(&keys(r#"[{"n": 2.5}]"#))
             .unwrap_err()
+            .to_string()
             .contains("Float64"));
         assert!(s
             .holds(&keys(r#"[{"e": 3}]"#))
             .unwrap_err()
+            .to_string()
             .contains("Int64"));
         assert!(s
             .holds(&keys(r#"[{"new": 3}]"#))
             .unwrap_err()
+            .to_string()
             .contains("new"));
     }
 

@@ -1,13 +1,15 @@
 //! The output side: where files live, Parquet encoding, atomic placement, the ledger.
 
-pub mod layout;
-pub mod ledger;
-pub mod parquet;
-pub mod schema_store;
-pub mod store;
-pub mod upload;
+mod layout;
+mod ledger;
+pub(crate) mod parquet;
+mod schema_store;
+mod store;
+mod target;
+pub(crate) mod upload;
 
-pub use layout::Layout;
-pub use ledger::{Committed, Ledger, LedgerRecord};
-pub use schema_store::{Base, SchemaStore};
-pub use store::{Destination, DestinationSpec, StoreError};
+pub(crate) use layout::Layout;
+pub(crate) use ledger::{Committed, Ledger, LedgerRecord};
+pub(crate) use schema_store::{Base, SchemaStore};
+pub(crate) use store::{Destination, DestinationError, DestinationSpec, Staged, StoreError};
+pub(crate) use target::Target;

@@ -62,26 +62,16 @@ impl FileMeta {
     }
 }
 
+/// Why a file could not be encoded (or an existing one read for a rewrite).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EncodeError(String);
-
-impl From<parquet::errors::ParquetError> for EncodeError {
-    fn from(e: parquet::errors::ParquetError) -> Self {
-        EncodeError(e.to_string())
-    }
-}
-
-impl From<std::io::Error> for EncodeError {
-    fn from(e: std::io::Error) -> Self {
-        EncodeError(e.to_string())
-    }
-}
-
-impl From<arrow_schema::ArrowError> for EncodeError {
-    fn from(e: arrow_schema::ArrowError) -> Self {
-        EncodeError(e.to_string())
-    }
+pub enum EncodeError {
+    #[error("{0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Writing the encoded bytes failed (the upload they stream to stopped).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Writer settings; `plain` lists the columns written without a dictionary.
@@ -114,7 +104,6 @@ pub struct PartitionWriter<W: Write + Send = Vec<u8>> {
     /// Until the first batch: where and how to open the writer.
     pending: Option<Pending<W>>,
     writer: Option<ArrowWriter<W>>,
-    rows: usize,
 }
 
 struct Pending<W> {
@@ -124,22 +113,16 @@ struct Pending<W> {
 }
 
 impl<W: Write + Send> PartitionWriter<W> {
-    pub fn new(out: W, schema: SchemaRef, meta: FileMeta) -> Result<Self, EncodeError> {
-        Ok(PartitionWriter {
+    pub fn new(out: W, schema: SchemaRef, meta: FileMeta) -> Self {
+        PartitionWriter {
             pending: Some(Pending { out, schema, meta }),
             writer: None,
-            rows: 0,
-        })
+        }
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
         self.open(Some(batch))?.write(batch)?;
-        self.rows += batch.num_rows();
         Ok(())
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     /// Writes the footer and returns the output.
@@ -270,31 +253,11 @@ pub fn rewrite<W: Write + Send>(
     out: W,
 ) -> Result<(W, usize), EncodeError> {
     let info = file_info(&bytes)?;
-    let source = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-    let metadata = source.metadata().clone();
+    let metadata = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
+        .metadata()
+        .clone();
+    let plan = RewritePlan::new(&info, &target, &meta)?;
     let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
-
-    // Per target column: the file's column to copy, or `None` to encode it.
-    let hashed_in = |names: &[String], name: &String| names.contains(name);
-    let plan: Vec<Option<usize>> = target
-        .fields()
-        .iter()
-        .map(|f| {
-            let i = info.schema.index_of(f.name()).ok()?;
-            let same_type = info.schema.field(i).data_type() == f.data_type();
-            let same_hashing =
-                hashed_in(&info.hashed, f.name()) == hashed_in(&meta.hashed, f.name());
-            (same_type && same_hashing).then_some(i)
-        })
-        .collect();
-    let encoded: Vec<usize> = (0..plan.len()).filter(|&i| plan[i].is_none()).collect();
-    let encoded_arrow = Arc::new(target.project(&encoded)?);
-    // The file's columns the encoded ones come from (those it has at all).
-    let sources: Vec<usize> = encoded
-        .iter()
-        .filter_map(|&i| info.schema.index_of(target.field(i).name()).ok())
-        .collect();
-
     let mut writer = SerializedFileWriter::new(
         out,
         parquet_schema.root_schema_ptr(),
@@ -304,61 +267,29 @@ pub fn rewrite<W: Write + Send>(
     for (g, group) in metadata.row_groups().iter().enumerate() {
         let n = group.num_rows() as usize;
         rows += n;
-        // The encoded columns of this row group, conformed, hashed or cleared.
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(encoded.len());
-        if !encoded.is_empty() {
-            let old = if sources.is_empty() {
-                RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))
-            } else {
-                let mask =
-                    ProjectionMask::roots(metadata.file_metadata().schema_descr(), sources.clone());
-                let batches = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
-                    .with_row_groups(vec![g])
-                    .with_projection(mask)
-                    .with_batch_size(n.max(1))
-                    .build()?
-                    .collect::<Result<Vec<_>, _>>()?;
-                let schema = batches
-                    .first()
-                    .map_or_else(|| Arc::new(arrow_schema::Schema::empty()), |b| b.schema());
-                arrow_select::concat::concat_batches(&schema, &batches)?
-            };
-            for field in encoded_arrow.fields() {
-                let array = match old.column_by_name(field.name()) {
-                    Some(c) if c.data_type() == field.data_type() => c.clone(),
-                    // `safe` casting: what cannot be cast becomes null; in a widening that is
-                    // only the "" of a column that held nothing else, which the contract nulls.
-                    Some(c) => cast_with_options(c, field.data_type(), &CastOptions::default())?,
-                    None => new_null_array(field.data_type(), n),
-                };
-                let array = match (
-                    hashed_in(&meta.hashed, field.name()),
-                    hashed_in(&info.hashed, field.name()),
-                ) {
-                    (true, false) => policy.hash_column(&array),
-                    (false, true) => new_null_array(field.data_type(), n),
-                    _ => array,
-                };
-                arrays.push(array);
-            }
-        }
-        let chunks = encode_columns(&encoded_arrow, &arrays, &meta)?;
-        let mut chunks = chunks.into_iter();
+        let old = plan.read_sources(&bytes, &metadata, g, n)?;
+        let arrays: Vec<ArrayRef> = plan
+            .encoded
+            .fields()
+            .iter()
+            .map(|field| {
+                let was_hashed = info.hashed.contains(field.name());
+                let hash = meta.hashed.contains(field.name());
+                conform_column(
+                    old.column_by_name(field.name()),
+                    field,
+                    n,
+                    was_hashed,
+                    hash,
+                    policy,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let mut chunks = encode_columns(&plan.encoded, &arrays, &meta)?.into_iter();
         let mut group_writer = writer.next_row_group()?;
-        for copy in &plan {
+        for copy in &plan.copy {
             match copy {
-                Some(i) => {
-                    let column = group.column(*i).clone();
-                    let close = ColumnCloseResult {
-                        bytes_written: column.compressed_size() as u64,
-                        rows_written: n as u64,
-                        metadata: column,
-                        bloom_filter: None,
-                        column_index: None,
-                        offset_index: None,
-                    };
-                    group_writer.append_column(&bytes, close)?;
-                }
+                Some(i) => group_writer.append_column(&bytes, spliced(group.column(*i), n))?,
                 None => chunks
                     .next()
                     .expect("one chunk per encoded column")
@@ -368,6 +299,110 @@ pub fn rewrite<W: Write + Send>(
         group_writer.close()?;
     }
     Ok((writer.into_inner()?, rows))
+}
+
+/// Which target columns a rewrite copies from the file and which it encodes anew.
+struct RewritePlan {
+    /// Per target column: the file's column to copy as it is, or `None` to encode it.
+    copy: Vec<Option<usize>>,
+    /// The target columns to encode.
+    encoded: SchemaRef,
+    /// The file's columns those come from (those it has at all).
+    sources: Vec<usize>,
+}
+
+impl RewritePlan {
+    fn new(info: &FileInfo, target: &SchemaRef, meta: &FileMeta) -> Result<Self, EncodeError> {
+        let copy: Vec<Option<usize>> = target
+            .fields()
+            .iter()
+            .map(|f| {
+                let i = info.schema.index_of(f.name()).ok()?;
+                let same_type = info.schema.field(i).data_type() == f.data_type();
+                let same_hashing = info.hashed.contains(f.name()) == meta.hashed.contains(f.name());
+                (same_type && same_hashing).then_some(i)
+            })
+            .collect();
+        let encoded: Vec<usize> = (0..copy.len()).filter(|&i| copy[i].is_none()).collect();
+        let sources = encoded
+            .iter()
+            .filter_map(|&i| info.schema.index_of(target.field(i).name()).ok())
+            .collect();
+        Ok(RewritePlan {
+            copy,
+            encoded: Arc::new(target.project(&encoded)?),
+            sources,
+        })
+    }
+
+    /// The source columns of row group `g` (`n` rows), decoded; an empty batch when the file
+    /// has none of them.
+    fn read_sources(
+        &self,
+        bytes: &Bytes,
+        metadata: &parquet::file::metadata::ParquetMetaData,
+        g: usize,
+        n: usize,
+    ) -> Result<RecordBatch, EncodeError> {
+        if self.sources.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::new(
+                arrow_schema::Schema::empty(),
+            )));
+        }
+        let mask = ProjectionMask::roots(
+            metadata.file_metadata().schema_descr(),
+            self.sources.clone(),
+        );
+        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
+            .with_row_groups(vec![g])
+            .with_projection(mask)
+            .with_batch_size(n.max(1))
+            .build()?
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema = batches
+            .first()
+            .map_or_else(|| Arc::new(arrow_schema::Schema::empty()), |b| b.schema());
+        Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+    }
+}
+
+/// One column of a row group as the target wants it, from what the file held (`old`).
+fn conform_column(
+    old: Option<&ArrayRef>,
+    field: &arrow_schema::Field,
+    rows: usize,
+    was_hashed: bool,
+    hash: bool,
+    policy: &Policy,
+) -> Result<ArrayRef, EncodeError> {
+    let array = match old {
+        Some(c) if c.data_type() == field.data_type() => c.clone(),
+        // `safe` casting: what cannot be cast becomes null; in a widening that is only the ""
+        // of a column that held nothing else, which the contract nulls.
+        Some(c) => cast_with_options(c, field.data_type(), &CastOptions::default())?,
+        None => new_null_array(field.data_type(), rows),
+    };
+    Ok(match (hash, was_hashed) {
+        (true, false) => policy.hash_column(&array),
+        // A digest cannot be turned back into its value.
+        (false, true) => new_null_array(field.data_type(), rows),
+        _ => array,
+    })
+}
+
+/// A column chunk of the old file, to be appended to the new one as it is.
+fn spliced(
+    column: &parquet::file::metadata::ColumnChunkMetaData,
+    rows: usize,
+) -> ColumnCloseResult {
+    ColumnCloseResult {
+        bytes_written: column.compressed_size() as u64,
+        rows_written: rows as u64,
+        metadata: column.clone(),
+        bloom_filter: None,
+        column_index: None,
+        offset_index: None,
+    }
 }
 
 /// Encodes whole columns into column chunks, each with a dictionary only where it pays.
@@ -405,23 +440,6 @@ fn encode_columns(
         .collect()
 }
 
-/// The batch with exactly the target's columns and types.
-pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, EncodeError> {
-    // `safe` turns what cannot be cast into null instead of failing; the only such values in a
-    // widening are the "" of a column that held nothing else, which the contract makes null.
-    let options = CastOptions::default();
-    let columns = target
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => cast_with_options(c, f.data_type(), &options),
-            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(target.clone(), columns)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,7 +468,7 @@ mod tests {
             labels: r#"{"n": "Number"}"#.to_owned(),
             hashed: Vec::new(),
         };
-        let mut w = PartitionWriter::new(Vec::new(), old, meta(1)).unwrap();
+        let mut w = PartitionWriter::new(Vec::new(), old, meta(1));
         w.write(&batch).unwrap();
         let file = Bytes::from(w.finish().unwrap());
         assert_eq!(file_info(&file).unwrap().version, Some(1));
@@ -518,7 +536,7 @@ mod tests {
             schema_version: v,
             ..FileMeta::default()
         };
-        let mut w = PartitionWriter::new(Vec::new(), old, meta(1)).unwrap();
+        let mut w = PartitionWriter::new(Vec::new(), old, meta(1));
         w.write(&batch).unwrap();
         let file = Bytes::from(w.finish().unwrap());
         let target = Arc::new(Schema::new(vec![

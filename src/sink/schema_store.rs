@@ -69,21 +69,16 @@ impl<'a> SchemaStore<'a> {
 
     /// The newest committed schema and its base: the newest generation, else `schema.json` (a
     /// dataset from before generations), else `None`. The error names the bad file.
-    pub async fn load(&self) -> Result<Option<(DatasetSchema, Base)>, String> {
-        let newest = self.newest_generation().await.map_err(|e| e.to_string())?;
-        let (generation, path) = match newest {
+    pub async fn load(&self) -> Result<Option<(DatasetSchema, Base)>, StoreError> {
+        let (generation, path) = match self.newest_generation().await? {
             Some((g, path)) => (g, path),
             None => (0, self.layout.schema_file()),
         };
-        let Some(bytes) = self.dest.get(&path).await.map_err(|e| e.to_string())? else {
+        let Some(bytes) = self.dest.get(&path).await? else {
             return Ok(None);
         };
-        let schema = DatasetSchema::from_json(&bytes).map_err(|e| {
-            format!(
-                "{}/{path} is not a valid dataset schema ({e}); restore it from a backup or extract into a new --dest",
-                self.dest.display()
-            )
-        })?;
+        let schema =
+            DatasetSchema::from_json(&bytes).map_err(|e| self.dest.bad_schema(&path, e))?;
         let base = Base::of(generation, &schema);
         Ok(Some((schema, base)))
     }
@@ -124,12 +119,8 @@ impl<'a> SchemaStore<'a> {
                 continue;
             };
             let bytes = self.dest.get(&path).await?.unwrap_or_default();
-            let theirs = DatasetSchema::from_json(&bytes).map_err(|e| StoreError::Io {
-                op: "reading",
-                path: path.to_string(),
-                dest: self.dest.display().to_owned(),
-                cause: format!("another writer's schema is not valid ({e})"),
-            })?;
+            let theirs =
+                DatasetSchema::from_json(&bytes).map_err(|e| self.dest.bad_schema(&path, e))?;
             tracing::debug!(
                 generation = newest,
                 "another writer changed the dataset schema; building on its change"

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use super::upload::{Chunk, CHUNK_BYTES};
 
-use crate::error_chain;
+use crate::error::error_chain;
+use crate::schema::SchemaFileError;
 
 /// Where `--dest` points, parsed but not yet opened (opening may create the directory).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,14 +30,31 @@ pub enum DestinationSpec {
     S3 { bucket: String, prefix: String },
 }
 
+/// Why `--dest` is not a destination.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error("--dest {0:?} names no bucket; write it as s3://BUCKET/PREFIX")]
+    NoBucket(String),
+    #[error("--dest {0:?} is not a valid file:// URL; write it as file:///absolute/path")]
+    BadFileUrl(String),
+    #[error("--dest {0:?} uses an unsupported scheme; use a local path, file:///path or s3://bucket/prefix")]
+    UnsupportedScheme(String),
+    #[error("--dest is empty; give a local directory or s3://bucket/prefix")]
+    Empty,
+    #[error("--dest {dest:?} cannot be resolved: {source}")]
+    Unresolvable {
+        dest: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl DestinationSpec {
-    pub fn parse(dest: &str) -> Result<DestinationSpec, String> {
+    pub fn parse(dest: &str) -> Result<DestinationSpec, DestinationError> {
         if let Some(rest) = dest.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!(
-                    "--dest {dest:?} names no bucket; write it as s3://BUCKET/PREFIX"
-                ));
+                return Err(DestinationError::NoBucket(dest.to_owned()));
             }
             return Ok(DestinationSpec::S3 {
                 bucket: bucket.to_owned(),
@@ -47,19 +65,20 @@ impl DestinationSpec {
             url::Url::parse(dest)
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
-                .ok_or_else(|| format!("--dest {dest:?} is not a valid file:// URL; write it as file:///absolute/path"))?
+                .ok_or_else(|| DestinationError::BadFileUrl(dest.to_owned()))?
         } else if dest.contains("://") {
-            return Err(format!(
-                "--dest {dest:?} uses an unsupported scheme; use a local path, file:///path or s3://bucket/prefix"
-            ));
+            return Err(DestinationError::UnsupportedScheme(dest.to_owned()));
         } else {
             std::path::PathBuf::from(dest)
         };
         if path.as_os_str().is_empty() {
-            return Err("--dest is empty; give a local directory or s3://bucket/prefix".into());
+            return Err(DestinationError::Empty);
         }
-        let absolute = std::path::absolute(&path)
-            .map_err(|e| format!("--dest {dest:?} cannot be resolved: {e}"))?;
+        let absolute =
+            std::path::absolute(&path).map_err(|source| DestinationError::Unresolvable {
+                dest: dest.to_owned(),
+                source,
+            })?;
         Ok(DestinationSpec::Local(absolute))
     }
 
@@ -72,19 +91,73 @@ impl DestinationSpec {
     }
 }
 
+/// What went wrong at the destination. Messages name the destination and the object, never a
+/// credential.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use destination {dest}: {cause}")]
-    Open { dest: String, cause: String },
-    #[error("{op} {path} in {dest} failed: {cause}")]
+    #[error("cannot use destination {dest}: {}", first_line(&error_chain(source)))]
+    Open {
+        dest: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("cannot use destination {dest}: {source}")]
+    CreateDir {
+        dest: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use destination {dest}: {problem}")]
+    Unusable {
+        dest: String,
+        problem: Unusable,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("{op} {path} in {dest} failed: {}", first_line(&error_chain(source)))]
     Io {
         op: &'static str,
         path: String,
         dest: String,
-        cause: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("uploading {path} in {dest} failed: {}", error_chain(source))]
+    Upload {
+        path: String,
+        dest: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{dest}/{path} is not a valid dataset schema ({source}); restore it from a backup or extract into a new --dest")]
+    BadSchema {
+        dest: String,
+        path: String,
+        #[source]
+        source: SchemaFileError,
     },
 }
 
+/// Why a destination that opened does not answer as one, with the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("{endpoint} refused the credentials for bucket {bucket} (HTTP 403); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")]
+    Refused { endpoint: String, bucket: String },
+    #[error("bucket {bucket} does not exist at {endpoint}; create it or fix --dest")]
+    NoBucket { endpoint: String, bucket: String },
+    #[error("cannot reach {endpoint} for bucket {bucket}; check AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for a plain-http endpoint)")]
+    Unreachable { endpoint: String, bucket: String },
+    #[error("bucket {bucket} at {endpoint} failed: {first_line}")]
+    Failed {
+        endpoint: String,
+        bucket: String,
+        first_line: String,
+    },
+    #[error("{path} cannot be read: {first_line}")]
+    Unreadable { path: String, first_line: String },
+}
+
+/// An opened destination: every read and write of the tool goes through it.
 pub struct Destination {
     spec: DestinationSpec,
     store: Arc<dyn ObjectStore>,
@@ -98,15 +171,17 @@ impl Destination {
     /// known to be valid: a usage error must leave nothing behind.
     pub fn open(spec: &DestinationSpec) -> Result<Destination, StoreError> {
         let display = spec.display();
-        let open_err = |cause: String| StoreError::Open {
+        let open_err = |source| StoreError::Open {
             dest: display.clone(),
-            cause,
+            source: Box::new(source),
         };
         let (store, local_root): (Arc<dyn ObjectStore>, _) = match spec {
             DestinationSpec::Local(path) => {
-                std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
-                let fs = LocalFileSystem::new_with_prefix(path)
-                    .map_err(|e| open_err(error_chain(&e)))?;
+                std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
+                    dest: display.clone(),
+                    source,
+                })?;
+                let fs = LocalFileSystem::new_with_prefix(path).map_err(open_err)?;
                 (Arc::new(fs), Some(path.clone()))
             }
             DestinationSpec::S3 { bucket, prefix } => {
@@ -118,7 +193,7 @@ impl Destination {
                 } else if let Ok(region) = std::env::var("AWS_REGION") {
                     builder = builder.with_region(region);
                 }
-                let s3 = builder.build().map_err(|e| open_err(error_chain(&e)))?;
+                let s3 = builder.build().map_err(open_err)?;
                 if prefix.is_empty() {
                     (Arc::new(s3), None)
                 } else {
@@ -148,50 +223,63 @@ impl Destination {
             return Ok(());
         };
         let text = error_chain(&e);
-        let cause = match &self.spec {
+        let problem = match &self.spec {
             DestinationSpec::S3 { bucket, .. } => {
                 let endpoint = std::env::var("AWS_ENDPOINT_URL")
                     .or_else(|_| std::env::var("AWS_ENDPOINT"))
                     .unwrap_or_else(|_| "AWS S3".to_owned());
+                let bucket = bucket.clone();
                 if matches!(
                     e,
                     object_store::Error::PermissionDenied { .. }
                         | object_store::Error::Unauthenticated { .. }
                 ) || text.contains("403 Forbidden")
                 {
-                    format!("{endpoint} refused the credentials for bucket {bucket} (HTTP 403); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")
+                    Unusable::Refused { endpoint, bucket }
                 } else if text.contains("NoSuchBucket") || text.contains("404 Not Found") {
                     // Listing a prefix never 404s in a bucket that exists. (Match status texts, not
                     // bare codes: the error also carries the endpoint, whose port may contain them.)
-                    format!("bucket {bucket} does not exist at {endpoint}; create it or fix --dest")
+                    Unusable::NoBucket { endpoint, bucket }
                 } else if text.contains("onnect")
                     || text.contains("dns")
                     || text.contains("timed out")
                 {
-                    format!("cannot reach {endpoint} for bucket {bucket}; check AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for a plain-http endpoint)")
+                    Unusable::Unreachable { endpoint, bucket }
                 } else {
-                    format!(
-                        "bucket {bucket} at {endpoint} failed: {}",
-                        first_line(&text)
-                    )
+                    Unusable::Failed {
+                        endpoint,
+                        bucket,
+                        first_line: first_line(&text),
+                    }
                 }
             }
-            DestinationSpec::Local(path) => {
-                format!("{} cannot be read: {}", path.display(), first_line(&text))
-            }
+            DestinationSpec::Local(path) => Unusable::Unreadable {
+                path: path.display().to_string(),
+                first_line: first_line(&text),
+            },
         };
-        Err(StoreError::Open {
+        Err(StoreError::Unusable {
             dest: self.display.clone(),
-            cause,
+            problem,
+            source: Box::new(e),
         })
     }
 
-    fn io(&self, op: &'static str, path: &Path, e: object_store::Error) -> StoreError {
+    fn io(&self, op: &'static str, path: &Path, source: object_store::Error) -> StoreError {
         StoreError::Io {
             op,
             path: path.to_string(),
             dest: self.display.clone(),
-            cause: first_line(&error_chain(&e)),
+            source: Box::new(source),
+        }
+    }
+
+    /// A state object that is not a valid dataset schema.
+    pub fn bad_schema(&self, path: &Path, source: SchemaFileError) -> StoreError {
+        StoreError::BadSchema {
+            dest: self.display.clone(),
+            path: path.to_string(),
+            source,
         }
     }
 
@@ -238,23 +326,24 @@ impl Destination {
         }
     }
 
-    /// Streams a data file from `chunks` to its final path so that no reader ever sees it
-    /// partial: on S3 one PUT or a multipart upload completed only when the file is whole; on
-    /// local disk a file under `staging` renamed into place. Returns `Ok(false)` when the
-    /// producer gave up (nothing is placed then).
-    pub async fn upload(
+    /// Streams a data file from `chunks` towards its final path, stopping one step short of
+    /// making it visible: on S3 every part but the last is up (or, for a small file, all of it
+    /// is still buffered for one PUT); on local disk the file is written under `staging`.
+    /// Returns `Ok(None)` when the producer gave up (nothing is left behind then); otherwise
+    /// [`Staged::place`] is the one atomic step left.
+    pub async fn stage(
         &self,
         path: &Path,
         staging: Path,
         mut chunks: mpsc::Receiver<Chunk>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Staged<'_>>, StoreError> {
         let target = match self.local_root {
             Some(_) => staging.join(format!("{:016x}.parquet", rand::random::<u64>())),
             None => path.clone(),
         };
         let mut writer = BufWriter::with_capacity(self.store.clone(), target.clone(), CHUNK_BYTES)
             .with_max_concurrency(2);
-        let complete = loop {
+        loop {
             match chunks.recv().await {
                 Some(Chunk::Data(bytes)) => {
                     if let Err(e) = writer.put(bytes).await {
@@ -262,30 +351,24 @@ impl Destination {
                         return Err(self.io("uploading", path, e));
                     }
                 }
-                Some(Chunk::Done) => break true,
-                None => break false,
+                Some(Chunk::Done) => break,
+                None => {
+                    let _ = writer.abort().await;
+                    return Ok(None);
+                }
             }
+        }
+        let mut staged = Staged {
+            dest: self,
+            path: path.clone(),
+            target,
+            writer: Some(writer),
         };
-        if !complete {
-            let _ = writer.abort().await;
-            return Ok(false);
+        if self.local_root.is_some() {
+            // Local files are written whole under staging now; placing them is a rename.
+            staged.finish_writing().await?;
         }
-        if let Err(e) = writer.shutdown().await {
-            let _ = self.store.delete(&target).await;
-            return Err(StoreError::Io {
-                op: "uploading",
-                path: path.to_string(),
-                dest: self.display.clone(),
-                cause: error_chain(&e),
-            });
-        }
-        if target != *path {
-            if let Err(e) = self.store.rename(&target, path).await {
-                let _ = self.store.delete(&target).await;
-                return Err(self.io("moving into place", path, e));
-            }
-        }
-        Ok(true)
+        Ok(Some(staged))
     }
 
     pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
@@ -314,6 +397,48 @@ impl Destination {
                 break;
             }
         }
+    }
+}
+
+/// A data file streamed to the destination but not yet visible there; see
+/// [`Destination::stage`]. Dropping it unplaced leaves nothing under the table root.
+pub struct Staged<'a> {
+    dest: &'a Destination,
+    path: Path,
+    /// Where the bytes go: `path` itself on S3, a file under staging on local disk.
+    target: Path,
+    /// The upload, until it is completed.
+    writer: Option<BufWriter>,
+}
+
+impl Staged<'_> {
+    /// Completes the upload of what was buffered (on S3, this makes the object visible).
+    async fn finish_writing(&mut self) -> Result<(), StoreError> {
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(());
+        };
+        if let Err(source) = writer.shutdown().await {
+            let _ = self.dest.store.delete(&self.target).await;
+            return Err(StoreError::Upload {
+                path: self.path.to_string(),
+                dest: self.dest.display.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes the file visible at its final path, in one atomic step: the last PUT (or the
+    /// multipart completion) on S3, a rename on local disk.
+    pub async fn place(mut self) -> Result<(), StoreError> {
+        self.finish_writing().await?;
+        if self.target != self.path {
+            if let Err(e) = self.dest.store.rename(&self.target, &self.path).await {
+                let _ = self.dest.store.delete(&self.target).await;
+                return Err(self.dest.io("moving into place", &self.path, e));
+            }
+        }
+        Ok(())
     }
 }
 

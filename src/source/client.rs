@@ -12,39 +12,32 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::retry::{is_retryable_status, retry_after, RetryPolicy};
-use super::SourceError;
-use crate::error_chain;
+use super::{BodyError, SourceError};
 use crate::unit::{Dataset, Unit};
-
-/// Request and retry totals for the report.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub requests: AtomicU64,
-    pub retries: AtomicU64,
-}
 
 /// A campaign as `GET /api/v1/campaigns` lists it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Campaign {
-    pub id: u64,
-    pub name: String,
-    pub archived: bool,
-    pub data_owner_id: Option<u64>,
-    pub crm_type: Option<String>,
+pub(crate) struct Campaign {
+    pub(crate) id: u64,
+    pub(crate) archived: bool,
+    pub(crate) data_owner_id: Option<u64>,
+    pub(crate) crm_type: Option<String>,
 }
 
-pub struct CubeClient {
+pub(crate) struct CubeClient {
     http: reqwest::Client,
     api_root: Url,
     auth: HeaderValue,
     retry: RetryPolicy,
     permits: Arc<Semaphore>,
-    pub counters: Arc<Counters>,
+    /// Requests sent and retried, for the report.
+    requests: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl CubeClient {
     /// `api_root` ends in `/api/v1/`; `auth` is the full `Authorization` header value.
-    pub fn new(
+    pub(crate) fn new(
         api_root: Url,
         mut auth: HeaderValue,
         concurrency: usize,
@@ -67,9 +60,9 @@ impl CubeClient {
             .timeout(Duration::from_secs(300))
             .redirect(policy)
             .build()
-            .map_err(|e| SourceError::Transport {
+            .map_err(|source| SourceError::Transport {
                 url: api_root.to_string(),
-                cause: error_chain(&e),
+                source,
             })?;
         Ok(CubeClient {
             http,
@@ -77,8 +70,19 @@ impl CubeClient {
             auth,
             retry,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            counters: Arc::default(),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
         })
+    }
+
+    /// Requests sent so far, retries included.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent again so far.
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     fn origin(&self) -> String {
@@ -86,7 +90,7 @@ impl CubeClient {
     }
 
     /// GETs `url` (on the configured origin) and returns the whole body of a 2xx answer.
-    pub async fn get(&self, url: &Url) -> Result<Bytes, SourceError> {
+    async fn get(&self, url: &Url) -> Result<Bytes, SourceError> {
         self.get_page(url, None).await
     }
 
@@ -95,9 +99,8 @@ impl CubeClient {
     async fn get_page(&self, url: &Url, page: Option<(&Unit, u32)>) -> Result<Bytes, SourceError> {
         if url.origin() != self.api_root.origin() {
             // Unreachable by construction; kept so no future caller can leak the credentials.
-            return Err(SourceError::Transport {
+            return Err(SourceError::ForeignOrigin {
                 url: url.to_string(),
-                cause: "refusing to send credentials to another origin".into(),
             });
         }
         let started = Instant::now();
@@ -110,7 +113,7 @@ impl CubeClient {
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                self.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(url).await
             };
             let (error, wait_hint) = match outcome {
@@ -120,7 +123,7 @@ impl CubeClient {
             };
             match self.retry.next_delay(attempt, started, wait_hint) {
                 Some(delay) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.retries.fetch_add(1, Ordering::Relaxed);
                     let (campaign, day, page) = match page {
                         Some((unit, n)) => (Some(unit.campaign_id), Some(unit.day), Some(n)),
                         None => (None, None, None),
@@ -134,11 +137,11 @@ impl CubeClient {
     }
 
     async fn attempt(&self, url: &Url) -> Attempt {
-        let transport = |e: reqwest::Error| {
+        let transport = |source: reqwest::Error| {
             Attempt::Retry(
                 SourceError::Transport {
                     url: url.to_string(),
-                    cause: error_chain(&e),
+                    source,
                 },
                 None,
             )
@@ -193,27 +196,25 @@ impl CubeClient {
     }
 
     /// `GET /api/v1/campaigns`.
-    pub async fn campaigns(&self) -> Result<Vec<Campaign>, SourceError> {
+    pub(crate) async fn campaigns(&self) -> Result<Vec<Campaign>, SourceError> {
         let url = self.api_root.join("campaigns").expect("static path");
         let body = self.get(&url).await?;
-        let bad = |cause: String| SourceError::BadResponse {
+        let bad = |cause: BodyError| SourceError::BadResponse {
             url: url.to_string(),
             cause,
         };
         let list: Vec<serde_json::Map<String, serde_json::Value>> =
-            serde_json::from_slice(&body)
-                .map_err(|e| bad(format!("expected a JSON array of campaigns ({e})")))?;
+            serde_json::from_slice(&body).map_err(|e| bad(BodyError::NotCampaigns(e)))?;
         list.iter()
             .map(|c| {
                 let id = as_u64(c.get("campaign__id"))
-                    .ok_or_else(|| bad("a campaign has no numeric campaign__id".into()))?;
+                    .ok_or_else(|| bad(BodyError::CampaignWithoutId))?;
                 let text = |k: &str| match c.get(k) {
                     Some(serde_json::Value::String(s)) => Some(s.clone()),
                     _ => None,
                 };
                 Ok(Campaign {
                     id,
-                    name: text("campaign__name").unwrap_or_default(),
                     archived: text("campaign__archived_date").is_some_and(|s| !s.is_empty()),
                     data_owner_id: as_u64(c.get("data_owner__id")),
                     crm_type: text("campaign__crm_type"),
@@ -224,7 +225,7 @@ impl CubeClient {
 
     /// `GET /api/v1/data_owners/{owner}/{crm_type}/crm_custom_fields/`: the labels of a CRM's
     /// custom fields, as (JSON key, label) pairs (`lookup__id`, `key`).
-    pub async fn custom_field_labels(
+    pub(crate) async fn custom_field_labels(
         &self,
         data_owner_id: u64,
         crm_type: &str,
@@ -244,7 +245,7 @@ impl CubeClient {
         let list: Vec<serde_json::Map<String, serde_json::Value>> =
             serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
                 url: url.to_string(),
-                cause: format!("expected a JSON array of custom field definitions ({e})"),
+                cause: BodyError::NotFieldDefinitions(e),
             })?;
         Ok(list
             .iter()
@@ -256,7 +257,7 @@ impl CubeClient {
     }
 
     /// The URL of page `number` of a unit's listing, always on the configured origin.
-    pub fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
+    fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
         let mut url = self
             .api_root
             .join(&format!(
@@ -278,7 +279,7 @@ impl CubeClient {
 
     /// Fetches page `number` of a unit's listing: its URL and raw body (parse with
     /// [`Page::parse`], off the async workers).
-    pub async fn page_body(
+    pub(crate) async fn page_body(
         &self,
         dataset: &Dataset,
         unit: &Unit,

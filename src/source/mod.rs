@@ -2,18 +2,21 @@
 //! partition's pages completely and consistently.
 
 mod client;
+mod listing;
 mod page;
-mod partition;
-pub mod retry;
+pub(crate) mod retry;
 
-pub use client::{Campaign, Counters, CubeClient};
+pub(crate) use client::{Campaign, CubeClient};
+pub(crate) use listing::{Listing, ListingChange, MAX_READS};
 pub use page::Page;
-pub use partition::{Listing, MAX_READS};
+
+use crate::error::error_chain;
+use crate::unit::Unit;
 
 /// What went wrong talking to the API. Messages name the URL (which never holds credentials)
 /// and say what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     #[error("the API at {origin} rejected the credentials (HTTP {status}); check --token, or --username and --password")]
     Auth { origin: String, status: u16 },
     #[error("{url} was not found (HTTP 404); check --base-url and the campaign ids")]
@@ -24,32 +27,62 @@ pub enum SourceError {
         status: u16,
         detail: String,
     },
-    #[error("could not reach {url}: {cause}")]
-    Transport { url: String, cause: String },
+    #[error("could not reach {url}: {}", error_chain(.source))]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Never sent: credentials go to the configured origin only.
+    #[error("refused to send credentials to {url}, which is not on the configured origin")]
+    ForeignOrigin { url: String },
     #[error("{url}: {cause}")]
-    BadResponse { url: String, cause: String },
+    BadResponse {
+        url: String,
+        #[source]
+        cause: BodyError,
+    },
     /// The listing changed under us on every re-read (the data broke the paging contract).
-    #[error("{0}")]
-    Inconsistent(String),
+    #[error("{unit}: the API's listing changed while it was read, {reads} times in a row (last: {last}); nothing was written for it, so run again later")]
+    Inconsistent {
+        unit: Unit,
+        reads: u32,
+        #[source]
+        last: ListingChange,
+    },
+}
+
+/// A 2xx answer whose body is not what the endpoint promises.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the response is not a Cube page ({0})")]
+    NotAPage(#[source] serde_json::Error),
+    #[error("`results` is not an array of flat records ({0})")]
+    NotRecords(#[source] serde_json::Error),
+    #[error("expected a JSON array of campaigns ({0})")]
+    NotCampaigns(#[source] serde_json::Error),
+    #[error("a campaign has no numeric campaign__id")]
+    CampaignWithoutId,
+    #[error("expected a JSON array of custom field definitions ({0})")]
+    NotFieldDefinitions(#[source] serde_json::Error),
 }
 
 impl SourceError {
     /// The cause without the URL, for log lines that carry the URL as a field.
-    pub fn cause(&self) -> String {
+    pub(crate) fn cause(&self) -> String {
         match self {
             SourceError::Status { status, detail, .. } => format!("HTTP {status}{detail}"),
-            SourceError::Transport { cause, .. } | SourceError::BadResponse { cause, .. } => {
-                cause.clone()
-            }
+            SourceError::Transport { source, .. } => error_chain(source),
+            SourceError::BadResponse { cause, .. } => cause.to_string(),
             other => other.to_string(),
         }
     }
 
     /// True when the data, not the transport, broke the contract.
-    pub fn is_contract_violation(&self) -> bool {
+    pub(crate) fn is_contract_violation(&self) -> bool {
         matches!(
             self,
-            SourceError::Inconsistent(_) | SourceError::BadResponse { .. }
+            SourceError::Inconsistent { .. } | SourceError::BadResponse { .. }
         )
     }
 }

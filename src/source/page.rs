@@ -8,6 +8,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::BodyError;
 use crate::schema::{scan_records, KeyKinds};
 
 #[derive(Debug)]
@@ -36,14 +37,12 @@ struct Envelope<'a> {
 
 impl Page {
     /// Parses and scans a page body. The error says what is wrong, without the body.
-    pub fn parse(number: u32, body: Bytes) -> Result<Page, String> {
-        let envelope: Envelope = serde_json::from_slice(&body)
-            .map_err(|e| format!("the response is not a Cube page ({e})"))?;
+    pub fn parse(number: u32, body: Bytes) -> Result<Page, BodyError> {
+        let envelope: Envelope = serde_json::from_slice(&body).map_err(BodyError::NotAPage)?;
         let results = envelope.results.get();
         let start = results.as_ptr() as usize - body.as_ptr() as usize;
         let mut keys = KeyKinds::default();
-        let records = scan_records(results, &mut keys)
-            .map_err(|e| format!("`results` is not an array of flat records ({e})"))?;
+        let records = scan_records(results, &mut keys).map_err(BodyError::NotRecords)?;
         Ok(Page {
             number,
             count: envelope.count,

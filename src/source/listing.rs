@@ -3,26 +3,52 @@
 //! against page 1 as it arrives, so a listing that changed while we paged is caught.
 
 use super::Page;
+use crate::schema::Misfit;
+
+/// How a read of a listing found it changed (or unfit for the file being written): the day is
+/// read again.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ListingChange {
+    #[error("page 1 is empty but count is {count}")]
+    EmptyFirstPage { count: u64 },
+    #[error("count went from {from} to {to} at page {page}")]
+    CountChanged { from: u64, to: u64, page: u32 },
+    #[error("page {page} held {held} records where {due} were due")]
+    WrongSize { page: u32, held: usize, due: u64 },
+    #[error("page {page} of {pages} has next = {has_next}")]
+    WrongNext {
+        page: u32,
+        pages: u32,
+        has_next: bool,
+    },
+    /// A page that vanished means the listing shrank under us.
+    #[error("{url} vanished")]
+    Vanished { url: String },
+    /// A page brought a key or type the file being written cannot hold (it was started with
+    /// the schema known at page 1).
+    #[error("{0} while the day was read")]
+    Misfit(#[from] Misfit),
+}
 
 /// Reads of one partition before a listing that keeps changing fails it.
-pub const MAX_READS: u32 = 3;
+pub(crate) const MAX_READS: u32 = 3;
 
 /// The shape of a listing as page 1 announced it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listing {
-    pub count: u64,
-    pub page_size: u64,
-    pub pages: u32,
+pub(crate) struct Listing {
+    pub(crate) count: u64,
+    pub(crate) page_size: u64,
+    pub(crate) pages: u32,
 }
 
 impl Listing {
     /// `Ok(None)` for an empty listing; `Err` when page 1 contradicts itself.
-    pub fn from_first(first: &Page) -> Result<Option<Listing>, String> {
+    pub(crate) fn from_first(first: &Page) -> Result<Option<Listing>, ListingChange> {
         if first.records == 0 {
             return if first.count == 0 && !first.has_next {
                 Ok(None)
             } else {
-                Err(format!("page 1 is empty but count is {}", first.count))
+                Err(ListingChange::EmptyFirstPage { count: first.count })
             };
         }
         let page_size = first.records as u64;
@@ -37,12 +63,13 @@ impl Listing {
 
     /// Every page must report the same `count`, be full but for the last (which holds the rest),
     /// and link onwards exactly when it is not the last. Together: the rows add up to `count`.
-    pub fn check(&self, page: &Page) -> Result<(), String> {
+    pub(crate) fn check(&self, page: &Page) -> Result<(), ListingChange> {
         if page.count != self.count {
-            return Err(format!(
-                "count went from {} to {} at page {}",
-                self.count, page.count, page.number
-            ));
+            return Err(ListingChange::CountChanged {
+                from: self.count,
+                to: page.count,
+                page: page.number,
+            });
         }
         let last = page.number == self.pages;
         let due = if last {
@@ -51,16 +78,18 @@ impl Listing {
             self.page_size
         };
         if page.records as u64 != due {
-            return Err(format!(
-                "page {} held {} records where {due} were due",
-                page.number, page.records
-            ));
+            return Err(ListingChange::WrongSize {
+                page: page.number,
+                held: page.records,
+                due,
+            });
         }
         if page.has_next == last {
-            return Err(format!(
-                "page {} of {} has next = {}",
-                page.number, self.pages, page.has_next
-            ));
+            return Err(ListingChange::WrongNext {
+                page: page.number,
+                pages: self.pages,
+                has_next: page.has_next,
+            });
         }
         Ok(())
     }
@@ -95,14 +124,24 @@ mod tests {
         assert!(l
             .check(&page(2, 8, 3, true))
             .unwrap_err()
+            .to_string()
             .contains("count went"));
         assert!(l
             .check(&page(2, 7, 2, true))
             .unwrap_err()
+            .to_string()
             .contains("records"));
         assert!(l.check(&page(3, 7, 2, false)).is_err());
-        assert!(l.check(&page(3, 7, 1, true)).unwrap_err().contains("next"));
-        assert!(l.check(&page(2, 7, 3, false)).unwrap_err().contains("next"));
+        assert!(l
+            .check(&page(3, 7, 1, true))
+            .unwrap_err()
+            .to_string()
+            .contains("next"));
+        assert!(l
+            .check(&page(2, 7, 3, false))
+            .unwrap_err()
+            .to_string()
+            .contains("next"));
     }
 
     #[test]

@@ -1,58 +1,14 @@
-//! `cube-extract schema`: a dataset's schema as stored at its destination, shown as a table, as
-//! JSON, or as a DuckDB view that names each custom column by its label.
+//! A dataset schema shown to people: as a table, or as a DuckDB view that names each custom
+//! column by its label.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::cli::SchemaArgs;
+use super::DatasetSchema;
 use crate::privacy::Treatment;
-use crate::schema::DatasetSchema;
-use crate::sink::{Destination, DestinationSpec, Layout, SchemaStore};
-use crate::unit::Dataset;
-
-/// The text to print, or one sentence saying why there is none.
-pub async fn run(args: &SchemaArgs, dataset: Dataset) -> Result<String, String> {
-    let spec = DestinationSpec::parse(&args.dest)?;
-    if let DestinationSpec::Local(path) = &spec {
-        // Opening a local destination creates it; a schema lookup must not.
-        if !path.is_dir() {
-            return Err(format!(
-                "--dest {} does not exist; give the --dest a dataset was extracted to",
-                spec.display()
-            ));
-        }
-    }
-    let dest = Destination::open(&spec).map_err(|e| e.to_string())?;
-    let layout = Layout::new(dataset.name);
-    // The newest committed generation: `schema.json` may lag it while several writers run.
-    let (schema, _) = SchemaStore::new(&dest, &layout)
-        .load()
-        .await
-        .map_err(|e| format!("{e}; check the destination and its credentials"))?
-        .ok_or_else(|| {
-            format!(
-                "{} holds no {} dataset ({} is missing); extract into it first, or check --dest and --table",
-                spec.display(),
-                dataset.name,
-                layout.schema_file()
-            )
-        })?;
-    Ok(if args.json {
-        schema.to_json()
-    } else if let Some(view) = &args.duckdb_view {
-        duckdb_view(&schema, view, &table_glob(&spec, dataset))
-    } else {
-        table(&schema)
-    })
-}
-
-/// Where DuckDB finds the table's files.
-fn table_glob(spec: &DestinationSpec, dataset: Dataset) -> String {
-    format!("{}/{}/*/*/*.parquet", spec.display(), dataset.name)
-}
 
 /// One line per column: name, type in the files, label, first day seen, personal-data note.
-pub fn table(schema: &DatasetSchema) -> String {
+pub(crate) fn table(schema: &DatasetSchema) -> String {
     let rows: Vec<[String; 5]> = schema
         .columns()
         .iter()
@@ -101,7 +57,7 @@ pub fn table(schema: &DatasetSchema) -> String {
 /// A `CREATE OR REPLACE VIEW` selecting every column of the files, each labelled custom column
 /// under its label. A label that would clash (ignoring case, as DuckDB does) with another output
 /// name becomes `label (column)`; the partition columns come last.
-pub fn duckdb_view(schema: &DatasetSchema, view: &str, glob: &str) -> String {
+pub(crate) fn duckdb_view(schema: &DatasetSchema, view: &str, glob: &str) -> String {
     let in_files: Vec<_> = schema
         .columns()
         .iter()

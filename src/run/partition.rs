@@ -1,0 +1,418 @@
+//! Extracting one partition (campaign, day). Pages are fetched concurrently, then decoded and
+//! encoded into the partition's Parquet file in order as they arrive, while the file streams to
+//! the destination. Memory holds only the pages in flight (bounded by the run's page budget)
+//! and the row group being encoded, whatever the size of the day. The file is placed only if
+//! the whole listing was complete and consistent; otherwise the upload is abandoned.
+//!
+//! Two phases: reading and staging the file may be abandoned at any point (nothing is visible
+//! yet), but once the file is to be placed, placing it and recording it in the ledger run to
+//! the end, so that every placed file is in the ledger and in the report.
+
+use arrow_array::RecordBatch;
+use futures::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::place::{self, Streamed};
+use super::signal::Shutdown;
+use super::state::Run;
+use super::{now, PartitionError};
+use crate::decode::PageDecoder;
+use crate::logging::DETAIL;
+use crate::privacy::Policy;
+use crate::report::{PartitionReport, PartitionStatus};
+use crate::schema::KeyKinds;
+use crate::sink::parquet::{EncodeError, PartitionWriter};
+use crate::sink::upload::ChunkWriter;
+use crate::sink::{Ledger, LedgerRecord, Staged, Target};
+use crate::source::{Listing, ListingChange, Page, SourceError, MAX_READS};
+use crate::unit::Unit;
+
+/// A parsed page with its share of the run's page budget, released once it is encoded
+/// (`None` when the partition holds one share for all its pages).
+type Budgeted = (Page, Option<OwnedSemaphorePermit>);
+
+/// A page's raw body as fetched, with its budget share.
+struct Fetched {
+    url: url::Url,
+    body: bytes::Bytes,
+    share: Option<OwnedSemaphorePermit>,
+}
+
+/// What one complete read of a partition staged.
+struct Read<'d> {
+    rows: usize,
+    pages: usize,
+    /// The file, ready to be placed, its size and the schema version it was written under;
+    /// `None` for an empty day.
+    file: Option<(Staged<'d>, u64, u64)>,
+}
+
+/// A file produced from every page of a listing: its size and schema version.
+struct Produced {
+    bytes: u64,
+    version: u64,
+}
+
+/// One partition of a run.
+pub(crate) struct Partition<'r> {
+    run: &'r Run,
+    unit: Unit,
+}
+
+impl<'r> Partition<'r> {
+    pub(crate) fn new(run: &'r Run, unit: Unit) -> Partition<'r> {
+        Partition { run, unit }
+    }
+
+    /// Extracts the partition; `None` when a shutdown signal came before its file was to be placed (the
+    /// partition was abandoned and is not reported).
+    pub(crate) async fn extract(self, shutdown: &Shutdown) -> Option<PartitionReport> {
+        let unit = self.unit;
+        let mut report = PartitionReport::new(&unit, PartitionStatus::Failed);
+        let outcome = match shutdown.unless_stopped(self.read()).await {
+            Err(_) => return None,
+            Ok(Err(e)) => Err(e),
+            // From here on the partition runs to the end, signal or not.
+            Ok(Ok(read)) => self.commit(read, &mut report).await,
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(target: DETAIL, campaign = unit.campaign_id, day = %unit.day, rows = report.rows, pages = report.pages, "partition {}", if report.status == PartitionStatus::Empty { "empty" } else { "committed" });
+            }
+            Err(e) => {
+                tracing::error!(campaign = unit.campaign_id, day = %unit.day, error = %e, "partition failed");
+                report.status = PartitionStatus::Failed;
+                report.contract_violation = e.is_contract_violation();
+                report.error = Some(e.to_string());
+                report.file = None;
+            }
+        }
+        Some(report)
+    }
+
+    /// Places the file (or, for an empty day, removes the old one) and records the partition.
+    async fn commit(
+        &self,
+        read: Read<'_>,
+        report: &mut PartitionReport,
+    ) -> Result<(), PartitionError> {
+        let run = self.run;
+        let path = run.layout.data_file(&self.unit);
+        report.rows = read.rows;
+        report.pages = read.pages;
+        let mut record = LedgerRecord {
+            campaign_id: self.unit.campaign_id,
+            date: self.unit.day,
+            rows: read.rows,
+            pages: read.pages,
+            file: None,
+            schema_version: 0,
+            committed_at: String::new(),
+        };
+        match read.file {
+            None => {
+                // A re-run replaces a partition, so a day that is empty now loses its old file.
+                run.dest.delete(&path).await?;
+                run.dest.prune_empty_dirs(&path);
+                record.schema_version = run.target().await.version;
+                report.status = PartitionStatus::Empty;
+            }
+            Some((staged, bytes, version)) => {
+                staged.place().await?;
+                record.file = Some(path.to_string());
+                record.schema_version = version;
+                report.bytes_written = bytes;
+                report.status = PartitionStatus::Committed;
+                report.file = record.file.clone();
+            }
+        }
+        record.committed_at = now();
+        Ledger::new(&run.dest, &run.layout)
+            .record(&self.unit, &record)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the listing until one read is complete and consistent, a bounded number of times.
+    async fn read(&self) -> Result<Read<'r>, PartitionError> {
+        let unit = &self.unit;
+        let mut last = None;
+        for read in 1..=MAX_READS {
+            match self.read_once().await? {
+                Ok(done) => return Ok(done),
+                Err(change) => {
+                    tracing::warn!(campaign = unit.campaign_id, day = %unit.day, read, problem = %change, "reading the day again");
+                    last = Some(change);
+                }
+            }
+        }
+        Err(SourceError::Inconsistent {
+            unit: *unit,
+            reads: MAX_READS,
+            last: last.expect("every read that did not end found a change"),
+        }
+        .into())
+    }
+
+    /// One read of the listing: the staged file, or the change that makes it read again.
+    async fn read_once(&self) -> Result<Result<Read<'r>, ListingChange>, PartitionError> {
+        let run = self.run;
+        let first = self.parse(1, self.fetch(1).await?).await?;
+        let listing = match Listing::from_first(&first.0) {
+            Ok(Some(listing)) => listing,
+            Ok(None) => {
+                return Ok(Ok(Read {
+                    rows: 0,
+                    pages: 1,
+                    file: None,
+                }))
+            }
+            Err(change) => return Ok(Err(change)),
+        };
+        let path = run.layout.data_file(&self.unit);
+        let streamed = place::stream(&run.dest, &path, run.layout.staging_dir(), |out| {
+            self.produce(listing, first, out)
+        })
+        .await?;
+        Ok(match streamed {
+            Streamed::Staged(Produced { bytes, version }, staged) => Ok(Read {
+                rows: listing.count as usize,
+                pages: listing.pages as usize,
+                file: Some((staged, bytes, version)),
+            }),
+            Streamed::GaveUp(change) => Err(change),
+        })
+    }
+
+    /// Decodes and encodes every page in order into `out`.
+    async fn produce(
+        &self,
+        listing: Listing,
+        first: Budgeted,
+        out: ChunkWriter,
+    ) -> Result<Result<Produced, ListingChange>, PartitionError> {
+        if listing.pages as usize <= self.run.pages.whole_read_pages() {
+            self.produce_whole(listing, first, out).await
+        } else {
+            self.produce_streaming(listing, first, out).await
+        }
+    }
+
+    /// Encodes each page as it arrives. The file is written with the dataset schema as it
+    /// stands after page 1; a later page it cannot hold makes the day read again.
+    async fn produce_streaming(
+        &self,
+        listing: Listing,
+        first: Budgeted,
+        out: ChunkWriter,
+    ) -> Result<Result<Produced, ListingChange>, PartitionError> {
+        let run = self.run;
+        let (target, written_with) = run.merge_and_snapshot(&first.0.keys, self.unit.day).await?;
+        let version = target.version;
+        let mut encoder = PageEncoder::new(&target, listing.page_size as usize, out, &run.policy)?;
+        encoder = self.encode(encoder, first).await?;
+        let mut rest = std::pin::pin!(futures::stream::iter(2..=listing.pages)
+            .map(|n| async move { (n, self.fetch(n).await) })
+            .buffered(run.fan_out));
+        while let Some((n, fetched)) = rest.next().await {
+            let page = match self.checked(n, fetched, &listing).await? {
+                Ok(page) => page,
+                Err(change) => return Ok(Err(change)),
+            };
+            // Keep the dataset schema current, then see whether this file can hold the page.
+            run.merge(&page.0.keys, self.unit.day).await?;
+            if let Err(misfit) = written_with.holds(&page.0.keys) {
+                return Ok(Err(misfit.into()));
+            }
+            encoder = self.encode(encoder, page).await?;
+        }
+        let bytes = run.cpu.run(move || encoder.finish()).await?;
+        Ok(Ok(Produced { bytes, version }))
+    }
+
+    /// Reads every page of a small partition, then encodes the file in one go. The encoder
+    /// (whose Parquet column writers hold sizeable compression contexts) then lives only for
+    /// the CPU time of the encoding, not across the wait for pages: with many partitions in
+    /// flight to hide the API's latency, that is what keeps memory flat. It also lets the file
+    /// be written with a schema that already holds every page.
+    async fn produce_whole(
+        &self,
+        listing: Listing,
+        first: Budgeted,
+        out: ChunkWriter,
+    ) -> Result<Result<Produced, ListingChange>, PartitionError> {
+        let run = self.run;
+        // One share for all the other pages, taken at once.
+        let _share = match listing.pages.saturating_sub(1) {
+            0 => None,
+            n => Some(run.pages.many(n).await),
+        };
+        let fetched: Vec<_> = futures::stream::iter(2..=listing.pages)
+            .map(|n| async move { (n, self.fetch_outside_budget(n).await) })
+            .buffered(run.fan_out)
+            .collect()
+            .await;
+        let mut pages = Vec::with_capacity(listing.pages as usize);
+        let mut keys = KeyKinds::default();
+        keys.merge(&first.0.keys);
+        pages.push(first.0);
+        for (n, body) in fetched {
+            match self.checked(n, body, &listing).await? {
+                Ok((page, _)) => {
+                    keys.merge(&page.keys);
+                    pages.push(page);
+                }
+                Err(change) => return Ok(Err(change)),
+            }
+        }
+        let (target, written_with) = run.merge_and_snapshot(&keys, self.unit.day).await?;
+        if let Err(misfit) = written_with.holds(&keys) {
+            return Ok(Err(misfit.into()));
+        }
+        let version = target.version;
+        let page_size = listing.page_size as usize;
+        let policy = run.policy.clone();
+        let bytes = run
+            .cpu
+            .run(move || {
+                let mut encoder = PageEncoder::new(&target, page_size, out, &policy)?;
+                // Each page is dropped once encoded, so the raw JSON held shrinks as the file grows.
+                for page in pages {
+                    encoder = encoder.push(&page)?;
+                }
+                encoder.finish()
+            })
+            .await?;
+        Ok(Ok(Produced { bytes, version }))
+    }
+
+    /// A fetched page 2..N, parsed and checked against the listing; a page that vanished or
+    /// does not fit the listing is a change of the listing.
+    async fn checked(
+        &self,
+        number: u32,
+        fetched: Result<Fetched, SourceError>,
+        listing: &Listing,
+    ) -> Result<Result<Budgeted, ListingChange>, PartitionError> {
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
+            Err(SourceError::NotFound { url }) => return Ok(Err(ListingChange::Vanished { url })),
+            Err(e) => return Err(e.into()),
+        };
+        let page = self.parse(number, fetched).await?;
+        Ok(match listing.check(&page.0) {
+            Ok(()) => Ok(page),
+            Err(change) => Err(change),
+        })
+    }
+
+    /// Fetches a page once the run's page budget has room for it. Only I/O happens here: these
+    /// futures wait in a `buffered` stream that is not polled while a page is encoded, so they
+    /// must not hold CPU slots.
+    async fn fetch(&self, number: u32) -> Result<Fetched, SourceError> {
+        let share = self.run.pages.one().await;
+        let mut fetched = self.fetch_outside_budget(number).await?;
+        fetched.share = Some(share);
+        Ok(fetched)
+    }
+
+    /// Fetches a page whose budget share the partition already holds.
+    async fn fetch_outside_budget(&self, number: u32) -> Result<Fetched, SourceError> {
+        let run = self.run;
+        let (url, body) = run
+            .client
+            .page_body(&run.dataset, &self.unit, number)
+            .await?;
+        Ok(Fetched {
+            url,
+            body,
+            share: None,
+        })
+    }
+
+    /// Parses a fetched page on a CPU slot.
+    async fn parse(&self, number: u32, fetched: Fetched) -> Result<Budgeted, SourceError> {
+        let Fetched { url, body, share } = fetched;
+        let page = self
+            .run
+            .cpu
+            .run(move || Page::parse(number, body))
+            .await
+            .map_err(|cause| SourceError::BadResponse {
+                url: url.to_string(),
+                cause,
+            })?;
+        Ok((page, share))
+    }
+
+    /// Encodes a page on a CPU slot, then frees its share of the page budget.
+    async fn encode(
+        &self,
+        encoder: PageEncoder,
+        (page, share): Budgeted,
+    ) -> Result<PageEncoder, PartitionError> {
+        self.run
+            .cpu
+            .run(move || {
+                let encoder = encoder.push(&page);
+                drop(share);
+                encoder
+            })
+            .await
+    }
+}
+
+/// Turns pages into the partition's Parquet file, on blocking threads. One decoder serves
+/// every page of the partition, so its buffers are allocated once.
+struct PageEncoder {
+    decoder: PageDecoder,
+    writer: PartitionWriter<ChunkWriter>,
+    /// Columns to hash (positions) and the policy that hashes them.
+    hashed: Vec<usize>,
+    policy: Policy,
+}
+
+impl PageEncoder {
+    fn new(
+        target: &Target,
+        page_size: usize,
+        out: ChunkWriter,
+        policy: &Policy,
+    ) -> Result<Self, PartitionError> {
+        Ok(PageEncoder {
+            decoder: PageDecoder::new(target.decode.clone(), target.arrow.clone(), page_size)?,
+            writer: PartitionWriter::new(out, target.arrow.clone(), target.meta.clone()),
+            hashed: target.hashed.clone(),
+            policy: policy.clone(),
+        })
+    }
+
+    fn push(mut self, page: &Page) -> Result<Self, PartitionError> {
+        let writer = &mut self.writer;
+        let (hashed, policy) = (&self.hashed, &self.policy);
+        let mut sink = |batch: RecordBatch| -> Result<(), PartitionError> {
+            if hashed.is_empty() {
+                writer.write(&batch)?;
+            } else {
+                // Personal data is replaced before the encoder ever sees it.
+                let mut columns = batch.columns().to_vec();
+                for &i in hashed {
+                    columns[i] = policy.hash_column(&columns[i]);
+                }
+                let batch =
+                    RecordBatch::try_new(batch.schema(), columns).map_err(EncodeError::from)?;
+                writer.write(&batch)?;
+            }
+            Ok(())
+        };
+        self.decoder.push(page.results_json(), &mut sink)?;
+        self.decoder.finish(&mut sink)?;
+        Ok(self)
+    }
+
+    /// Writes the footer and marks the file complete. Returns its size.
+    fn finish(self) -> Result<u64, PartitionError> {
+        let out = self.writer.finish()?;
+        Ok(out.complete().map_err(EncodeError::from)?)
+    }
+}

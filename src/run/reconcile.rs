@@ -1,0 +1,239 @@
+//! Bringing a dataset's files to its current schema: every file whose ledger entry names
+//! another layout version (and any file a killed run placed without recording it) is rewritten
+//! (see `sink::parquet::rewrite`). Runs at the end of every extraction and as
+//! `cube-extract reconcile`, the fan-in step after many writers.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+
+use super::budget::CpuSlots;
+use super::place::{self, Streamed};
+use super::{now, PartitionError};
+use crate::error::Outcome;
+use crate::logging::DETAIL;
+use crate::privacy::{Policy, PolicyError};
+use crate::settings::StoreSettings;
+use crate::sink::parquet::{file_info, rewrite, EncodeError};
+use crate::sink::{
+    Committed, Destination, Layout, Ledger, LedgerRecord, SchemaStore, StoreError, Target,
+};
+use crate::unit::{Dataset, Unit};
+
+/// Rewrites running at once at most: each holds a file and its rewrite in memory.
+const MAX_REWRITES_AT_ONCE: usize = 8;
+
+/// What bringing the files up to date wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rewritten {
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
+}
+
+pub(crate) struct Reconciler<'a> {
+    pub(crate) dest: &'a Destination,
+    pub(crate) layout: &'a Layout,
+    /// Hashes columns that the new layout hashes and a file still holds in the clear.
+    pub(crate) policy: &'a Policy,
+    /// CPU slots shared with whatever else the process encodes.
+    pub(crate) cpu: &'a CpuSlots,
+}
+
+impl Reconciler<'_> {
+    /// Rewrites every file recorded under an older schema version (and any file a killed run
+    /// placed without recording it) to `target`.
+    pub(crate) async fn reconcile(
+        &self,
+        target: &Target,
+        concurrency: usize,
+    ) -> Result<Rewritten, PartitionError> {
+        let ledger = Ledger::new(self.dest, self.layout);
+        let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
+        let mut stale: Vec<(Unit, Option<Committed>)> = committed
+            .iter()
+            .filter(|(_, c)| c.schema_version != target.version)
+            .map(|(u, c)| (*u, Some(c.clone())))
+            .collect();
+        for meta in self.dest.list(&self.layout.table_root()).await? {
+            if let Some(unit) = self.layout.unit_of(&meta.location) {
+                if !committed.contains_key(&unit) {
+                    stale.push((unit, None));
+                }
+            }
+        }
+        let results: Vec<Result<u64, PartitionError>> = futures::stream::iter(stale)
+            .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, target))
+            .buffer_unordered(concurrency.clamp(1, MAX_REWRITES_AT_ONCE))
+            .collect()
+            .await;
+        let mut done = Rewritten::default();
+        for r in results {
+            let written = r?;
+            if written > 0 {
+                done.files += 1;
+                done.bytes += written;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Rewrites one file if its layout is not the target's; returns the bytes written.
+    async fn bring_up_to_date(
+        &self,
+        unit: Unit,
+        recorded: Option<Committed>,
+        target: &Target,
+    ) -> Result<u64, PartitionError> {
+        let path = self.layout.data_file(&unit);
+        let mut record = match &recorded {
+            Some(c) => self.read_record(c).await?,
+            None => None,
+        }
+        .unwrap_or_else(|| LedgerRecord {
+            campaign_id: unit.campaign_id,
+            date: unit.day,
+            rows: 0,
+            pages: 0,
+            file: None,
+            schema_version: target.version,
+            committed_at: now(),
+        });
+        let mut written = 0;
+        if let Some(old) = self.dest.get(&path).await? {
+            let arrow = target.arrow.clone();
+            let meta = target.meta.clone();
+            let policy = self.policy.clone();
+            let streamed = place::stream(self.dest, &path, self.layout.staging_dir(), |out| {
+                self.cpu.run(move || {
+                    let info = file_info(&old)?;
+                    if info.schema.fields() == arrow.fields() && info.hashed == meta.hashed {
+                        // Dropping `out` unfinished abandons the upload: nothing is written.
+                        return Ok(Err(()));
+                    }
+                    let (out, rows) = rewrite(old, arrow, meta, &policy, out)?;
+                    let bytes = out.complete().map_err(EncodeError::from)?;
+                    Ok::<_, PartitionError>(Ok((bytes, rows, info.version)))
+                })
+            })
+            .await?;
+            if let Streamed::Staged((bytes, rows, from), staged) = streamed {
+                staged.place().await?;
+                written = bytes;
+                tracing::info!(target: DETAIL, campaign = unit.campaign_id, day = %unit.day, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
+                record.rows = rows;
+            }
+            record.file = Some(path.to_string());
+        }
+        // Files nobody recorded stay unrecorded, so --resume fetches their day again.
+        if recorded.is_some() {
+            record.schema_version = target.version;
+            Ledger::new(self.dest, self.layout)
+                .record(&unit, &record)
+                .await?;
+        }
+        Ok(written)
+    }
+
+    /// The newest ledger record of a unit, if readable.
+    async fn read_record(&self, c: &Committed) -> Result<Option<LedgerRecord>, StoreError> {
+        let newest = c
+            .entries
+            .iter()
+            .find(|p| p.filename() == Some(&format!("v{}.json", c.schema_version)));
+        Ok(match newest {
+            Some(p) => self
+                .dest
+                .get(p)
+                .await?
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            None => None,
+        })
+    }
+}
+
+/// Why `cube-extract reconcile` stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReconcileError {
+    #[error("{0}")]
+    Destination(#[source] StoreError),
+    #[error("{dest} holds no {table} dataset; check --dest and --table")]
+    NoDataset { dest: String, table: &'static str },
+    #[error(
+        "{} is not the key the dataset's columns were hashed with; set it to that key",
+        crate::cli::env::HASH_KEY
+    )]
+    WrongKey,
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Mirror(#[source] StoreError),
+    #[error("{0}; the files not yet rewritten keep their old columns: run reconcile again")]
+    Rewrite(#[source] PartitionError),
+}
+
+impl ReconcileError {
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            ReconcileError::Destination(_)
+            | ReconcileError::NoDataset { .. }
+            | ReconcileError::WrongKey
+            | ReconcileError::Policy(_) => Outcome::Refused,
+            // Some files may be rewritten already; running it again finishes the job.
+            ReconcileError::Mirror(_) | ReconcileError::Rewrite(_) => Outcome::Partial,
+        }
+    }
+}
+
+/// Brings every file of `dataset` at the destination to the newest committed schema and
+/// settles `schema.json`.
+pub(crate) async fn reconcile_dataset(
+    store: &StoreSettings,
+    dataset: Dataset,
+) -> Result<(), ReconcileError> {
+    let dest = store
+        .open(dataset)
+        .await
+        .map_err(ReconcileError::Destination)?;
+    let layout = Layout::new(dataset.name);
+    let schemas = SchemaStore::new(&dest, &layout);
+    let Some((schema, _)) = schemas.load().await.map_err(ReconcileError::Destination)? else {
+        return Err(ReconcileError::NoDataset {
+            dest: dest.display().to_owned(),
+            table: dataset.name,
+        });
+    };
+    // Hashing a file that still holds a column in the clear (a `--rewrite` run that was
+    // stopped) needs the dataset's key.
+    let spec = schema.policy();
+    let policy = Policy::new(
+        &spec.drop_columns,
+        &spec.hash_columns,
+        store.hash_key.as_deref(),
+    )?;
+    if policy.spec().key_check != spec.key_check {
+        return Err(ReconcileError::WrongKey);
+    }
+    schemas
+        .settle_mirror(&schema)
+        .await
+        .map_err(ReconcileError::Mirror)?;
+    let cpu = CpuSlots::new();
+    let done = Reconciler {
+        dest: &dest,
+        layout: &layout,
+        policy: &policy,
+        cpu: &cpu,
+    }
+    .reconcile(&Target::of(&schema), MAX_REWRITES_AT_ONCE)
+    .await
+    .map_err(ReconcileError::Rewrite)?;
+    tracing::info!(
+        dest = dest.display(),
+        table = dataset.name,
+        schema_version = schema.version,
+        files_rewritten = done.files,
+        bytes_written = done.bytes,
+        "every file has the dataset schema"
+    );
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! What every partition of a run shares: the client, the destination, the budgets, and the
+//! dataset schema as it grows.
+
+use tokio::sync::Mutex;
+
+use super::budget::{CpuSlots, PageBudget};
+use crate::logging::DETAIL;
+use crate::privacy::Policy;
+use crate::schema::{DatasetSchema, KeyKinds, SchemaChange};
+use crate::sink::{Base, Destination, Layout, SchemaStore, StoreError, Target};
+use crate::source::CubeClient;
+use crate::unit::Dataset;
+
+pub(crate) struct Run {
+    pub(crate) client: CubeClient,
+    pub(crate) dest: Destination,
+    pub(crate) layout: Layout,
+    pub(crate) dataset: Dataset,
+    /// Requests in flight at most (`--concurrency`): also the fan-out of one partition's pages.
+    pub(crate) fan_out: usize,
+    /// Personal-data policy: hashes columns before they are encoded.
+    pub(crate) policy: Policy,
+    pub(crate) pages: PageBudget,
+    pub(crate) cpu: CpuSlots,
+    schema: Mutex<SchemaState>,
+}
+
+struct SchemaState {
+    schema: DatasetSchema,
+    /// The committed generation `schema` builds on.
+    base: Base,
+    /// Every change this run made or took up, for the report.
+    changes: Vec<SchemaChange>,
+}
+
+impl Run {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        client: CubeClient,
+        dest: Destination,
+        layout: Layout,
+        dataset: Dataset,
+        concurrency: usize,
+        policy: Policy,
+        schema: DatasetSchema,
+        base: Base,
+    ) -> Run {
+        Run {
+            client,
+            dest,
+            layout,
+            dataset,
+            fan_out: concurrency.max(1),
+            policy,
+            pages: PageBudget::new(concurrency),
+            cpu: CpuSlots::new(),
+            schema: Mutex::new(SchemaState {
+                schema,
+                base,
+                changes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Folds a partition's keys into the dataset schema, persisting it before any file that
+    /// depends on it is written.
+    pub(crate) async fn merge(
+        &self,
+        keys: &KeyKinds,
+        day: chrono::NaiveDate,
+    ) -> Result<(), StoreError> {
+        self.merge_locked(&mut *self.schema.lock().await, keys, day)
+            .await
+    }
+
+    /// As [`Run::merge`], then takes the write target and a copy of the schema to check later
+    /// pages against.
+    pub(crate) async fn merge_and_snapshot(
+        &self,
+        keys: &KeyKinds,
+        day: chrono::NaiveDate,
+    ) -> Result<(Target, DatasetSchema), StoreError> {
+        let mut state = self.schema.lock().await;
+        self.merge_locked(&mut state, keys, day).await?;
+        Ok((Target::of(&state.schema), state.schema.clone()))
+    }
+
+    async fn merge_locked(
+        &self,
+        state: &mut SchemaState,
+        keys: &KeyKinds,
+        day: chrono::NaiveDate,
+    ) -> Result<(), StoreError> {
+        let (changes, touched) = state.schema.merge(keys, day);
+        if touched {
+            for c in &changes {
+                tracing::info!(target: DETAIL, column = %c.column, change = %c, "schema change");
+            }
+            let taken_up = SchemaStore::new(&self.dest, &self.layout)
+                .commit(&mut state.schema, &mut state.base)
+                .await?;
+            state.changes.extend(changes);
+            state.changes.extend(taken_up);
+        }
+        Ok(())
+    }
+
+    /// The current dataset schema as a write target.
+    pub(crate) async fn target(&self) -> Target {
+        Target::of(&self.schema.lock().await.schema)
+    }
+
+    /// Takes up what other writers committed meanwhile, and returns the target every file of
+    /// the dataset must be brought to.
+    pub(crate) async fn settle_schema(&self) -> Result<Target, StoreError> {
+        let mut guard = self.schema.lock().await;
+        let state = &mut *guard;
+        let store = SchemaStore::new(&self.dest, &self.layout);
+        if let Some((newest, base)) = store.load().await? {
+            if base.generation > state.base.generation {
+                let rebased = state.schema.rebased_on(&newest);
+                state.changes.extend(rebased.widenings_since(&state.schema));
+                state.schema = rebased;
+                state.base = base;
+                store.settle_mirror(&state.schema).await?;
+            }
+        }
+        Ok(Target::of(&state.schema))
+    }
+
+    /// Every schema change of the run.
+    pub(crate) fn into_changes(self) -> Vec<SchemaChange> {
+        self.schema.into_inner().changes
+    }
+}
