@@ -1,7 +1,7 @@
 //! Integration tests: the built `cube-extract` binary against the Cube simulator over loopback.
 //! One test binary (fast to build); each test gets its own simulator and temp dir.
 
-#[path = "../../examples/cube_sim.rs"]
+#[path = "../../examples/cube_sim/main.rs"]
 pub mod cube_sim;
 mod s3;
 mod support;

@@ -1,0 +1,78 @@
+//! The endpoints.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::*;
+
+pub(crate) async fn list_campaigns(State(sim): State<Arc<Sim>>) -> Response {
+    Json(Value::Array(campaigns(&sim.cfg))).into_response()
+}
+
+pub(crate) async fn campaign_call_outcomes(
+    State(sim): State<Arc<Sim>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    match sim.known_campaign(&id) {
+        Some(id) => sim.page(Kind::CallOutcomes, &[id], &uri, &headers),
+        None => not_found("Not found."),
+    }
+}
+
+pub(crate) async fn campaign_product_registrations(
+    State(sim): State<Arc<Sim>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    match sim.known_campaign(&id) {
+        Some(id) => sim.page(Kind::ProductRegistrations, &[id], &uri, &headers),
+        None => not_found("Not found."),
+    }
+}
+
+pub(crate) async fn account_call_outcomes(
+    State(sim): State<Arc<Sim>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ids = campaign_ids(&sim.cfg);
+    sim.page(Kind::CallOutcomes, &ids, &uri, &headers)
+}
+
+pub(crate) async fn crm_call_outcomes(
+    State(sim): State<Arc<Sim>>,
+    Path((owner, crm_type)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ids = owner
+        .parse()
+        .ok()
+        .and_then(|owner| crm_campaign_ids(&sim.cfg, owner, &crm_type));
+    match ids {
+        Some(ids) => sim.page(Kind::CallOutcomes, &ids, &uri, &headers),
+        None => not_found("Not found."),
+    }
+}
+
+pub(crate) async fn crm_custom_fields(
+    State(sim): State<Arc<Sim>>,
+    Path((owner, crm_type)): Path<(String, String)>,
+) -> Response {
+    let fields = owner
+        .parse()
+        .ok()
+        .and_then(|owner| custom_fields(&sim.cfg, owner, &crm_type));
+    match fields {
+        Some(fields) => Json(Value::Array(fields)).into_response(),
+        None => not_found("Not found."),
+    }
+}
