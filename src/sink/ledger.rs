@@ -86,3 +86,75 @@ fn version_of(path: &Path) -> Option<u64> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::DestinationSpec;
+
+    fn record(unit: &Unit, version: u64) -> LedgerRecord {
+        LedgerRecord {
+            campaign_id: unit.campaign_id,
+            date: unit.day,
+            rows: 3,
+            pages: 1,
+            file: Some("f".into()),
+            schema_version: version,
+            committed_at: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_replace_older_entries_and_load_lists_every_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let layout = Layout::new("call_outcomes");
+        let ledger = Ledger::new(&dest, &layout);
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+        let a = Unit {
+            campaign_id: 101,
+            day: day(1),
+        };
+        let b = Unit {
+            campaign_id: 102,
+            day: day(2),
+        };
+        assert!(ledger.load().await.unwrap().is_empty());
+        ledger.record(&a, &record(&a, 1)).await.unwrap();
+        ledger.record(&a, &record(&a, 3)).await.unwrap();
+        ledger.record(&b, &record(&b, 2)).await.unwrap();
+        let loaded = ledger.load().await.unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[&a].schema_version, 3);
+        assert_eq!(loaded[&a].entries, vec![layout.ledger_entry(&a, 3)]);
+        assert_eq!(loaded[&b].schema_version, 2);
+        let stored = dest
+            .get(&layout.ledger_entry(&a, 3))
+            .await
+            .unwrap()
+            .unwrap();
+        let back: LedgerRecord = serde_json::from_slice(&stored).unwrap();
+        assert_eq!((back.rows, back.schema_version), (3, 3));
+    }
+
+    /// An entry a killed run left beside a newer one counts as the newer version.
+    #[tokio::test]
+    async fn the_newest_of_lingering_entries_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let layout = Layout::new("call_outcomes");
+        let unit = Unit {
+            campaign_id: 7,
+            day: chrono::NaiveDate::from_ymd_opt(2020, 2, 29).unwrap(),
+        };
+        for v in [4, 2] {
+            let body = serde_json::to_vec(&record(&unit, v)).unwrap();
+            dest.put_state(&layout.ledger_entry(&unit, v), Bytes::from(body))
+                .await
+                .unwrap();
+        }
+        let loaded = Ledger::new(&dest, &layout).load().await.unwrap();
+        assert_eq!(loaded[&unit].schema_version, 4);
+        assert_eq!(loaded[&unit].entries.len(), 2);
+    }
+}

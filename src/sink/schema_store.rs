@@ -147,3 +147,88 @@ impl<'a> SchemaStore<'a> {
             .max_by_key(|(g, _)| *g))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{scan_records, KeyKinds, KnownFields};
+    use crate::sink::DestinationSpec;
+
+    fn schema_with(json: &str) -> DatasetSchema {
+        let mut keys = KeyKinds::default();
+        scan_records(json, &mut keys).unwrap();
+        let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
+        schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
+        schema
+    }
+
+    fn has(schema: &DatasetSchema, column: &str) -> bool {
+        schema.columns().iter().any(|c| c.name == column)
+    }
+
+    /// Writers that race for the same generation all land, one generation after another, and
+    /// the newest holds every writer's columns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_writers_lose_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let layout = Layout::new("call_outcomes");
+        let store = SchemaStore::new(&dest, &layout);
+        let writers = 6;
+        let commits = (0..writers).map(|w| {
+            let store = &store;
+            async move {
+                let mut schema = schema_with(&format!(r#"[{{"writer_{w}": {w}}}]"#));
+                let mut base = Base::empty();
+                store.commit(&mut schema, &mut base).await.unwrap();
+                base.generation
+            }
+        });
+        let mut generations = futures::future::join_all(commits).await;
+        generations.sort();
+        assert_eq!(generations, (1..=writers).collect::<Vec<u64>>());
+        let (newest, base) = store.load().await.unwrap().unwrap();
+        assert_eq!(base.generation, writers);
+        for w in 0..writers {
+            assert!(has(&newest, &format!("writer_{w}")), "writer {w} was lost");
+        }
+        let mirror = dest.get(&layout.schema_file()).await.unwrap().unwrap();
+        assert!(DatasetSchema::from_json(&mirror).is_ok());
+    }
+
+    /// A commit that changes no layout keeps the version; one that adds a column raises it.
+    #[tokio::test]
+    async fn versions_rise_only_with_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let layout = Layout::new("call_outcomes");
+        let store = SchemaStore::new(&dest, &layout);
+        let mut schema = schema_with(r#"[{"a": 1}]"#);
+        let mut base = Base::empty();
+        store.commit(&mut schema, &mut base).await.unwrap();
+        let first = base.version;
+        store.commit(&mut schema, &mut base).await.unwrap();
+        assert_eq!((base.generation, base.version), (2, first));
+        let mut keys = KeyKinds::default();
+        scan_records(r#"[{"b": "x"}]"#, &mut keys).unwrap();
+        schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap());
+        store.commit(&mut schema, &mut base).await.unwrap();
+        assert_eq!((base.generation, base.version), (3, first + 1));
+    }
+
+    #[tokio::test]
+    async fn a_broken_schema_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let layout = Layout::new("call_outcomes");
+        dest.put_state(&layout.schema_file(), Bytes::from_static(b"{not json"))
+            .await
+            .unwrap();
+        let e = SchemaStore::new(&dest, &layout).load().await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("schema.json is not a valid dataset schema"),
+            "{text}"
+        );
+    }
+}

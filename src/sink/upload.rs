@@ -76,3 +76,73 @@ impl Write for ChunkWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::{Destination, DestinationSpec, Layout};
+
+    /// Streams `bytes` from a blocking thread in writes of 100 bytes; completes the file only
+    /// when `complete`.
+    async fn stage_from_thread<'d>(
+        dest: &'d Destination,
+        path: &object_store::path::Path,
+        bytes: Vec<u8>,
+        complete: bool,
+    ) -> Option<crate::sink::Staged<'d>> {
+        let (mut out, chunks) = channel(1000);
+        let producer = tokio::task::spawn_blocking(move || {
+            for piece in bytes.chunks(100) {
+                out.write_all(piece).unwrap();
+            }
+            if complete {
+                assert_eq!(out.complete().unwrap(), 25_000);
+            }
+        });
+        let staging = Layout::new("t").staging_dir();
+        let (staged, produced) = tokio::join!(dest.stage(path, staging, chunks), producer);
+        produced.unwrap();
+        staged.unwrap()
+    }
+
+    fn data() -> Vec<u8> {
+        (0..25_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_in_many_chunks_arrives_whole_only_when_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let path =
+            object_store::path::Path::from("t/campaign_id=1/date=2019-08-01/part-00000.parquet");
+        let staged = stage_from_thread(&dest, &path, data(), true)
+            .await
+            .expect("a completed file is staged");
+        assert_eq!(
+            dest.get(&path).await.unwrap(),
+            None,
+            "not visible before place"
+        );
+        staged.place().await.unwrap();
+        assert_eq!(dest.get(&path).await.unwrap().unwrap().as_ref(), data());
+        let leftovers = dest.list(&Layout::new("t").staging_dir()).await.unwrap();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_that_gives_up_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let path =
+            object_store::path::Path::from("t/campaign_id=1/date=2019-08-01/part-00000.parquet");
+        assert!(stage_from_thread(&dest, &path, data(), false)
+            .await
+            .is_none());
+        assert_eq!(dest.get(&path).await.unwrap(), None);
+        assert!(dest
+            .list(&object_store::path::Path::from("t"))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
