@@ -299,13 +299,13 @@ impl ArrayDecoder for ColumnDecoder {
 }
 
 /// Days since 1970-01-01 of `YYYY-MM-DD` (a time after it, if any, is ignored).
-pub fn parse_date(s: &str) -> Option<i32> {
+pub(crate) fn parse_date(s: &str) -> Option<i32> {
     let date = NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()?;
     Some((date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
 }
 
 /// Microseconds of a local wall-clock time such as `2019-08-14 09:34` (seconds and fractions optional).
-pub fn parse_naive_timestamp(s: &str) -> Option<i64> {
+pub(crate) fn parse_naive_timestamp(s: &str) -> Option<i64> {
     static FORMATS: LazyLock<[Vec<Item<'static>>; 4]> = LazyLock::new(|| {
         [
             "%Y-%m-%d %H:%M",
@@ -322,7 +322,7 @@ pub fn parse_naive_timestamp(s: &str) -> Option<i64> {
 }
 
 /// Microseconds since the epoch (UTC) of a time with offset, e.g. `2020-02-12T10:27:06.477+0100`.
-pub fn parse_zoned_timestamp(s: &str) -> Option<i64> {
+pub(crate) fn parse_zoned_timestamp(s: &str) -> Option<i64> {
     static FORMATS: LazyLock<[Vec<Item<'static>>; 2]> = LazyLock::new(|| {
         ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
             .map(|f| StrftimeItems::new(f).collect())

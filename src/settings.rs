@@ -6,7 +6,7 @@ use url::Url;
 
 use crate::cli::ExtractArgs;
 use crate::privacy::{Policy, PolicyError};
-use crate::sink::{Destination, DestinationError, DestinationSpec, Layout, StoreError};
+use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
 use crate::unit::Dataset;
 
@@ -55,7 +55,7 @@ impl StoreSettings {
     /// anything of `dataset` is written.
     pub(crate) async fn open(&self, dataset: Dataset) -> Result<Destination, StoreError> {
         let dest = Destination::open(&self.dest)?;
-        dest.check(&Layout::new(dataset.name).state_root()).await?;
+        dest.check(&Paths::new(dataset.name).state_root()).await?;
         Ok(dest)
     }
 }

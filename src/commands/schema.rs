@@ -7,7 +7,7 @@ use crate::logging::{self, Progress};
 use crate::run;
 use crate::schema::view;
 use crate::settings::{StoreSettings, UsageError};
-use crate::sink::{DestinationSpec, Layout, SchemaStore, StoreError};
+use crate::sink::{DestinationSpec, Paths, SchemaStore, StoreError};
 use crate::unit::Dataset;
 
 /// Why there is no schema to show.
@@ -54,15 +54,15 @@ async fn text(args: &SchemaArgs, dataset: Dataset) -> Result<String, SchemaError
         }
     }
     let dest = store.open(dataset).await?;
-    let layout = Layout::new(dataset.name);
+    let paths = Paths::new(dataset.name);
     // The newest committed generation: `schema.json` may lag it while several writers run.
-    let (schema, _) = SchemaStore::new(&dest, &layout)
+    let (schema, _) = SchemaStore::new(&dest, &paths)
         .load()
         .await?
         .ok_or_else(|| SchemaError::NoDataset {
             dest: store.dest.display(),
             table: dataset.name,
-            file: layout.schema_file().to_string(),
+            file: paths.schema_file().to_string(),
         })?;
     Ok(if args.json {
         schema.to_json()

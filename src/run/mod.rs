@@ -195,7 +195,7 @@ async fn bring_up_to_date(run: &Run, settings: &Settings) -> Result<Rewritten, P
     let target = run.settle_schema().await?;
     Reconciler {
         dest: &run.dest,
-        layout: &run.layout,
+        paths: &run.paths,
         policy: &run.policy,
         cpu: &run.cpu,
     }

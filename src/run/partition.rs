@@ -97,7 +97,7 @@ impl<'r> Partition<'r> {
         report: &mut PartitionReport,
     ) -> Result<(), PartitionError> {
         let run = self.run;
-        let path = run.layout.data_file(&self.unit);
+        let path = run.paths.data_file(&self.unit);
         report.rows = read.rows;
         report.pages = read.pages;
         let mut record = LedgerRecord {
@@ -127,7 +127,7 @@ impl<'r> Partition<'r> {
             }
         }
         record.committed_at = now();
-        Ledger::new(&run.dest, &run.layout)
+        Ledger::new(&run.dest, &run.paths)
             .record(&self.unit, &record)
             .await?;
         Ok(())
@@ -169,8 +169,8 @@ impl<'r> Partition<'r> {
             }
             Err(change) => return Ok(Err(change)),
         };
-        let path = run.layout.data_file(&self.unit);
-        let streamed = place::stream(&run.dest, &path, run.layout.staging_dir(), |out| {
+        let path = run.paths.data_file(&self.unit);
+        let streamed = place::stream(&run.dest, &path, run.paths.staging_dir(), |out| {
             self.produce(listing, first, out)
         })
         .await?;

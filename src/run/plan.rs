@@ -9,7 +9,7 @@ use crate::privacy::Treatment;
 use crate::report::{PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KnownFields};
 use crate::settings::{CampaignSelection, Settings};
-use crate::sink::{Base, Committed, Destination, Layout, Ledger, SchemaStore};
+use crate::sink::{Base, Committed, Destination, Ledger, Paths, SchemaStore};
 use crate::source::{Campaign, CubeClient, SourceError};
 use crate::unit::{Dataset, Unit};
 
@@ -43,10 +43,10 @@ fn select_campaigns(
 /// whether it existed.
 async fn load_schema(
     dest: &Destination,
-    layout: &Layout,
+    paths: &Paths,
     dataset: &Dataset,
 ) -> Result<(DatasetSchema, Base, bool), RunError> {
-    match SchemaStore::new(dest, layout).load().await {
+    match SchemaStore::new(dest, paths).load().await {
         Ok(Some((schema, base))) => Ok((schema, base, true)),
         Ok(None) => {
             let schema = DatasetSchema::new(&KnownFields::parse(dataset.known_fields));
@@ -186,18 +186,18 @@ pub(super) async fn plan(
         .open(dataset)
         .await
         .map_err(RunError::Destination)?;
-    let layout = Layout::new(dataset.name);
-    let (mut schema, mut base, existed) = load_schema(&dest, &layout, &dataset).await?;
+    let paths = Paths::new(dataset.name);
+    let (mut schema, mut base, existed) = load_schema(&dest, &paths, &dataset).await?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     let labels_changed = schema.set_labels(fetch_labels(&client, &listed, &ids).await);
     // Committed before any file is written under the new settings or with the new labels.
     if policy_changed || labels_changed || !existed {
-        SchemaStore::new(&dest, &layout)
+        SchemaStore::new(&dest, &paths)
             .commit(&mut schema, &mut base)
             .await
             .map_err(RunError::StateWrite)?;
     }
-    let committed = Ledger::new(&dest, &layout)
+    let committed = Ledger::new(&dest, &paths)
         .load()
         .await
         .map_err(RunError::StateWrite)?;
@@ -205,7 +205,7 @@ pub(super) async fn plan(
     let run = Run::new(
         client,
         dest,
-        layout,
+        paths,
         dataset,
         settings.concurrency,
         settings.policy.clone(),

@@ -16,7 +16,7 @@ use crate::privacy::{Policy, PolicyError};
 use crate::settings::StoreSettings;
 use crate::sink::parquet::{file_info, rewrite, EncodeError};
 use crate::sink::{
-    Committed, Destination, Layout, Ledger, LedgerRecord, SchemaStore, StoreError, Target,
+    Committed, Destination, Ledger, LedgerRecord, Paths, SchemaStore, StoreError, Target,
 };
 use crate::unit::{Dataset, Unit};
 
@@ -32,7 +32,7 @@ pub(crate) struct Rewritten {
 
 pub(crate) struct Reconciler<'a> {
     pub(crate) dest: &'a Destination,
-    pub(crate) layout: &'a Layout,
+    pub(crate) paths: &'a Paths,
     /// Hashes columns that the new layout hashes and a file still holds in the clear.
     pub(crate) policy: &'a Policy,
     /// CPU slots shared with whatever else the process encodes.
@@ -47,15 +47,15 @@ impl Reconciler<'_> {
         target: &Target,
         concurrency: usize,
     ) -> Result<Rewritten, PartitionError> {
-        let ledger = Ledger::new(self.dest, self.layout);
+        let ledger = Ledger::new(self.dest, self.paths);
         let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
         let mut stale: Vec<(Unit, Option<Committed>)> = committed
             .iter()
             .filter(|(_, c)| c.schema_version != target.version)
             .map(|(u, c)| (*u, Some(c.clone())))
             .collect();
-        for meta in self.dest.list(&self.layout.table_root()).await? {
-            if let Some(unit) = self.layout.unit_of(&meta.location) {
+        for meta in self.dest.list(&self.paths.table_root()).await? {
+            if let Some(unit) = self.paths.unit_of(&meta.location) {
                 if !committed.contains_key(&unit) {
                     stale.push((unit, None));
                 }
@@ -84,7 +84,7 @@ impl Reconciler<'_> {
         recorded: Option<Committed>,
         target: &Target,
     ) -> Result<u64, PartitionError> {
-        let path = self.layout.data_file(&unit);
+        let path = self.paths.data_file(&unit);
         let mut record = match &recorded {
             Some(c) => self.read_record(c).await?,
             None => None,
@@ -103,7 +103,7 @@ impl Reconciler<'_> {
             let arrow = target.arrow.clone();
             let meta = target.meta.clone();
             let policy = self.policy.clone();
-            let streamed = place::stream(self.dest, &path, self.layout.staging_dir(), |out| {
+            let streamed = place::stream(self.dest, &path, self.paths.staging_dir(), |out| {
                 self.cpu.run(move || {
                     let info = file_info(&old)?;
                     if info.schema.fields() == arrow.fields() && info.hashed == meta.hashed {
@@ -127,7 +127,7 @@ impl Reconciler<'_> {
         // Files nobody recorded stay unrecorded, so --resume fetches their day again.
         if recorded.is_some() {
             record.schema_version = target.version;
-            Ledger::new(self.dest, self.layout)
+            Ledger::new(self.dest, self.paths)
                 .record(&unit, &record)
                 .await?;
         }
@@ -194,8 +194,8 @@ pub(crate) async fn reconcile_dataset(
         .open(dataset)
         .await
         .map_err(ReconcileError::Destination)?;
-    let layout = Layout::new(dataset.name);
-    let schemas = SchemaStore::new(&dest, &layout);
+    let paths = Paths::new(dataset.name);
+    let schemas = SchemaStore::new(&dest, &paths);
     let Some((schema, _)) = schemas.load().await.map_err(ReconcileError::Destination)? else {
         return Err(ReconcileError::NoDataset {
             dest: dest.display().to_owned(),
@@ -220,7 +220,7 @@ pub(crate) async fn reconcile_dataset(
     let cpu = CpuSlots::new();
     let done = Reconciler {
         dest: &dest,
-        layout: &layout,
+        paths: &paths,
         policy: &policy,
         cpu: &cpu,
     }

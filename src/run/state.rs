@@ -7,14 +7,14 @@ use super::budget::{CpuSlots, PageBudget};
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::schema::{DatasetSchema, KeyKinds, SchemaChange};
-use crate::sink::{Base, Destination, Layout, SchemaStore, StoreError, Target};
+use crate::sink::{Base, Destination, Paths, SchemaStore, StoreError, Target};
 use crate::source::CubeClient;
 use crate::unit::Dataset;
 
 pub(crate) struct Run {
     pub(crate) client: CubeClient,
     pub(crate) dest: Destination,
-    pub(crate) layout: Layout,
+    pub(crate) paths: Paths,
     pub(crate) dataset: Dataset,
     /// Requests in flight at most (`--concurrency`): also the fan-out of one partition's pages.
     pub(crate) fan_out: usize,
@@ -38,7 +38,7 @@ impl Run {
     pub(crate) fn new(
         client: CubeClient,
         dest: Destination,
-        layout: Layout,
+        paths: Paths,
         dataset: Dataset,
         concurrency: usize,
         policy: Policy,
@@ -48,7 +48,7 @@ impl Run {
         Run {
             client,
             dest,
-            layout,
+            paths,
             dataset,
             fan_out: concurrency.max(1),
             policy,
@@ -96,7 +96,7 @@ impl Run {
             for c in &changes {
                 tracing::info!(target: DETAIL, column = %c.column, change = %c, "schema change");
             }
-            let taken_up = SchemaStore::new(&self.dest, &self.layout)
+            let taken_up = SchemaStore::new(&self.dest, &self.paths)
                 .commit(&mut state.schema, &mut state.base)
                 .await?;
             state.changes.extend(changes);
@@ -115,7 +115,7 @@ impl Run {
     pub(crate) async fn settle_schema(&self) -> Result<Target, StoreError> {
         let mut guard = self.schema.lock().await;
         let state = &mut *guard;
-        let store = SchemaStore::new(&self.dest, &self.layout);
+        let store = SchemaStore::new(&self.dest, &self.paths);
         if let Some((newest, base)) = store.load().await? {
             if base.generation > state.base.generation {
                 let rebased = state.schema.rebased_on(&newest);

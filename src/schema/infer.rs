@@ -30,19 +30,12 @@ impl PartialEq for KeyKinds {
 impl Eq for KeyKinds {}
 
 impl KeyKinds {
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Kinds)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Kinds)> {
         self.keys.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn get(&self, key: &str) -> Option<Kinds> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &str) -> Option<Kinds> {
         self.index.get(key).map(|&i| self.keys[i].1)
     }
 
@@ -71,7 +64,7 @@ impl KeyKinds {
     }
 
     /// Adds another scan's keys after this one's (keeps first-appearance order).
-    pub fn merge(&mut self, other: &KeyKinds) {
+    pub(crate) fn merge(&mut self, other: &KeyKinds) {
         for (key, kinds) in other.iter() {
             let i = self.slot(key);
             self.keys[i].1.insert(kinds);
@@ -80,7 +73,10 @@ impl KeyKinds {
 }
 
 /// Scans a JSON array of flat records. Returns the number of records.
-pub fn scan_records(results_json: &str, into: &mut KeyKinds) -> Result<usize, serde_json::Error> {
+pub(crate) fn scan_records(
+    results_json: &str,
+    into: &mut KeyKinds,
+) -> Result<usize, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(results_json);
     let n = RecordsSeed(into).deserialize(&mut de)?;
     de.end()?;

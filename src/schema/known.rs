@@ -30,7 +30,7 @@ impl KnownFields {
     }
 
     /// Panics on a malformed file: it is compiled in, and a unit test parses it.
-    pub fn parse(text: &str) -> KnownFields {
+    pub(crate) fn parse(text: &str) -> KnownFields {
         let file: KnownFile = serde_json::from_str(text).expect("schemas/*.json is valid JSON");
         let columns = file
             .columns
@@ -47,7 +47,8 @@ impl KnownFields {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<ColumnType> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &str) -> Option<ColumnType> {
         self.columns.iter().find(|(n, _)| n == key).map(|(_, t)| *t)
     }
 }

@@ -1,10 +1,10 @@
 //! The dataset schema: which columns every file of a dataset carries, with which types, and how
 //! it grows. It only ever adds columns and widens types; see [`types`] for the type rules.
 
-pub mod infer;
-pub mod known;
-pub mod names;
-pub mod types;
+mod infer;
+mod known;
+mod names;
+mod types;
 pub(crate) mod view;
 
 use std::collections::HashMap;
@@ -14,7 +14,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-pub use infer::{scan_records, KeyKinds};
+pub(crate) use infer::scan_records;
+pub use infer::KeyKinds;
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 
@@ -139,14 +140,14 @@ impl DatasetSchema {
     }
 
     /// The personal-data policy the dataset's files follow.
-    pub fn policy(&self) -> &PolicySpec {
+    pub(crate) fn policy(&self) -> &PolicySpec {
         &self.policy
     }
 
     /// Adopts a personal-data policy. Bumps `version` when the files' layout changes (a column
     /// dropped or hashed, or no longer), so that existing files are rewritten. Returns whether
     /// anything changed.
-    pub fn set_policy(&mut self, policy: &PolicySpec, matcher: &Matcher) -> bool {
+    pub(crate) fn set_policy(&mut self, policy: &PolicySpec, matcher: &Matcher) -> bool {
         if &self.policy == policy {
             return false;
         }
@@ -161,7 +162,7 @@ impl DatasetSchema {
 
     /// Takes the labels of custom fields (by JSON key) for the columns there are and for those
     /// that appear later in this run. Returns whether a stored label changed.
-    pub fn set_labels(&mut self, labels: HashMap<String, String>) -> bool {
+    pub(crate) fn set_labels(&mut self, labels: HashMap<String, String>) -> bool {
         let mut touched = false;
         for col in &mut self.columns {
             if let Some(label) = labels.get(&col.source_key) {
@@ -178,7 +179,7 @@ impl DatasetSchema {
     /// This schema's columns and widenings on top of `base` (another writer's newer schema):
     /// `base`'s columns keep their names and order, the columns only this one has follow, types
     /// are the union of both, and this schema's labels and policy stay.
-    pub fn rebased_on(&self, base: &DatasetSchema) -> DatasetSchema {
+    pub(crate) fn rebased_on(&self, base: &DatasetSchema) -> DatasetSchema {
         let mut out = base.clone();
         out.labels = self.labels.clone();
         out.policy = self.policy.clone();
@@ -219,7 +220,7 @@ impl DatasetSchema {
 
     /// The widenings of this schema's columns relative to `before` (the same dataset earlier),
     /// e.g. after taking up another writer's change: as report entries.
-    pub fn widenings_since(&self, before: &DatasetSchema) -> Vec<SchemaChange> {
+    pub(crate) fn widenings_since(&self, before: &DatasetSchema) -> Vec<SchemaChange> {
         before
             .columns
             .iter()
@@ -236,7 +237,7 @@ impl DatasetSchema {
     }
 
     /// What the policy does to a column.
-    pub fn treatment(&self, col: &Column) -> Treatment {
+    pub(crate) fn treatment(&self, col: &Column) -> Treatment {
         self.matcher.treatment(&col.name)
     }
 
@@ -250,7 +251,7 @@ impl DatasetSchema {
     }
 
     /// Names of the hashed columns of the files.
-    pub fn hashed_columns(&self) -> Vec<String> {
+    pub(crate) fn hashed_columns(&self) -> Vec<String> {
         self.columns
             .iter()
             .filter(|c| self.treatment(c) == Treatment::Hash)
@@ -259,7 +260,7 @@ impl DatasetSchema {
     }
 
     /// Column name -> label of the columns in the files that have one, as a JSON object.
-    pub fn labels_json(&self) -> String {
+    pub(crate) fn labels_json(&self) -> String {
         let map: serde_json::Map<String, serde_json::Value> = self
             .columns
             .iter()
@@ -269,7 +270,7 @@ impl DatasetSchema {
         serde_json::Value::Object(map).to_string()
     }
 
-    pub fn columns(&self) -> &[Column] {
+    pub(crate) fn columns(&self) -> &[Column] {
         &self.columns
     }
 
@@ -343,7 +344,7 @@ impl DatasetSchema {
 
     /// Whether files of this schema can hold records with these keys as they are: every key has
     /// a column whose Arrow type its values fit. Says what does not fit otherwise.
-    pub fn holds(&self, keys: &KeyKinds) -> Result<(), Misfit> {
+    pub(crate) fn holds(&self, keys: &KeyKinds) -> Result<(), Misfit> {
         for (key, kinds) in keys.iter() {
             let Some(&i) = self.by_key.get(key) else {
                 return Err(Misfit::NewKey(key.to_owned()));
@@ -385,7 +386,7 @@ impl DatasetSchema {
         ))
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let file = SchemaFile {
             dataset: self.dataset.clone(),
             version: self.version,
@@ -418,7 +419,7 @@ impl DatasetSchema {
         serde_json::to_string_pretty(&file).expect("schema serialises") + "\n"
     }
 
-    pub fn from_json(text: &[u8]) -> Result<DatasetSchema, SchemaFileError> {
+    pub(crate) fn from_json(text: &[u8]) -> Result<DatasetSchema, SchemaFileError> {
         let file: SchemaFile = serde_json::from_slice(text)?;
         let mut columns = Vec::with_capacity(file.columns.len());
         for c in file.columns {

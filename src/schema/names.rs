@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use unicode_normalization::UnicodeNormalization;
 
 /// Names that belong to the Hive partition path; a data column may not shadow them in any case.
-pub const PARTITION_COLUMNS: [&str; 2] = ["campaign_id", "date"];
+pub(crate) const PARTITION_COLUMNS: [&str; 2] = ["campaign_id", "date"];
 
 /// The case-insensitive identity of a column name.
-pub fn fold(name: &str) -> String {
+pub(crate) fn fold(name: &str) -> String {
     name.to_lowercase()
 }
 
@@ -18,7 +18,7 @@ pub fn fold(name: &str) -> String {
 pub struct TakenNames(HashSet<String>);
 
 impl TakenNames {
-    pub fn new<'a>(existing: impl IntoIterator<Item = &'a str>) -> TakenNames {
+    pub(crate) fn new<'a>(existing: impl IntoIterator<Item = &'a str>) -> TakenNames {
         let mut set: HashSet<String> = PARTITION_COLUMNS.iter().map(|s| s.to_string()).collect();
         set.extend(existing.into_iter().map(fold));
         TakenNames(set)
@@ -26,7 +26,7 @@ impl TakenNames {
 
     /// The column name for a new JSON key: its NFC form, or, when that collides ignoring case with
     /// a taken name, the NFC form plus the smallest free suffix `__2`, `__3`, ...
-    pub fn allocate(&mut self, key: &str) -> String {
+    pub(crate) fn allocate(&mut self, key: &str) -> String {
         let base: String = key.nfc().collect();
         let mut name = base.clone();
         let mut n = 2;

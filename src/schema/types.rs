@@ -8,39 +8,39 @@
 use arrow_schema::{DataType, TimeUnit};
 
 /// Largest integer magnitude a `Float64` represents exactly (2^53).
-pub const F64_EXACT_INT: u64 = 1 << 53;
+pub(crate) const F64_EXACT_INT: u64 = 1 << 53;
 
 /// The kinds of JSON value seen for one key, as bit flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Kinds(u16);
 
 impl Kinds {
-    pub const NULL: Kinds = Kinds(1);
+    pub(crate) const NULL: Kinds = Kinds(1);
     /// The empty string `""`: null in numeric and boolean columns.
-    pub const EMPTY_STR: Kinds = Kinds(1 << 1);
-    pub const STR: Kinds = Kinds(1 << 2);
-    pub const BOOL: Kinds = Kinds(1 << 3);
+    pub(crate) const EMPTY_STR: Kinds = Kinds(1 << 1);
+    pub(crate) const STR: Kinds = Kinds(1 << 2);
+    pub(crate) const BOOL: Kinds = Kinds(1 << 3);
     /// An integer literal whose magnitude is at most 2^53.
-    pub const INT: Kinds = Kinds(1 << 4);
+    pub(crate) const INT: Kinds = Kinds(1 << 4);
     /// An integer literal that fits `i64` but not exactly in `f64`.
-    pub const BIG_INT: Kinds = Kinds(1 << 5);
+    pub(crate) const BIG_INT: Kinds = Kinds(1 << 5);
     /// An integer literal outside the `i64` range.
-    pub const HUGE_INT: Kinds = Kinds(1 << 6);
+    pub(crate) const HUGE_INT: Kinds = Kinds(1 << 6);
     /// A number with a fraction or exponent.
-    pub const FLOAT: Kinds = Kinds(1 << 7);
+    pub(crate) const FLOAT: Kinds = Kinds(1 << 7);
     /// An object or array (not part of the API's documented data, kept as JSON text).
-    pub const NESTED: Kinds = Kinds(1 << 8);
+    pub(crate) const NESTED: Kinds = Kinds(1 << 8);
 
-    pub const fn empty() -> Kinds {
+    pub(crate) const fn empty() -> Kinds {
         Kinds(0)
     }
-    pub const fn union(self, other: Kinds) -> Kinds {
+    pub(crate) const fn union(self, other: Kinds) -> Kinds {
         Kinds(self.0 | other.0)
     }
-    pub const fn contains_any(self, other: Kinds) -> bool {
+    pub(crate) const fn contains_any(self, other: Kinds) -> bool {
         self.0 & other.0 != 0
     }
-    pub fn insert(&mut self, other: Kinds) {
+    pub(crate) fn insert(&mut self, other: Kinds) {
         self.0 |= other.0;
     }
 }
@@ -66,7 +66,7 @@ pub enum ColumnType {
 
 impl ColumnType {
     /// The contract's JSON type rules, applied to every kind a column has carried.
-    pub fn from_kinds(k: Kinds) -> ColumnType {
+    pub(crate) fn from_kinds(k: Kinds) -> ColumnType {
         let numeric = Kinds::INT.union(Kinds::BIG_INT).union(Kinds::FLOAT);
         if k.contains_any(Kinds::STR.union(Kinds::NESTED).union(Kinds::HUGE_INT)) {
             return ColumnType::Utf8;
@@ -95,7 +95,7 @@ impl ColumnType {
     }
 
     /// The kinds a column of this type stands for, so that widening is a union of kinds.
-    pub fn as_kinds(self) -> Kinds {
+    pub(crate) fn as_kinds(self) -> Kinds {
         match self {
             ColumnType::Empty => Kinds::EMPTY_STR,
             ColumnType::Boolean => Kinds::BOOL,
@@ -110,11 +110,11 @@ impl ColumnType {
     }
 
     /// The type after also meeting `kinds`.
-    pub fn widen(self, kinds: Kinds) -> ColumnType {
+    pub(crate) fn widen(self, kinds: Kinds) -> ColumnType {
         ColumnType::from_kinds(self.as_kinds().union(kinds))
     }
 
-    pub fn arrow(self) -> DataType {
+    pub(crate) fn arrow(self) -> DataType {
         match self {
             ColumnType::Empty | ColumnType::Utf8 => DataType::Utf8,
             ColumnType::Boolean => DataType::Boolean,
@@ -129,7 +129,7 @@ impl ColumnType {
     }
 
     /// Arrow's name of the type, as written in `schema.json` and `schemas/`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ColumnType::Empty | ColumnType::Utf8 => "Utf8",
             ColumnType::Boolean => "Boolean",
@@ -142,7 +142,7 @@ impl ColumnType {
     }
 
     /// Parses a name written by [`ColumnType::name`]; `Utf8` means a real string column here.
-    pub fn from_name(name: &str) -> Option<ColumnType> {
+    pub(crate) fn from_name(name: &str) -> Option<ColumnType> {
         Some(match name {
             "Utf8" => ColumnType::Utf8,
             "Boolean" => ColumnType::Boolean,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::layout::Layout;
+use super::paths::Paths;
 use super::store::{Destination, StoreError};
 use crate::unit::Unit;
 
@@ -37,20 +37,20 @@ pub struct Committed {
 
 pub struct Ledger<'a> {
     dest: &'a Destination,
-    layout: &'a Layout,
+    paths: &'a Paths,
 }
 
 impl<'a> Ledger<'a> {
-    pub fn new(dest: &'a Destination, layout: &'a Layout) -> Ledger<'a> {
-        Ledger { dest, layout }
+    pub fn new(dest: &'a Destination, paths: &'a Paths) -> Ledger<'a> {
+        Ledger { dest, paths }
     }
 
     /// Every committed unit, from one listing.
     pub async fn load(&self) -> Result<BTreeMap<Unit, Committed>, StoreError> {
         let mut out: BTreeMap<Unit, Committed> = BTreeMap::new();
-        for meta in self.dest.list(&self.layout.ledger_root()).await? {
+        for meta in self.dest.list(&self.paths.ledger_root()).await? {
             let (Some(unit), Some(version)) = (
-                self.layout.unit_of(&meta.location),
+                self.paths.unit_of(&meta.location),
                 version_of(&meta.location),
             ) else {
                 continue;
@@ -67,10 +67,10 @@ impl<'a> Ledger<'a> {
 
     /// Records a unit as committed under `record.schema_version`, then drops its older entries.
     pub async fn record(&self, unit: &Unit, record: &LedgerRecord) -> Result<(), StoreError> {
-        let path = self.layout.ledger_entry(unit, record.schema_version);
+        let path = self.paths.ledger_entry(unit, record.schema_version);
         let body = serde_json::to_vec_pretty(record).expect("ledger record serialises");
         self.dest.put_state(&path, Bytes::from(body)).await?;
-        for meta in self.dest.list(&self.layout.ledger_dir(unit)).await? {
+        for meta in self.dest.list(&self.paths.ledger_dir(unit)).await? {
             if meta.location != path {
                 self.dest.delete(&meta.location).await?;
             }
@@ -108,8 +108,8 @@ mod tests {
     async fn records_replace_older_entries_and_load_lists_every_unit() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let layout = Layout::new("call_outcomes");
-        let ledger = Ledger::new(&dest, &layout);
+        let paths = Paths::new("call_outcomes");
+        let ledger = Ledger::new(&dest, &paths);
         let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
         let a = Unit {
             campaign_id: 101,
@@ -126,13 +126,9 @@ mod tests {
         let loaded = ledger.load().await.unwrap();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[&a].schema_version, 3);
-        assert_eq!(loaded[&a].entries, vec![layout.ledger_entry(&a, 3)]);
+        assert_eq!(loaded[&a].entries, vec![paths.ledger_entry(&a, 3)]);
         assert_eq!(loaded[&b].schema_version, 2);
-        let stored = dest
-            .get(&layout.ledger_entry(&a, 3))
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = dest.get(&paths.ledger_entry(&a, 3)).await.unwrap().unwrap();
         let back: LedgerRecord = serde_json::from_slice(&stored).unwrap();
         assert_eq!((back.rows, back.schema_version), (3, 3));
     }
@@ -142,18 +138,18 @@ mod tests {
     async fn the_newest_of_lingering_entries_wins() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let layout = Layout::new("call_outcomes");
+        let paths = Paths::new("call_outcomes");
         let unit = Unit {
             campaign_id: 7,
             day: chrono::NaiveDate::from_ymd_opt(2020, 2, 29).unwrap(),
         };
         for v in [4, 2] {
             let body = serde_json::to_vec(&record(&unit, v)).unwrap();
-            dest.put_state(&layout.ledger_entry(&unit, v), Bytes::from(body))
+            dest.put_state(&paths.ledger_entry(&unit, v), Bytes::from(body))
                 .await
                 .unwrap();
         }
-        let loaded = Ledger::new(&dest, &layout).load().await.unwrap();
+        let loaded = Ledger::new(&dest, &paths).load().await.unwrap();
         assert_eq!(loaded[&unit].schema_version, 4);
         assert_eq!(loaded[&unit].entries.len(), 2);
     }

@@ -1,15 +1,15 @@
 //! The output side: where files live, Parquet encoding, atomic placement, the ledger.
 
-mod layout;
 mod ledger;
 pub(crate) mod parquet;
+mod paths;
 mod schema_store;
 mod store;
 mod target;
 pub(crate) mod upload;
 
-pub(crate) use layout::Layout;
 pub(crate) use ledger::{Committed, Ledger, LedgerRecord};
+pub(crate) use paths::Paths;
 pub(crate) use schema_store::{Base, SchemaStore};
 pub(crate) use store::{Destination, DestinationError, DestinationSpec, Staged, StoreError};
 pub(crate) use target::Target;

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use object_store::path::Path;
 
-use super::{Destination, Layout, StoreError};
+use super::{Destination, Paths, StoreError};
 use crate::schema::{DatasetSchema, SchemaChange};
 
 /// The committed state a writer builds on.
@@ -59,12 +59,12 @@ impl Base {
 
 pub struct SchemaStore<'a> {
     dest: &'a Destination,
-    layout: &'a Layout,
+    paths: &'a Paths,
 }
 
 impl<'a> SchemaStore<'a> {
-    pub fn new(dest: &'a Destination, layout: &'a Layout) -> SchemaStore<'a> {
-        SchemaStore { dest, layout }
+    pub fn new(dest: &'a Destination, paths: &'a Paths) -> SchemaStore<'a> {
+        SchemaStore { dest, paths }
     }
 
     /// The newest committed schema and its base: the newest generation, else `schema.json` (a
@@ -72,7 +72,7 @@ impl<'a> SchemaStore<'a> {
     pub async fn load(&self) -> Result<Option<(DatasetSchema, Base)>, StoreError> {
         let (generation, path) = match self.newest_generation().await? {
             Some((g, path)) => (g, path),
-            None => (0, self.layout.schema_file()),
+            None => (0, self.paths.schema_file()),
         };
         let Some(bytes) = self.dest.get(&path).await? else {
             return Ok(None);
@@ -101,7 +101,7 @@ impl<'a> SchemaStore<'a> {
                 base.version
             };
             let json = Bytes::from(schema.to_json());
-            let path = self.layout.schema_generation(generation);
+            let path = self.paths.schema_generation(generation);
             // Read back what was created: an S3-compatible store whose conditional create is
             // not atomic (moto's is a check, then a put) can let two writers both "create"
             // the same generation; the one that reads back the other's bytes lost.
@@ -110,9 +110,7 @@ impl<'a> SchemaStore<'a> {
             {
                 *base = Base::of(generation, schema);
                 // The mirror may briefly lag when writers race; `reconcile` settles it.
-                self.dest
-                    .put_state(&self.layout.schema_file(), json)
-                    .await?;
+                self.dest.put_state(&self.paths.schema_file(), json).await?;
                 return Ok(schema.widenings_since(&before));
             }
             let Some((newest, path)) = self.newest_generation().await? else {
@@ -134,16 +132,16 @@ impl<'a> SchemaStore<'a> {
     /// writes may have landed out of order).
     pub async fn settle_mirror(&self, schema: &DatasetSchema) -> Result<(), StoreError> {
         self.dest
-            .put_state(&self.layout.schema_file(), Bytes::from(schema.to_json()))
+            .put_state(&self.paths.schema_file(), Bytes::from(schema.to_json()))
             .await
     }
 
     /// The newest generation's number and path.
     pub async fn newest_generation(&self) -> Result<Option<(u64, Path)>, StoreError> {
-        let listed = self.dest.list(&self.layout.schema_generations()).await?;
+        let listed = self.dest.list(&self.paths.schema_generations()).await?;
         Ok(listed
             .into_iter()
-            .filter_map(|m| Some((Layout::generation_of(&m.location)?, m.location)))
+            .filter_map(|m| Some((Paths::generation_of(&m.location)?, m.location)))
             .max_by_key(|(g, _)| *g))
     }
 }
@@ -172,8 +170,8 @@ mod tests {
     async fn racing_writers_lose_no_change() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let layout = Layout::new("call_outcomes");
-        let store = SchemaStore::new(&dest, &layout);
+        let paths = Paths::new("call_outcomes");
+        let store = SchemaStore::new(&dest, &paths);
         let writers = 6;
         let commits = (0..writers).map(|w| {
             let store = &store;
@@ -192,7 +190,7 @@ mod tests {
         for w in 0..writers {
             assert!(has(&newest, &format!("writer_{w}")), "writer {w} was lost");
         }
-        let mirror = dest.get(&layout.schema_file()).await.unwrap().unwrap();
+        let mirror = dest.get(&paths.schema_file()).await.unwrap().unwrap();
         assert!(DatasetSchema::from_json(&mirror).is_ok());
     }
 
@@ -201,8 +199,8 @@ mod tests {
     async fn versions_rise_only_with_the_layout() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let layout = Layout::new("call_outcomes");
-        let store = SchemaStore::new(&dest, &layout);
+        let paths = Paths::new("call_outcomes");
+        let store = SchemaStore::new(&dest, &paths);
         let mut schema = schema_with(r#"[{"a": 1}]"#);
         let mut base = Base::empty();
         store.commit(&mut schema, &mut base).await.unwrap();
@@ -220,11 +218,11 @@ mod tests {
     async fn a_broken_schema_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let layout = Layout::new("call_outcomes");
-        dest.put_state(&layout.schema_file(), Bytes::from_static(b"{not json"))
+        let paths = Paths::new("call_outcomes");
+        dest.put_state(&paths.schema_file(), Bytes::from_static(b"{not json"))
             .await
             .unwrap();
-        let e = SchemaStore::new(&dest, &layout).load().await.unwrap_err();
+        let e = SchemaStore::new(&dest, &paths).load().await.unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("schema.json is not a valid dataset schema"),

@@ -33,7 +33,7 @@ impl Default for RetryPolicy {
 }
 
 /// Whether an HTTP status is worth another attempt.
-pub fn is_retryable_status(status: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -42,7 +42,7 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1` (attempt counts from 1), or `None` when the attempts or
     /// the budget are spent.
-    pub fn next_delay(
+    pub(crate) fn next_delay(
         &self,
         attempt: u32,
         started: Instant,
@@ -65,7 +65,7 @@ impl RetryPolicy {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -9,14 +9,15 @@ use crate::unit::Unit;
 pub const STATE_DIR: &str = "_cube_extract";
 pub const DATA_FILE: &str = "part-00000.parquet";
 
+/// The paths of one table and of its state under `--dest`.
 #[derive(Clone, Debug)]
-pub struct Layout {
+pub struct Paths {
     dataset: &'static str,
 }
 
-impl Layout {
-    pub fn new(dataset: &'static str) -> Layout {
-        Layout { dataset }
+impl Paths {
+    pub fn new(dataset: &'static str) -> Paths {
+        Paths { dataset }
     }
 
     pub fn table_root(&self) -> Path {
@@ -51,7 +52,7 @@ impl Layout {
             .join(format!("g{generation:010}.json"))
     }
 
-    /// The generation number of a path made by [`Layout::schema_generation`].
+    /// The generation number of a path made by [`Paths::schema_generation`].
     pub fn generation_of(path: &Path) -> Option<u64> {
         path.filename()?
             .strip_prefix('g')?
@@ -105,7 +106,7 @@ mod tests {
 
     #[test]
     fn paths_follow_the_contract() {
-        let l = Layout::new("call_outcomes");
+        let l = Paths::new("call_outcomes");
         let u = Unit {
             campaign_id: 926,
             day: NaiveDate::from_ymd_opt(2019, 8, 14).unwrap(),
