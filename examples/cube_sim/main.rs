@@ -36,7 +36,7 @@
 //! As a module of a Rust integration test:
 //!
 //! ```text
-//! #[path = "../examples/cube_sim.rs"]
+//! #[path = "../examples/cube_sim/main.rs"]
 //! mod cube_sim;
 //! let sim = cube_sim::start(cube_sim::SimConfig::default());   // bound before it returns
 //! let url = sim.base_url();                                      // "http://127.0.0.1:PORT"

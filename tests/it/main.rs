@@ -18,7 +18,7 @@ macro_rules! on_every_backend {
     };
 }
 
-mod coverage;
+mod datasets;
 mod extract;
 mod operations;
 mod reliability;

@@ -1,5 +1,5 @@
-//! Data coverage: campaign discovery, labels of custom fields, the product-registrations table
-//! and the personal-data controls.
+//! What of the Cube model reaches the lake: campaign discovery, labels of custom fields, the
+//! product-registrations table and the personal-data controls.
 
 use std::collections::{BTreeMap, BTreeSet};
 
