@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::cli::{ExtractArgs, LogFormat};
 use crate::error::Outcome;
-use crate::logging::{self, Progress};
+use crate::logging::{self, Progress, DETAIL};
 use crate::report::Report;
 use crate::run;
 use crate::settings::Settings;
@@ -27,8 +27,9 @@ pub(super) fn run(args: &ExtractArgs, dataset: Dataset) -> Outcome {
     // threads; their output goes nowhere, so the process need not wait for them.
     runtime.shutdown_background();
     let outcome = finish(&settings, &report);
-    // A person at a terminal reads a summary; JSON logs already hold every event.
-    if args.log_format == LogFormat::Human && !args.quiet && report.outcome != Outcome::Refused {
+    // A person reads a summary of a run that got as far as its partitions (those it skipped
+    // included); JSON logs already hold every event.
+    if args.log_format == LogFormat::Human && !args.quiet && !report.partitions.is_empty() {
         eprint!("{}", report.summary(dataset.name, started.elapsed()));
     }
     outcome
@@ -40,7 +41,9 @@ fn finish(settings: &Settings, report: &Report) -> Outcome {
     if let Some(error) = &report.error {
         tracing::error!("{error}");
     }
+    // For people the summary says it (see `run`); the event is for logs that are read by tools.
     tracing::info!(
+        target: DETAIL,
         status = report.status,
         exit_code = report.exit_code,
         rows = report.rows,
