@@ -18,7 +18,7 @@ pub mod env {
 #[command(
     name = "cube-extract",
     version,
-    about = "Copies Headshed Cube call outcomes into date-partitioned Parquet on local disk or S3."
+    about = "Copies Headshed Cube (call outcomes, product registrations, customers, call-flow status, campaigns, custom-field definitions) into Hive-partitioned Parquet on local disk or S3."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,6 +31,17 @@ pub enum Command {
     CallOutcomes(ExtractArgs),
     /// Extract product registrations into their own table, one partition per (campaign, day).
     ProductRegistrations(ExtractArgs),
+    /// Snapshot the customers of each CRM (data owner, CRM type), one file per CRM.
+    Customers(ExtractArgs),
+    /// Snapshot the call-flow status of each campaign's customers, one file per campaign.
+    CustomerStatus(ExtractArgs),
+    /// Copy every campaign of the account (archived ones included) into one file.
+    Campaigns(ExtractArgs),
+    /// Copy the custom-field definitions of each CRM, one file per CRM.
+    CustomFields(ExtractArgs),
+    /// Every table in one process: call outcomes and product registrations for the days asked,
+    /// and today's snapshot of the others; one report with a section per table.
+    Sync(ExtractArgs),
     /// Print a dataset's schema (column, type, label, first seen) from its destination.
     Schema(SchemaArgs),
     /// Bring every file of a dataset to its current schema: the fan-in step after several
@@ -82,6 +93,10 @@ pub struct SchemaArgs {
 pub enum Table {
     CallOutcomes,
     ProductRegistrations,
+    Customers,
+    CustomerStatus,
+    Campaigns,
+    CrmCustomFields,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +123,14 @@ pub struct ExtractArgs {
     /// With --all-campaigns: include archived campaigns too.
     #[arg(long, requires = "all_campaigns")]
     pub include_archived: bool,
+    /// A CRM as DATA_OWNER_ID:CRM_TYPE (e.g. 2:B2C), for customers and custom-fields instead of
+    /// the CRMs of the selected campaigns; repeat the option or separate CRMs with commas.
+    #[arg(long = "crm", value_name = "OWNER:TYPE", value_delimiter = ',')]
+    pub crms: Vec<String>,
+    /// Snapshot tables (customers, customer-status) keep one snapshot per day under
+    /// snapshot_date=YYYY-MM-DD instead of replacing the last; chosen when the table is created.
+    #[arg(long)]
+    pub keep_history: bool,
     /// First day: YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago); default today (local time).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,

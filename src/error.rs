@@ -49,6 +49,25 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The more serious of two outcomes, for a command that ran several tables: a signal,
+    /// then broken data (alert a person), then a refusal (do not retry), then failures (retry).
+    pub fn worst(self, other: Outcome) -> Outcome {
+        fn rank(o: Outcome) -> u8 {
+            match o {
+                Outcome::Done => 0,
+                Outcome::Partial => 1,
+                Outcome::Refused => 2,
+                Outcome::ContractBroken => 3,
+                Outcome::Interrupted(_) => 4,
+            }
+        }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
     /// The contract's exit status of an outcome.
     pub fn exit_code(self) -> u8 {
         match self {

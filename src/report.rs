@@ -18,8 +18,16 @@ pub enum PartitionStatus {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PartitionReport {
-    pub campaign_id: u64,
-    pub date: chrono::NaiveDate,
+    /// The partition, for ordering the report.
+    #[serde(skip)]
+    pub(crate) unit: Unit,
+    /// Its values as the report shows them (`campaign_id` and `date`, `data_owner_id` and
+    /// `crm_type`, ...).
+    #[serde(flatten)]
+    pub partition: serde_json::Map<String, serde_json::Value>,
+    /// When the snapshot began (UTC); only for snapshot tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_at: Option<String>,
     pub status: PartitionStatus,
     pub rows: usize,
     pub pages: usize,
@@ -33,10 +41,11 @@ pub struct PartitionReport {
 }
 
 impl PartitionReport {
-    pub fn new(unit: &Unit, status: PartitionStatus) -> PartitionReport {
+    pub(crate) fn new(unit: &Unit, day_key: &'static str, status: PartitionStatus) -> PartitionReport {
         PartitionReport {
-            campaign_id: unit.campaign_id,
-            date: unit.day,
+            unit: *unit,
+            partition: unit.values(day_key),
+            snapshot_at: None,
             status,
             rows: 0,
             pages: 0,
@@ -96,7 +105,7 @@ impl Report {
     /// Totals, status and exit code from the partition outcomes.
     pub fn conclude(&mut self, finished: String) {
         self.finished = finished;
-        self.partitions.sort_by_key(|p| (p.date, p.campaign_id));
+        self.partitions.sort_by_key(|p| (p.unit.day, p.unit.scope));
         self.rows = self
             .partitions
             .iter()
@@ -188,6 +197,49 @@ impl Report {
     }
 }
 
+/// The `--report` of `sync`: the run as a whole, and each table's report as its section.
+#[derive(Debug, Serialize)]
+pub struct SyncReport<'r> {
+    pub status: &'static str,
+    pub exit_code: u8,
+    pub started: String,
+    pub finished: String,
+    pub rows: usize,
+    /// Requests and retries of the one client every table shares (each section repeats them).
+    pub requests: u64,
+    pub retries: u64,
+    pub bytes_written: u64,
+    pub tables: std::collections::BTreeMap<&'static str, &'r Report>,
+}
+
+impl<'r> SyncReport<'r> {
+    pub fn new(reports: impl Iterator<Item = (&'static str, &'r Report)>) -> SyncReport<'r> {
+        let tables: std::collections::BTreeMap<_, _> = reports.collect();
+        let all = || tables.values();
+        let outcome = all().fold(Outcome::Done, |o, r| o.worst(r.outcome));
+        let any_done = all().any(|r| r.status != "failed");
+        SyncReport {
+            status: match (outcome, any_done) {
+                (Outcome::Done, _) => "ok",
+                (_, true) => "partial",
+                (_, false) => "failed",
+            },
+            exit_code: outcome.exit_code(),
+            started: all().map(|r| r.started.clone()).min().unwrap_or_default(),
+            finished: all().map(|r| r.finished.clone()).max().unwrap_or_default(),
+            rows: all().map(|r| r.rows).sum(),
+            requests: all().map(|r| r.requests).max().unwrap_or(0),
+            retries: all().map(|r| r.retries).max().unwrap_or(0),
+            bytes_written: all().map(|r| r.bytes_written).sum(),
+            tables,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serialises") + "\n"
+    }
+}
+
 /// Bytes as a person reads them: `987 B`, `12.3 MiB`.
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -208,16 +260,12 @@ mod tests {
     use super::*;
 
     fn part(status: PartitionStatus, contract: bool) -> PartitionReport {
+        let unit = Unit::campaign_day(1, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
         PartitionReport {
-            campaign_id: 1,
-            date: chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap(),
-            status,
             rows: 2,
             pages: 1,
-            file: None,
-            error: None,
             contract_violation: contract,
-            bytes_written: 0,
+            ..PartitionReport::new(&unit, "date", status)
         }
     }
 

@@ -8,7 +8,8 @@ use crate::cli::ExtractArgs;
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
-use crate::unit::Dataset;
+use crate::datasets::{Dataset, ScopeKind};
+use crate::unit::{Crm, CrmType};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CampaignSelection {
@@ -22,8 +23,15 @@ pub(crate) struct Settings {
     pub(crate) api_root: Url,
     /// The `Authorization` header value (marked sensitive; never printed).
     pub(crate) auth: HeaderValue,
-    pub(crate) campaigns: CampaignSelection,
+    /// `None` when no table of the command is read per campaign (nor per CRM of a campaign).
+    pub(crate) campaigns: Option<CampaignSelection>,
+    /// `--crm`: the CRMs of CRM tables, instead of those of the selected campaigns.
+    pub(crate) crms: Vec<Crm>,
     pub(crate) days: Vec<NaiveDate>,
+    /// The day of the machine when the run began: a snapshot's day.
+    pub(crate) today: NaiveDate,
+    /// `--keep-history`: snapshot tables keep one snapshot per day.
+    pub(crate) keep_history: bool,
     pub(crate) store: StoreSettings,
     pub(crate) concurrency: usize,
     pub(crate) retry: RetryPolicy,
@@ -55,7 +63,7 @@ impl StoreSettings {
     /// anything of `dataset` is written.
     pub(crate) async fn open(&self, dataset: Dataset) -> Result<Destination, StoreError> {
         let dest = Destination::open(&self.dest)?;
-        dest.check(&Paths::new(dataset.name).state_root()).await?;
+        dest.check(&Paths::new(&dataset).state_root()).await?;
         Ok(dest)
     }
 }
@@ -69,6 +77,16 @@ pub(crate) enum UsageError {
         "no campaign given; pass --campaign ID (repeatable or comma separated) or --all-campaigns"
     )]
     NoCampaign,
+    #[error("no campaign or CRM given; pass --crm DATA_OWNER_ID:CRM_TYPE (e.g. --crm 2:B2C), --campaign ID or --all-campaigns")]
+    NoCampaignOrCrm,
+    #[error("--crm {0:?} is not a CRM; write it as DATA_OWNER_ID:CRM_TYPE with a type of B2C or B2B, e.g. --crm 2:B2C")]
+    NotACrm(String),
+    #[error("--{option} does not apply to {tables}; {fix}")]
+    NotApplicable {
+        option: &'static str,
+        tables: String,
+        fix: &'static str,
+    },
     #[error("no destination given; pass --dest DIR, file:///path or s3://bucket/prefix")]
     NoDestination,
     #[error("{0}")]
@@ -107,13 +125,61 @@ pub(crate) enum UsageError {
 }
 
 impl Settings {
-    pub(crate) fn resolve(args: &ExtractArgs, today: NaiveDate) -> Result<Settings, UsageError> {
+    /// The settings of a command that extracts `datasets`.
+    pub(crate) fn resolve(
+        args: &ExtractArgs,
+        today: NaiveDate,
+        datasets: &[Dataset],
+    ) -> Result<Settings, UsageError> {
         let api_root = api_root(args.base_url.as_deref())?;
         let auth = auth_header(args)?;
-        let campaigns = if args.all_campaigns {
-            CampaignSelection::All {
+        let tables = || {
+            datasets
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let not_applicable = |option, fix| UsageError::NotApplicable {
+            option,
+            tables: tables(),
+            fix,
+        };
+        let crms = crms(&args.crms)?;
+        let any = |f: fn(&Dataset) -> bool| datasets.iter().any(f);
+        if !crms.is_empty() && !any(|d| d.scope() == ScopeKind::Crm) {
+            return Err(not_applicable(
+                "crm",
+                "it selects the CRMs of customers and custom-fields; use --campaign here",
+            ));
+        }
+        if (args.from.is_some() || args.to.is_some()) && !any(Dataset::by_day) {
+            return Err(not_applicable(
+                "from/--to",
+                "these tables are snapshots taken when the command runs; drop --from and --to",
+            ));
+        }
+        if args.keep_history && !any(Dataset::keeps_history) {
+            return Err(not_applicable(
+                "keep-history",
+                "only customers and customer-status keep snapshots; drop --keep-history",
+            ));
+        }
+        let wants_campaigns = any(|d| d.scope() == ScopeKind::Campaign)
+            || (crms.is_empty() && any(|d| d.scope() == ScopeKind::Crm));
+        let gave_campaigns = args.all_campaigns || !args.campaigns.is_empty();
+        if gave_campaigns && !wants_campaigns {
+            return Err(not_applicable(
+                if args.all_campaigns { "all-campaigns" } else { "campaign" },
+                "drop it (campaigns lists every campaign; custom-fields and customers with --crm take the CRMs given)",
+            ));
+        }
+        let campaigns = if !wants_campaigns {
+            None
+        } else if args.all_campaigns {
+            Some(CampaignSelection::All {
                 include_archived: args.include_archived,
-            }
+            })
         } else {
             let mut ids = Vec::new();
             for raw in args
@@ -129,9 +195,13 @@ impl Settings {
                 }
             }
             if ids.is_empty() {
-                return Err(UsageError::NoCampaign);
+                return Err(if any(|d| d.scope() == ScopeKind::Campaign) {
+                    UsageError::NoCampaign
+                } else {
+                    UsageError::NoCampaignOrCrm
+                });
             }
-            CampaignSelection::Ids(ids)
+            Some(CampaignSelection::Ids(ids))
         };
         let days = days(args.from.as_deref(), args.to.as_deref(), today)?;
         let Some(dest) = args.dest.as_deref() else {
@@ -149,7 +219,10 @@ impl Settings {
             api_root,
             auth,
             campaigns,
+            crms,
             days,
+            today,
+            keep_history: args.keep_history,
             store,
             concurrency: args.concurrency,
             retry: RetryPolicy {
@@ -161,6 +234,26 @@ impl Settings {
             report: args.report.clone(),
         })
     }
+}
+
+/// `--crm OWNER:TYPE` values, deduplicated, in the order given.
+fn crms(given: &[String]) -> Result<Vec<Crm>, UsageError> {
+    let mut out = Vec::new();
+    for raw in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let crm = raw
+            .split_once(':')
+            .and_then(|(owner, ty)| {
+                Some(Crm {
+                    data_owner_id: owner.trim().parse().ok()?,
+                    crm_type: CrmType::parse(ty)?,
+                })
+            })
+            .ok_or_else(|| UsageError::NotACrm(raw.to_owned()))?;
+        if !out.contains(&crm) {
+            out.push(crm);
+        }
+    }
+    Ok(out)
 }
 
 fn api_root(base: Option<&str>) -> Result<Url, UsageError> {

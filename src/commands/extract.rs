@@ -1,20 +1,21 @@
-//! `cube-extract call-outcomes` and `cube-extract product-registrations`.
+//! The extraction commands: one table (`call-outcomes`, `customers`, ...) or all of them
+//! (`sync`).
 
 use std::time::Instant;
 
 use crate::cli::{ExtractArgs, LogFormat};
+use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::{self, Progress, DETAIL};
-use crate::report::Report;
+use crate::report::{Report, SyncReport};
 use crate::run;
 use crate::settings::Settings;
-use crate::unit::Dataset;
 
-pub(super) fn run(args: &ExtractArgs, dataset: Dataset) -> Outcome {
+pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
     let started = Instant::now();
     let progress = Progress::new(args.log_format);
     logging::init(args.log_format, args.verbose, args.quiet, &progress);
-    let settings = match Settings::resolve(args, chrono::Local::now().date_naive()) {
+    let settings = match Settings::resolve(args, chrono::Local::now().date_naive(), datasets) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -22,39 +23,56 @@ pub(super) fn run(args: &ExtractArgs, dataset: Dataset) -> Outcome {
         }
     };
     let runtime = run::runtime();
-    let report = runtime.block_on(run::extract(&settings, dataset, &progress));
+    let reports = runtime.block_on(run::extract(&settings, datasets, &progress));
     // After a signal, encoders of abandoned partitions may still be finishing on blocking
     // threads; their output goes nowhere, so the process need not wait for them.
     runtime.shutdown_background();
-    let outcome = finish(&settings, &report);
+    let outcome = finish(&settings, &reports, datasets.len() > 1);
     // A person reads a summary of a run that got as far as its partitions (those it skipped
     // included); JSON logs already hold every event.
-    if args.log_format == LogFormat::Human && !args.quiet && !report.partitions.is_empty() {
-        eprint!("{}", report.summary(dataset.name, started.elapsed()));
+    if args.log_format == LogFormat::Human && !args.quiet {
+        for (dataset, report) in &reports {
+            if !report.partitions.is_empty() {
+                eprint!("{}", report.summary(dataset.name, started.elapsed()));
+            }
+        }
     }
     outcome
 }
 
-/// Logs the end of the run and writes the report file; a report that cannot be written turns a
-/// complete run into a partial one, so that the orchestrator looks.
-fn finish(settings: &Settings, report: &Report) -> Outcome {
-    if let Some(error) = &report.error {
-        tracing::error!("{error}");
+/// Logs the end of the run and writes the report file (one table's report, or for `sync` a
+/// section per table); a report that cannot be written turns a complete run into a partial
+/// one, so that the orchestrator looks.
+fn finish(settings: &Settings, reports: &[(Dataset, Report)], sectioned: bool) -> Outcome {
+    let mut outcome = Outcome::Done;
+    for (dataset, report) in reports {
+        if let Some(error) = &report.error {
+            if sectioned {
+                tracing::error!("{}: {error}", dataset.name);
+            } else {
+                tracing::error!("{error}");
+            }
+        }
+        // For people the summary says it (see `run`); the event is for logs read by tools.
+        tracing::info!(
+            target: DETAIL,
+            table = dataset.name,
+            status = report.status,
+            exit_code = report.exit_code,
+            rows = report.rows,
+            partitions = report.partitions.len(),
+            failed = report.count(crate::report::PartitionStatus::Failed),
+            files_rewritten = report.files_rewritten,
+            "run finished"
+        );
+        outcome = outcome.worst(report.outcome);
     }
-    // For people the summary says it (see `run`); the event is for logs that are read by tools.
-    tracing::info!(
-        target: DETAIL,
-        status = report.status,
-        exit_code = report.exit_code,
-        rows = report.rows,
-        partitions = report.partitions.len(),
-        failed = report.count(crate::report::PartitionStatus::Failed),
-        files_rewritten = report.files_rewritten,
-        "run finished"
-    );
-    let mut outcome = report.outcome;
     if let Some(path) = &settings.report {
-        if let Err(e) = std::fs::write(path, report.to_json()) {
+        let text = match reports {
+            [(_, report)] if !sectioned => report.to_json(),
+            _ => SyncReport::new(reports.iter().map(|(d, r)| (d.name, r))).to_json(),
+        };
+        if let Err(e) = std::fs::write(path, text) {
             tracing::error!(
                 "could not write the report to {}: {e}; check the --report path",
                 path.display()

@@ -7,14 +7,21 @@ mod reconcile;
 mod schema;
 
 use crate::cli::{Cli, Command, Table};
+use crate::datasets::{self, Dataset};
 use crate::error::Outcome;
-use crate::unit::{self, Dataset};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {
-        Command::CallOutcomes(args) => extract::run(&args, unit::CALL_OUTCOMES),
-        Command::ProductRegistrations(args) => extract::run(&args, unit::PRODUCT_REGISTRATIONS),
+        Command::CallOutcomes(args) => extract::run(&args, &[datasets::CALL_OUTCOMES]),
+        Command::ProductRegistrations(args) => {
+            extract::run(&args, &[datasets::PRODUCT_REGISTRATIONS])
+        }
+        Command::Customers(args) => extract::run(&args, &[datasets::CUSTOMERS]),
+        Command::CustomerStatus(args) => extract::run(&args, &[datasets::CUSTOMER_STATUS]),
+        Command::Campaigns(args) => extract::run(&args, &[datasets::CAMPAIGNS]),
+        Command::CustomFields(args) => extract::run(&args, &[datasets::CRM_CUSTOM_FIELDS]),
+        Command::Sync(args) => extract::run(&args, &datasets::ALL),
         Command::Reconcile(args) => reconcile::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Completions { shell } => completions::run(shell),
@@ -23,7 +30,11 @@ pub fn run(cli: Cli) -> Outcome {
 
 fn dataset(table: Table) -> Dataset {
     match table {
-        Table::CallOutcomes => unit::CALL_OUTCOMES,
-        Table::ProductRegistrations => unit::PRODUCT_REGISTRATIONS,
+        Table::CallOutcomes => datasets::CALL_OUTCOMES,
+        Table::ProductRegistrations => datasets::PRODUCT_REGISTRATIONS,
+        Table::Customers => datasets::CUSTOMERS,
+        Table::CustomerStatus => datasets::CUSTOMER_STATUS,
+        Table::Campaigns => datasets::CAMPAIGNS,
+        Table::CrmCustomFields => datasets::CRM_CUSTOM_FIELDS,
     }
 }

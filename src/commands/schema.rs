@@ -8,7 +8,7 @@ use crate::run;
 use crate::schema::view;
 use crate::settings::{StoreSettings, UsageError};
 use crate::sink::{DestinationSpec, Paths, SchemaStore, StoreError};
-use crate::unit::Dataset;
+use crate::datasets::Dataset;
 
 /// Why there is no schema to show.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ async fn text(args: &SchemaArgs, dataset: Dataset) -> Result<String, SchemaError
         }
     }
     let dest = store.open(dataset).await?;
-    let paths = Paths::new(dataset.name);
+    let paths = Paths::new(&dataset);
     // The newest committed generation: `schema.json` may lag it while several writers run.
     let (schema, _) = SchemaStore::new(&dest, &paths)
         .load()
@@ -73,7 +73,7 @@ async fn text(args: &SchemaArgs, dataset: Dataset) -> Result<String, SchemaError
     })
 }
 
-/// Where DuckDB finds the table's files.
+/// Where DuckDB finds the table's files, at any depth of partition folders.
 fn table_glob(spec: &DestinationSpec, dataset: Dataset) -> String {
-    format!("{}/{}/*/*/*.parquet", spec.display(), dataset.name)
+    format!("{}/{}/**/*.parquet", spec.display(), dataset.name)
 }

@@ -22,8 +22,10 @@ use crate::settings::Settings;
 use crate::sink::parquet::EncodeError;
 use crate::sink::StoreError;
 use crate::source::SourceError;
-use crate::unit::Dataset;
+use crate::datasets::Dataset;
+use crate::unit::Unit;
 use partition::Partition;
+use plan::Context;
 use reconcile::{Reconciler, Rewritten};
 use signal::Shutdown;
 use state::Run;
@@ -33,6 +35,14 @@ use state::Run;
 pub(crate) enum RunError {
     #[error("campaign {0} is not listed by this Cube account; check --campaign against GET /api/v1/campaigns or use --all-campaigns")]
     UnknownCampaigns(String),
+    #[error("--crm {0} is not a CRM of any campaign this Cube account lists; check the data owner id and CRM type against GET /api/v1/campaigns")]
+    UnknownCrms(String),
+    #[error("the credentials cannot read CRM {crm} ({cause}); ask for access to it or leave it out of --crm/--campaign")]
+    CrmUnreadable { crm: String, cause: String },
+    #[error("CRM {crm} could not be read: {cause}")]
+    CrmNotAnswered { crm: String, cause: String },
+    #[error("{table} was created {}; run with the same choice, or extract into a new --dest", if *.kept { "with --keep-history (one snapshot per day)" } else { "without --keep-history (each snapshot replaces the last)" })]
+    HistoryChanged { table: &'static str, kept: bool },
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
     #[error("{0}")]
@@ -53,7 +63,7 @@ impl RunError {
     fn outcome(&self) -> Outcome {
         match self {
             // The API could not be reached even after retries: worth retrying later.
-            RunError::Api(_) => Outcome::Partial,
+            RunError::Api(_) | RunError::CrmNotAnswered { .. } => Outcome::Partial,
             _ => Outcome::Refused,
         }
     }
@@ -98,95 +108,145 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("the tokio runtime starts")
 }
 
-/// Runs one extraction and returns its report, whose outcome is the command's.
+/// Runs one extraction of `datasets` and returns a report per table, whose worst outcome is
+/// the command's. The tables share one client, campaign listing and label fetch, and their
+/// partitions run in one stream under one `--concurrency`.
 ///
 /// SIGINT or SIGTERM stops it cleanly: the partitions whose files were not yet placed are
 /// abandoned (nothing partial is visible), those placed finish their ledger entry, every
 /// committed partition is in the ledger and the report, and the outcome is
 /// [`Outcome::Interrupted`].
-pub(crate) async fn extract(settings: &Settings, dataset: Dataset, progress: &Progress) -> Report {
-    let shutdown = Shutdown::listen();
-    let mut report = Report::new(now(), settings.store.dest.display());
-    match execute(settings, dataset, progress, &shutdown, &mut report).await {
-        Ok(None) => report.conclude(now()),
-        Ok(Some(signal)) => {
-            progress.finish();
-            report.interrupted(signal, now());
-        }
-        Err(e) => report.stopped(e.outcome(), e.to_string(), now()),
-    }
-    report
-}
-
-/// Plans and runs the extraction; `Some(signal)` when a signal stopped it.
-async fn execute(
+pub(crate) async fn extract(
     settings: &Settings,
-    dataset: Dataset,
+    datasets: &[Dataset],
     progress: &Progress,
-    shutdown: &Shutdown,
-    report: &mut Report,
-) -> Result<Option<Signal>, RunError> {
-    let (run, todo) = match shutdown
-        .unless_stopped(plan::plan(settings, dataset, report))
+) -> Vec<(Dataset, Report)> {
+    let shutdown = Shutdown::listen();
+    let started = now();
+    let mut reports: Vec<(Dataset, Report)> = datasets
+        .iter()
+        .map(|&d| (d, Report::new(started.clone(), settings.store.dest.display())))
+        .collect();
+    let context = match shutdown
+        .unless_stopped(Context::new(settings, &mut reports[0].1))
         .await
     {
-        Ok(planned) => planned?,
-        Err(signal) => return Ok(Some(signal)),
+        Err(signal) => {
+            for (_, report) in &mut reports {
+                report.interrupted(signal, now());
+            }
+            return reports;
+        }
+        Ok(Err(e)) => {
+            let requests = reports[0].1.requests;
+            for (_, report) in &mut reports {
+                report.requests = requests;
+                report.stopped(e.outcome(), e.to_string(), now());
+            }
+            return reports;
+        }
+        Ok(Ok(context)) => context,
     };
-    tracing::info!(
-        dest = run.dest.display(),
-        partitions = todo.len(),
-        skipped = report.partitions.len(),
-        "extracting {}",
-        dataset.name
-    );
+    // Context::new noted the selected campaigns in the first report: they are every table's.
+    let campaigns = reports[0].1.campaigns.clone();
+    for (_, report) in &mut reports[1..] {
+        report.campaigns = campaigns.clone();
+    }
+    let stopped_by = execute(settings, &context, progress, &shutdown, &mut reports).await;
+    progress.finish();
+    for (_, report) in &mut reports {
+        report.requests = context.client.requests();
+        report.retries = context.client.retries();
+        if !report.finished.is_empty() {
+            continue; // stopped while planning
+        }
+        match stopped_by {
+            Some(signal) => report.interrupted(signal, now()),
+            None => report.conclude(now()),
+        }
+    }
+    reports
+}
+
+/// Plans every table and runs their partitions; `Some(signal)` when a signal stopped it. A table
+/// that cannot be planned ends with its error in its report; the others go on.
+async fn execute(
+    settings: &Settings,
+    context: &Context,
+    progress: &Progress,
+    shutdown: &Shutdown,
+    reports: &mut [(Dataset, Report)],
+) -> Option<Signal> {
+    let mut planned: Vec<(usize, Run)> = Vec::new();
+    let mut todo: Vec<(usize, Unit)> = Vec::new();
+    for (i, (dataset, report)) in reports.iter_mut().enumerate() {
+        match shutdown
+            .unless_stopped(plan::plan(settings, context, *dataset, report))
+            .await
+        {
+            Err(signal) => return Some(signal),
+            Ok(Err(e)) => report.stopped(e.outcome(), e.to_string(), now()),
+            Ok(Ok((run, units))) => {
+                tracing::info!(
+                    dest = run.dest.display(),
+                    partitions = units.len(),
+                    skipped = report.partitions.len(),
+                    "extracting {}",
+                    dataset.name
+                );
+                todo.extend(units.into_iter().map(|u| (i, u)));
+                planned.push((i, run));
+            }
+        }
+    }
     progress.start(todo.len() as u64);
     {
+        let runs: Vec<Option<&Run>> = (0..reports.len())
+            .map(|i| planned.iter().find(|(j, _)| *j == i).map(|(_, r)| r))
+            .collect();
         let mut outcomes = std::pin::pin!(futures::stream::iter(todo)
-            .map(|unit| {
-                let run = &run;
+            .map(|(i, unit)| {
+                let run = runs[i].expect("units come from planned tables");
                 async move {
                     let outcome = Partition::new(run, unit).extract(shutdown).await;
                     if let Some(p) = &outcome {
                         let failed = p.status == PartitionStatus::Failed;
                         progress.partition_done(p.rows as u64, failed, run.client.retries());
                     }
-                    outcome
+                    (i, outcome)
                 }
             })
             .buffer_unordered(budget::partitions_in_flight(settings.concurrency)));
         // Into the report as each partition ends, so that a report written after a signal has
         // every partition committed before it.
-        while let Some(outcome) = outcomes.next().await {
-            report.partitions.extend(outcome);
+        while let Some((i, outcome)) = outcomes.next().await {
+            reports[i].1.partitions.extend(outcome);
         }
     }
-    let stopped_by = match shutdown.received() {
-        Some(signal) => Some(signal),
-        None => match shutdown
-            .unless_stopped(bring_up_to_date(&run, settings))
-            .await
-        {
-            Err(signal) => Some(signal),
-            Ok(Ok(done)) => {
-                report.files_rewritten = done.files;
-                report.bytes_written += done.bytes;
-                None
+    let mut stopped_by = shutdown.received();
+    for (i, run) in planned {
+        let report = &mut reports[i].1;
+        if stopped_by.is_none() {
+            match shutdown
+                .unless_stopped(bring_up_to_date(&run, settings))
+                .await
+            {
+                Err(signal) => stopped_by = Some(signal),
+                Ok(Ok(done)) => {
+                    report.files_rewritten = done.files;
+                    report.bytes_written += done.bytes;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(table = run.dataset.name, error = %e, "could not bring earlier files up to date");
+                    report.error = Some(format!(
+                        "{e}; earlier files keep their old columns until a later run succeeds"
+                    ));
+                }
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not bring earlier files up to date");
-                report.error = Some(format!(
-                    "{e}; earlier files keep their old columns until a later run succeeds"
-                ));
-                None
-            }
-        },
-    };
-    progress.finish();
-    report.requests = run.client.requests();
-    report.retries = run.client.retries();
-    report.schema_changes = run.into_changes();
-    Ok(stopped_by)
+        }
+        report.schema_changes = run.into_changes();
+    }
+    stopped_by
 }
 
 /// Takes up what other writers committed meanwhile, then rewrites every file written under an

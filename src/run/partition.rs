@@ -1,4 +1,5 @@
-//! Extracting one partition (campaign, day). Pages are fetched concurrently, then decoded and
+//! Extracting one partition (a campaign's day, or a snapshot of a CRM, a campaign or the
+//! account). Pages are fetched concurrently, then decoded and
 //! encoded into the partition's Parquet file in order as they arrive, while the file streams to
 //! the destination. Memory holds only the pages in flight (bounded by the run's page budget)
 //! and the row group being encoded, whatever the size of the day. The file is placed only if
@@ -24,7 +25,7 @@ use crate::schema::KeyKinds;
 use crate::sink::parquet::{EncodeError, PartitionWriter};
 use crate::sink::upload::ChunkWriter;
 use crate::sink::{Ledger, LedgerRecord, Staged, Target};
-use crate::source::{Listing, ListingChange, Page, SourceError, MAX_READS};
+use crate::source::{Listing, ListingChange, Page, Seen, SourceError, MAX_READS};
 use crate::unit::Unit;
 
 /// A parsed page with its share of the run's page budget, released once it is encoded
@@ -45,6 +46,14 @@ struct Read<'d> {
     /// The file, ready to be placed, its size and the schema version it was written under;
     /// `None` for an empty day.
     file: Option<(Staged<'d>, u64, u64)>,
+    /// When the read of a snapshot began (UTC).
+    snapshot_at: Option<String>,
+}
+
+/// What a file is written from: the listing it holds, and when its snapshot began.
+struct Written {
+    listing: Listing,
+    snapshot_at: Option<String>,
 }
 
 /// A file produced from every page of a listing: its size and schema version.
@@ -68,7 +77,7 @@ impl<'r> Partition<'r> {
     /// partition was abandoned and is not reported).
     pub(crate) async fn extract(self, shutdown: &Shutdown) -> Option<PartitionReport> {
         let unit = self.unit;
-        let mut report = PartitionReport::new(&unit, PartitionStatus::Failed);
+        let mut report = PartitionReport::new(&unit, self.run.paths.day_key(), PartitionStatus::Failed);
         let outcome = match shutdown.unless_stopped(self.read()).await {
             Err(_) => return None,
             Ok(Err(e)) => Err(e),
@@ -77,10 +86,10 @@ impl<'r> Partition<'r> {
         };
         match outcome {
             Ok(()) => {
-                tracing::info!(target: DETAIL, campaign = unit.campaign_id, day = %unit.day, rows = report.rows, pages = report.pages, "partition {}", if report.status == PartitionStatus::Empty { "empty" } else { "committed" });
+                tracing::info!(target: DETAIL, table = self.run.dataset.name, partition = %unit, rows = report.rows, pages = report.pages, "partition {}", if report.status == PartitionStatus::Empty { "empty" } else { "committed" });
             }
             Err(e) => {
-                tracing::error!(campaign = unit.campaign_id, day = %unit.day, error = %e, "partition failed");
+                tracing::error!(table = self.run.dataset.name, partition = %unit, error = %e, "partition failed");
                 report.status = PartitionStatus::Failed;
                 report.contract_violation = e.is_contract_violation();
                 report.error = Some(e.to_string());
@@ -100,9 +109,10 @@ impl<'r> Partition<'r> {
         let path = run.paths.data_file(&self.unit);
         report.rows = read.rows;
         report.pages = read.pages;
+        report.snapshot_at = read.snapshot_at.clone();
         let mut record = LedgerRecord {
-            campaign_id: self.unit.campaign_id,
-            date: self.unit.day,
+            partition: self.unit.values(run.paths.day_key()),
+            snapshot_at: read.snapshot_at,
             rows: read.rows,
             pages: read.pages,
             file: None,
@@ -141,7 +151,7 @@ impl<'r> Partition<'r> {
             match self.read_once().await? {
                 Ok(done) => return Ok(done),
                 Err(change) => {
-                    tracing::warn!(campaign = unit.campaign_id, day = %unit.day, read, problem = %change, "reading the day again");
+                    tracing::warn!(table = self.run.dataset.name, partition = %unit, read, problem = %change, "reading the partition again");
                     last = Some(change);
                 }
             }
@@ -157,6 +167,9 @@ impl<'r> Partition<'r> {
     /// One read of the listing: the staged file, or the change that makes it read again.
     async fn read_once(&self) -> Result<Result<Read<'r>, ListingChange>, PartitionError> {
         let run = self.run;
+        let snapshot_at = (!run.dataset.by_day()).then(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        });
         let first = self.parse(1, self.fetch(1).await?).await?;
         let listing = match Listing::from_first(&first.0) {
             Ok(Some(listing)) => listing,
@@ -165,13 +178,19 @@ impl<'r> Partition<'r> {
                     rows: 0,
                     pages: 1,
                     file: None,
+                    snapshot_at,
                 }))
             }
             Err(change) => return Ok(Err(change)),
         };
+        let mut seen = Seen::new(run.dataset.unique_key);
+        if let Err(change) = seen.check(&first.0) {
+            return Ok(Err(change));
+        }
         let path = run.paths.data_file(&self.unit);
+        let at = snapshot_at.clone();
         let streamed = place::stream(&run.dest, &path, run.paths.staging_dir(), |out| {
-            self.produce(listing, first, out)
+            self.produce(listing, first, out, &mut seen, at)
         })
         .await?;
         Ok(match streamed {
@@ -179,22 +198,35 @@ impl<'r> Partition<'r> {
                 rows: listing.count as usize,
                 pages: listing.pages as usize,
                 file: Some((staged, bytes, version)),
+                snapshot_at,
             }),
             Streamed::GaveUp(change) => Err(change),
         })
     }
 
-    /// Decodes and encodes every page in order into `out`.
+    /// The day the partition's rows belong to: its own, or the day of the snapshot.
+    fn day(&self) -> chrono::NaiveDate {
+        self.unit.day.unwrap_or(self.run.today)
+    }
+
+    /// Decodes and encodes every page in order into `out`; a snapshot's file says when it
+    /// began (`snapshot_at`).
     async fn produce(
         &self,
         listing: Listing,
         first: Budgeted,
         out: ChunkWriter,
+        seen: &mut Seen,
+        snapshot_at: Option<String>,
     ) -> Result<Result<Produced, ListingChange>, PartitionError> {
+        let written = Written {
+            listing,
+            snapshot_at,
+        };
         if listing.pages as usize <= self.run.pages.whole_read_pages() {
-            self.produce_whole(listing, first, out).await
+            self.produce_whole(written, first, out, seen).await
         } else {
-            self.produce_streaming(listing, first, out).await
+            self.produce_streaming(written, first, out, seen).await
         }
     }
 
@@ -202,12 +234,15 @@ impl<'r> Partition<'r> {
     /// stands after page 1; a later page it cannot hold makes the day read again.
     async fn produce_streaming(
         &self,
-        listing: Listing,
+        written: Written,
         first: Budgeted,
         out: ChunkWriter,
+        seen: &mut Seen,
     ) -> Result<Result<Produced, ListingChange>, PartitionError> {
         let run = self.run;
-        let (target, written_with) = run.merge_and_snapshot(&first.0.keys, self.unit.day).await?;
+        let listing = written.listing;
+        let (mut target, written_with) = run.merge_and_snapshot(&first.0.keys, self.day()).await?;
+        target.meta.snapshot_at = written.snapshot_at;
         let version = target.version;
         let mut encoder = PageEncoder::new(&target, listing.page_size as usize, out, &run.policy)?;
         encoder = self.encode(encoder, first).await?;
@@ -215,12 +250,12 @@ impl<'r> Partition<'r> {
             .map(|n| async move { (n, self.fetch(n).await) })
             .buffered(run.fan_out));
         while let Some((n, fetched)) = rest.next().await {
-            let page = match self.checked(n, fetched, &listing).await? {
+            let page = match self.checked(n, fetched, &listing, seen).await? {
                 Ok(page) => page,
                 Err(change) => return Ok(Err(change)),
             };
             // Keep the dataset schema current, then see whether this file can hold the page.
-            run.merge(&page.0.keys, self.unit.day).await?;
+            run.merge(&page.0.keys, self.day()).await?;
             if let Err(misfit) = written_with.holds(&page.0.keys) {
                 return Ok(Err(misfit.into()));
             }
@@ -237,11 +272,13 @@ impl<'r> Partition<'r> {
     /// be written with a schema that already holds every page.
     async fn produce_whole(
         &self,
-        listing: Listing,
+        written: Written,
         first: Budgeted,
         out: ChunkWriter,
+        seen: &mut Seen,
     ) -> Result<Result<Produced, ListingChange>, PartitionError> {
         let run = self.run;
+        let listing = written.listing;
         // One share for all the other pages, taken at once.
         let _share = match listing.pages.saturating_sub(1) {
             0 => None,
@@ -257,7 +294,7 @@ impl<'r> Partition<'r> {
         keys.merge(&first.0.keys);
         pages.push(first.0);
         for (n, body) in fetched {
-            match self.checked(n, body, &listing).await? {
+            match self.checked(n, body, &listing, seen).await? {
                 Ok((page, _)) => {
                     keys.merge(&page.keys);
                     pages.push(page);
@@ -265,7 +302,8 @@ impl<'r> Partition<'r> {
                 Err(change) => return Ok(Err(change)),
             }
         }
-        let (target, written_with) = run.merge_and_snapshot(&keys, self.unit.day).await?;
+        let (mut target, written_with) = run.merge_and_snapshot(&keys, self.day()).await?;
+        target.meta.snapshot_at = written.snapshot_at;
         if let Err(misfit) = written_with.holds(&keys) {
             return Ok(Err(misfit.into()));
         }
@@ -286,13 +324,15 @@ impl<'r> Partition<'r> {
         Ok(Ok(Produced { bytes, version }))
     }
 
-    /// A fetched page 2..N, parsed and checked against the listing; a page that vanished or
-    /// does not fit the listing is a change of the listing.
+    /// A fetched page 2..N, parsed and checked against the listing and the records seen so far;
+    /// a page that vanished, does not fit the listing or repeats a record is a change of the
+    /// listing.
     async fn checked(
         &self,
         number: u32,
         fetched: Result<Fetched, SourceError>,
         listing: &Listing,
+        seen: &mut Seen,
     ) -> Result<Result<Budgeted, ListingChange>, PartitionError> {
         let fetched = match fetched {
             Ok(fetched) => fetched,
@@ -300,7 +340,7 @@ impl<'r> Partition<'r> {
             Err(e) => return Err(e.into()),
         };
         let page = self.parse(number, fetched).await?;
-        Ok(match listing.check(&page.0) {
+        Ok(match listing.check(&page.0).and_then(|()| seen.check(&page.0)) {
             Ok(()) => Ok(page),
             Err(change) => Err(change),
         })
@@ -333,10 +373,17 @@ impl<'r> Partition<'r> {
     /// Parses a fetched page on a CPU slot.
     async fn parse(&self, number: u32, fetched: Fetched) -> Result<Budgeted, SourceError> {
         let Fetched { url, body, share } = fetched;
+        let dataset = self.run.dataset;
         let page = self
             .run
             .cpu
-            .run(move || Page::parse(number, body))
+            .run(move || {
+                if dataset.is_array() {
+                    Page::from_array(body, dataset.unique_key)
+                } else {
+                    Page::parse(number, body, dataset.unique_key)
+                }
+            })
             .await
             .map_err(|cause| SourceError::BadResponse {
                 url: url.to_string(),

@@ -1,17 +1,94 @@
-//! Planning an extraction: which campaigns, under which dataset schema and personal-data
-//! policy, with which labels, and which (campaign, day) partitions are left to do.
+//! Planning an extraction. Once per run ([`Context::new`]): the client, the campaign listing,
+//! the selected campaigns and CRMs and their labels. Then per table ([`plan`]): the dataset
+//! schema and personal-data policy it writes under, and the partitions left to do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
+use chrono::NaiveDate;
+
+use super::budget::{CpuSlots, PageBudget};
 use super::state::Run;
 use super::RunError;
+use crate::datasets::{Dataset, ScopeKind};
 use crate::privacy::Treatment;
 use crate::report::{PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KnownFields};
 use crate::settings::{CampaignSelection, Settings};
 use crate::sink::{Base, Committed, Destination, Ledger, Paths, SchemaStore};
 use crate::source::{Campaign, CubeClient, SourceError};
-use crate::unit::{Dataset, Unit};
+use crate::unit::{Crm, CrmType, Scope, Unit};
+
+/// What every table of a run shares: one client, one campaign listing, one label fetch, one
+/// set of budgets.
+pub(crate) struct Context {
+    pub(crate) client: Arc<CubeClient>,
+    pub(crate) pages: Arc<PageBudget>,
+    pub(crate) cpu: Arc<CpuSlots>,
+    /// The selected campaigns, in the order given (or listed).
+    campaigns: Vec<u64>,
+    /// The CRMs of CRM tables: `--crm`, or those of the selected campaigns.
+    crms: Vec<Crm>,
+    /// Labels of custom fields by JSON key.
+    labels: HashMap<String, String>,
+    /// CRMs whose definitions could not be read, with why.
+    unreadable: Vec<(Crm, SourceError)>,
+}
+
+impl Context {
+    /// Checks credentials, campaign ids and CRMs against the API before anything is written.
+    pub(crate) async fn new(settings: &Settings, report: &mut Report) -> Result<Context, RunError> {
+        let client = CubeClient::new(
+            settings.api_root.clone(),
+            settings.auth.clone(),
+            settings.concurrency,
+            settings.retry.clone(),
+        )
+        .map_err(RunError::Api)?;
+        let listed = match client.campaigns().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                report.requests = client.requests();
+                return Err(match e {
+                    SourceError::Auth { .. } => RunError::Auth(e),
+                    other => RunError::Api(other),
+                });
+            }
+        };
+        let campaigns = match &settings.campaigns {
+            Some(selection) => select_campaigns(selection, &listed)?,
+            None => Vec::new(),
+        };
+        report.campaigns = campaigns.clone();
+        let crms = if settings.crms.is_empty() {
+            crms_of(&listed, &campaigns)
+        } else {
+            let known = crms_of(&listed, &listed.iter().map(|c| c.id).collect::<Vec<_>>());
+            let unknown: Vec<String> = settings
+                .crms
+                .iter()
+                .filter(|crm| !known.contains(crm))
+                .map(|crm| crm.to_string())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(RunError::UnknownCrms(unknown.join(", ")));
+            }
+            settings.crms.clone()
+        };
+        let mut with_labels: BTreeSet<Crm> = crms_of(&listed, &campaigns).into_iter().collect();
+        with_labels.extend(crms.iter().copied());
+        let (labels, unreadable) = fetch_labels(&client, with_labels).await;
+        Ok(Context {
+            client: Arc::new(client),
+            pages: Arc::new(PageBudget::new(settings.concurrency)),
+            cpu: Arc::new(CpuSlots::new()),
+            campaigns,
+            crms,
+            labels,
+            unreadable,
+        })
+    }
+}
 
 /// The ids of the selected campaigns, in the order given (or listed).
 fn select_campaigns(
@@ -39,6 +116,59 @@ fn select_campaigns(
     }
 }
 
+/// The CRMs (data owner, CRM type) of campaigns `ids`, in the order of the listing.
+fn crms_of(listed: &[Campaign], ids: &[u64]) -> Vec<Crm> {
+    let mut out = Vec::new();
+    for c in listed.iter().filter(|c| ids.contains(&c.id)) {
+        let crm = c.data_owner_id.zip(c.crm_type.as_deref().and_then(CrmType::parse));
+        if let Some((data_owner_id, crm_type)) = crm {
+            let crm = Crm {
+                data_owner_id,
+                crm_type,
+            };
+            if !out.contains(&crm) {
+                out.push(crm);
+            }
+        }
+    }
+    out
+}
+
+/// Labels of the custom fields of `crms`, by JSON key, and the CRMs whose definitions could not
+/// be read. Labels only name columns, so for the tables that are not read per CRM an unreadable
+/// CRM costs a warning, not the run.
+async fn fetch_labels(
+    client: &CubeClient,
+    crms: BTreeSet<Crm>,
+) -> (HashMap<String, String>, Vec<(Crm, SourceError)>) {
+    let answers = futures::future::join_all(
+        crms.into_iter()
+            .map(|crm| async move { (crm, client.custom_field_labels(crm).await) }),
+    )
+    .await;
+    let mut labels = HashMap::new();
+    let mut unreadable = Vec::new();
+    for (crm, answer) in answers {
+        match answer {
+            Ok(fields) => {
+                for (key, label) in fields {
+                    match labels.get(&key) {
+                        Some(existing) if existing != &label => {
+                            tracing::warn!(column = %key, label = %existing, other = %label, crm = %crm, "two CRMs label the same custom field differently; keeping the first");
+                        }
+                        Some(_) => {}
+                        None => {
+                            labels.insert(key, label);
+                        }
+                    }
+                }
+            }
+            Err(e) => unreadable.push((crm, e)),
+        }
+    }
+    (labels, unreadable)
+}
+
 /// The dataset schema at the destination (its newest generation), or a new one; its base; and
 /// whether it existed.
 async fn load_schema(
@@ -49,7 +179,7 @@ async fn load_schema(
     match SchemaStore::new(dest, paths).load().await {
         Ok(Some((schema, base))) => Ok((schema, base, true)),
         Ok(None) => {
-            let schema = DatasetSchema::new(&KnownFields::parse(dataset.known_fields));
+            let schema = DatasetSchema::new(&KnownFields::of(dataset));
             Ok((schema, Base::empty(), false))
         }
         Err(e) => Err(RunError::State(e)),
@@ -89,107 +219,141 @@ fn adopt_policy(
     Ok(schema.set_policy(wanted, settings.policy.matcher()))
 }
 
-/// Labels of the custom fields of every CRM (data owner, CRM type) of the selected campaigns,
-/// by JSON key. Labels only name columns, so a CRM whose definitions cannot be read costs a
-/// warning, not the run.
-async fn fetch_labels(
-    client: &CubeClient,
-    listed: &[Campaign],
-    ids: &[u64],
-) -> HashMap<String, String> {
-    let crms: BTreeSet<(u64, String)> = listed
-        .iter()
-        .filter(|c| ids.contains(&c.id))
-        .filter_map(|c| Some((c.data_owner_id?, c.crm_type.clone()?)))
-        .collect();
-    let answers = futures::future::join_all(crms.into_iter().map(|(owner, crm_type)| async move {
-        let answer = client.custom_field_labels(owner, &crm_type).await;
-        (owner, crm_type, answer)
-    }))
-    .await;
-    let mut labels = HashMap::new();
-    for (owner, crm_type, answer) in answers {
-        match answer {
-            Ok(fields) => {
-                for (key, label) in fields {
-                    match labels.get(&key) {
-                        Some(existing) if existing != &label => {
-                            tracing::warn!(column = %key, label = %existing, other = %label, data_owner = owner, crm_type = %crm_type, "two CRMs label the same custom field differently; keeping the first");
-                        }
-                        Some(_) => {}
-                        None => {
-                            labels.insert(key, label);
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(data_owner = owner, crm_type = %crm_type, error = %e, "could not read the labels of this CRM's custom fields; its columns stay unlabelled");
-            }
-        }
+/// Whether a snapshot table keeps one snapshot per day: chosen when the table is created, and
+/// kept.
+fn adopt_history(
+    schema: &mut DatasetSchema,
+    dataset: &Dataset,
+    settings: &Settings,
+    existed: bool,
+) -> Result<(), RunError> {
+    let wanted = settings.keep_history && dataset.keeps_history();
+    if existed && schema.keep_history != wanted {
+        return Err(RunError::HistoryChanged {
+            table: dataset.name,
+            kept: schema.keep_history,
+        });
     }
-    labels
+    schema.keep_history = wanted;
+    Ok(())
 }
 
-/// The partitions to extract, day by day; those `--resume` skips go into `skipped`.
-fn partitions(
+/// The partitions of a table, in order: by day then campaign for day tables, one per scope for
+/// snapshots.
+fn units(dataset: &Dataset, context: &Context, settings: &Settings, keep_history: bool) -> Vec<Unit> {
+    let scopes: Vec<Scope> = match dataset.scope() {
+        ScopeKind::Campaign => context.campaigns.iter().map(|&id| Scope::Campaign(id)).collect(),
+        ScopeKind::Crm => context.crms.iter().map(|&crm| Scope::Crm(crm)).collect(),
+        ScopeKind::Account => vec![Scope::Account],
+    };
+    if dataset.by_day() {
+        let days = &settings.days;
+        days.iter()
+            .flat_map(|&day| scopes.iter().map(move |&scope| Unit { scope, day: Some(day) }))
+            .collect()
+    } else {
+        let day = keep_history.then_some(settings.today);
+        scopes.into_iter().map(|scope| Unit { scope, day }).collect()
+    }
+}
+
+/// Whether `--resume` skips a committed unit: a day partition or a kept snapshot once
+/// committed; a replacing snapshot if it was taken today.
+async fn done_already(
+    ledger: &Ledger<'_>,
+    unit: &Unit,
+    committed: Option<&Committed>,
+    today: NaiveDate,
+    by_day: bool,
+) -> Result<bool, RunError> {
+    let Some(committed) = committed else {
+        return Ok(false);
+    };
+    if by_day || unit.day.is_some() {
+        return Ok(true);
+    }
+    let record = ledger.read(committed).await.map_err(RunError::StateWrite)?;
+    let taken = record
+        .and_then(|r| r.snapshot_at)
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+        .map(|at| at.with_timezone(&chrono::Local).date_naive());
+    Ok(taken == Some(today))
+}
+
+/// The partitions to extract; those `--resume` skips go into `skipped`.
+async fn partitions(
+    ledger: &Ledger<'_>,
+    dataset: &Dataset,
     settings: &Settings,
-    ids: &[u64],
+    units: Vec<Unit>,
     committed: &BTreeMap<Unit, Committed>,
     skipped: &mut Vec<PartitionReport>,
-) -> Vec<Unit> {
+) -> Result<Vec<Unit>, RunError> {
     let mut todo = Vec::new();
-    for &day in &settings.days {
-        for &campaign_id in ids {
-            let unit = Unit { day, campaign_id };
-            if settings.resume && committed.contains_key(&unit) {
-                skipped.push(PartitionReport::new(&unit, PartitionStatus::Skipped));
-            } else {
-                todo.push(unit);
-            }
+    for unit in units {
+        if settings.resume
+            && done_already(
+                ledger,
+                &unit,
+                committed.get(&unit),
+                settings.today,
+                dataset.by_day(),
+            )
+            .await?
+        {
+            skipped.push(PartitionReport::new(
+                &unit,
+                dataset.day_key(),
+                PartitionStatus::Skipped,
+            ));
+        } else {
+            todo.push(unit);
         }
     }
-    todo
+    Ok(todo)
 }
 
-/// Checks the request against the API and the destination, settles the dataset schema the run
-/// starts from, and lists the partitions to do. Nothing is written before the request is known
-/// to be valid.
+/// Settles the dataset schema a table's run starts from and lists its partitions to do.
+/// Nothing is written before the request is known to be valid.
 pub(super) async fn plan(
     settings: &Settings,
+    context: &Context,
     dataset: Dataset,
     report: &mut Report,
 ) -> Result<(Run, Vec<Unit>), RunError> {
-    let client = CubeClient::new(
-        settings.api_root.clone(),
-        settings.auth.clone(),
-        settings.concurrency,
-        settings.retry.clone(),
-    )
-    .map_err(RunError::Api)?;
-    // Checks credentials and campaign ids before anything is written.
-    let listed = match client.campaigns().await {
-        Ok(listed) => listed,
-        Err(e) => {
-            report.requests = client.requests();
+    if dataset.scope() == ScopeKind::Crm {
+        let unreadable = context
+            .unreadable
+            .iter()
+            .find(|(crm, _)| context.crms.contains(crm));
+        if let Some((crm, e)) = unreadable {
             return Err(match e {
-                SourceError::Auth { .. } => RunError::Auth(e),
-                other => RunError::Api(other),
+                SourceError::Auth { .. } | SourceError::NotFound { .. } => {
+                    RunError::CrmUnreadable {
+                        crm: crm.to_string(),
+                        cause: e.to_string(),
+                    }
+                }
+                other => RunError::CrmNotAnswered {
+                    crm: crm.to_string(),
+                    cause: other.to_string(),
+                },
             });
         }
-    };
-    let ids = select_campaigns(&settings.campaigns, &listed)?;
-    report.campaigns = ids.clone();
-
+    }
+    for (crm, e) in &context.unreadable {
+        tracing::warn!(crm = %crm, error = %e, "could not read the labels of this CRM's custom fields; its columns stay unlabelled");
+    }
     let dest = settings
         .store
         .open(dataset)
         .await
         .map_err(RunError::Destination)?;
-    let paths = Paths::new(dataset.name);
+    let paths = Paths::new(&dataset);
     let (mut schema, mut base, existed) = load_schema(&dest, &paths, &dataset).await?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
-    let labels_changed = schema.set_labels(fetch_labels(&client, &listed, &ids).await);
+    adopt_history(&mut schema, &dataset, settings, existed)?;
+    let labels_changed = schema.set_labels(context.labels.clone());
     // Committed before any file is written under the new settings or with the new labels.
     if policy_changed || labels_changed || !existed {
         SchemaStore::new(&dest, &paths)
@@ -197,18 +361,24 @@ pub(super) async fn plan(
             .await
             .map_err(RunError::StateWrite)?;
     }
-    let committed = Ledger::new(&dest, &paths)
-        .load()
-        .await
-        .map_err(RunError::StateWrite)?;
-    let todo = partitions(settings, &ids, &committed, &mut report.partitions);
+    let ledger = Ledger::new(&dest, &paths);
+    let committed = ledger.load().await.map_err(RunError::StateWrite)?;
+    let units = units(&dataset, context, settings, schema.keep_history);
+    let todo = partitions(
+        &ledger,
+        &dataset,
+        settings,
+        units,
+        &committed,
+        &mut report.partitions,
+    )
+    .await?;
     let run = Run::new(
-        client,
+        context,
         dest,
         paths,
         dataset,
-        settings.concurrency,
-        settings.policy.clone(),
+        settings,
         schema,
         base,
     );

@@ -18,7 +18,8 @@ use crate::sink::parquet::{file_info, rewrite, EncodeError};
 use crate::sink::{
     Committed, Destination, Ledger, LedgerRecord, Paths, SchemaStore, StoreError, Target,
 };
-use crate::unit::{Dataset, Unit};
+use crate::datasets::Dataset;
+use crate::unit::Unit;
 
 /// Rewrites running at once at most: each holds a file and its rewrite in memory.
 const MAX_REWRITES_AT_ONCE: usize = 8;
@@ -86,12 +87,12 @@ impl Reconciler<'_> {
     ) -> Result<u64, PartitionError> {
         let path = self.paths.data_file(&unit);
         let mut record = match &recorded {
-            Some(c) => self.read_record(c).await?,
+            Some(c) => Ledger::new(self.dest, self.paths).read(c).await?,
             None => None,
         }
         .unwrap_or_else(|| LedgerRecord {
-            campaign_id: unit.campaign_id,
-            date: unit.day,
+            partition: unit.values(self.paths.day_key()),
+            snapshot_at: None,
             rows: 0,
             pages: 0,
             file: None,
@@ -101,11 +102,13 @@ impl Reconciler<'_> {
         let mut written = 0;
         if let Some(old) = self.dest.get(&path).await? {
             let arrow = target.arrow.clone();
-            let meta = target.meta.clone();
+            let mut meta = target.meta.clone();
             let policy = self.policy.clone();
             let streamed = place::stream(self.dest, &path, self.paths.staging_dir(), |out| {
                 self.cpu.run(move || {
                     let info = file_info(&old)?;
+                    // A rewritten snapshot is still the snapshot it was.
+                    meta.snapshot_at = info.snapshot_at.clone();
                     if info.schema.fields() == arrow.fields() && info.hashed == meta.hashed {
                         // Dropping `out` unfinished abandons the upload: nothing is written.
                         return Ok(Err(()));
@@ -119,7 +122,7 @@ impl Reconciler<'_> {
             if let Streamed::Staged((bytes, rows, from), staged) = streamed {
                 staged.place().await?;
                 written = bytes;
-                tracing::info!(target: DETAIL, campaign = unit.campaign_id, day = %unit.day, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
+                tracing::info!(target: DETAIL, partition = %unit, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
                 record.rows = rows;
             }
             record.file = Some(path.to_string());
@@ -132,22 +135,6 @@ impl Reconciler<'_> {
                 .await?;
         }
         Ok(written)
-    }
-
-    /// The newest ledger record of a unit, if readable.
-    async fn read_record(&self, c: &Committed) -> Result<Option<LedgerRecord>, StoreError> {
-        let newest = c
-            .entries
-            .iter()
-            .find(|p| p.filename() == Some(&format!("v{}.json", c.schema_version)));
-        Ok(match newest {
-            Some(p) => self
-                .dest
-                .get(p)
-                .await?
-                .and_then(|b| serde_json::from_slice(&b).ok()),
-            None => None,
-        })
     }
 }
 
@@ -194,7 +181,7 @@ pub(crate) async fn reconcile_dataset(
         .open(dataset)
         .await
         .map_err(ReconcileError::Destination)?;
-    let paths = Paths::new(dataset.name);
+    let paths = Paths::new(&dataset);
     let schemas = SchemaStore::new(&dest, &paths);
     let Some((schema, _)) = schemas.load().await.map_err(ReconcileError::Destination)? else {
         return Err(ReconcileError::NoDataset {

@@ -1,18 +1,25 @@
 //! What every partition of a run shares: the client, the destination, the budgets, and the
 //! dataset schema as it grows.
 
+use std::sync::Arc;
+
+use chrono::NaiveDate;
 use tokio::sync::Mutex;
 
 use super::budget::{CpuSlots, PageBudget};
+use super::plan::Context;
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::schema::{DatasetSchema, KeyKinds, SchemaChange};
 use crate::sink::{Base, Destination, Paths, SchemaStore, StoreError, Target};
+use crate::datasets::Dataset;
+use crate::settings::Settings;
 use crate::source::CubeClient;
-use crate::unit::Dataset;
 
+/// One table's extraction.
 pub(crate) struct Run {
-    pub(crate) client: CubeClient,
+    /// Shared by every table of the run, as are the budgets.
+    pub(crate) client: Arc<CubeClient>,
     pub(crate) dest: Destination,
     pub(crate) paths: Paths,
     pub(crate) dataset: Dataset,
@@ -20,8 +27,10 @@ pub(crate) struct Run {
     pub(crate) fan_out: usize,
     /// Personal-data policy: hashes columns before they are encoded.
     pub(crate) policy: Policy,
-    pub(crate) pages: PageBudget,
-    pub(crate) cpu: CpuSlots,
+    pub(crate) pages: Arc<PageBudget>,
+    pub(crate) cpu: Arc<CpuSlots>,
+    /// The day a snapshot of this run belongs to, and the first-seen day of its new columns.
+    pub(crate) today: NaiveDate,
     schema: Mutex<SchemaState>,
 }
 
@@ -34,26 +43,25 @@ struct SchemaState {
 }
 
 impl Run {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        client: CubeClient,
+        context: &Context,
         dest: Destination,
         paths: Paths,
         dataset: Dataset,
-        concurrency: usize,
-        policy: Policy,
+        settings: &Settings,
         schema: DatasetSchema,
         base: Base,
     ) -> Run {
         Run {
-            client,
+            client: Arc::clone(&context.client),
             dest,
             paths,
             dataset,
-            fan_out: concurrency.max(1),
-            policy,
-            pages: PageBudget::new(concurrency),
-            cpu: CpuSlots::new(),
+            fan_out: settings.concurrency.max(1),
+            policy: settings.policy.clone(),
+            pages: Arc::clone(&context.pages),
+            cpu: Arc::clone(&context.cpu),
+            today: settings.today,
             schema: Mutex::new(SchemaState {
                 schema,
                 base,

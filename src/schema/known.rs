@@ -22,11 +22,25 @@ struct KnownColumn {
 pub struct KnownFields {
     pub dataset: String,
     pub columns: Vec<(String, ColumnType)>,
+    /// The table's partition columns, which no data column may shadow.
+    pub partition_columns: Vec<String>,
 }
 
 impl KnownFields {
     pub fn call_outcomes() -> KnownFields {
-        Self::parse(crate::unit::CALL_OUTCOMES.known_fields)
+        Self::of(&crate::datasets::CALL_OUTCOMES)
+    }
+
+    /// The known fields of a table, with its partition columns.
+    pub(crate) fn of(dataset: &crate::datasets::Dataset) -> KnownFields {
+        KnownFields {
+            partition_columns: dataset
+                .partition_columns()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            ..Self::parse(dataset.known_fields)
+        }
     }
 
     /// Panics on a malformed file: it is compiled in, and a unit test parses it.
@@ -44,6 +58,7 @@ impl KnownFields {
         KnownFields {
             dataset: file.dataset,
             columns,
+            partition_columns: Vec::new(),
         }
     }
 

@@ -102,6 +102,11 @@ pub struct DatasetSchema {
     /// Labels of custom fields by JSON key, as the API gave them to this run: attached to a
     /// column when it is added (not stored themselves; `Column::label` is).
     labels: HashMap<String, String>,
+    /// The columns of the partition path, which no data column may shadow.
+    partition_columns: Vec<String>,
+    /// A snapshot table that keeps one snapshot per day (`--keep-history`), chosen when the
+    /// table was created.
+    pub(crate) keep_history: bool,
 }
 
 impl DatasetSchema {
@@ -119,7 +124,9 @@ impl DatasetSchema {
                 known: true,
             })
             .collect();
-        Self::from_parts(known.dataset.clone(), 1, columns)
+        let mut schema = Self::from_parts(known.dataset.clone(), 1, columns);
+        schema.partition_columns = known.partition_columns.clone();
+        schema
     }
 
     fn from_parts(dataset: String, version: u64, columns: Vec<Column>) -> DatasetSchema {
@@ -136,7 +143,14 @@ impl DatasetSchema {
             policy: PolicySpec::default(),
             matcher: Matcher::default(),
             labels: HashMap::new(),
+            partition_columns: Vec::new(),
+            keep_history: false,
         }
+    }
+
+    /// The columns of the partition path.
+    pub(crate) fn partition_columns(&self) -> &[String] {
+        &self.partition_columns
     }
 
     /// The personal-data policy the dataset's files follow.
@@ -203,7 +217,10 @@ impl DatasetSchema {
                 }
                 None => {
                     let taken = taken.get_or_insert_with(|| {
-                        TakenNames::new(out.columns.iter().map(|c| c.name.as_str()))
+                        TakenNames::new(
+                            &out.partition_columns,
+                            out.columns.iter().map(|c| c.name.as_str()),
+                        )
                     });
                     // Keeps its name unless the other writer took it (ignoring case) meanwhile.
                     let name = taken.allocate(&col.name);
@@ -310,7 +327,10 @@ impl DatasetSchema {
                 }
                 None => {
                     let taken = taken.get_or_insert_with(|| {
-                        TakenNames::new(self.columns.iter().map(|c| c.name.as_str()))
+                        TakenNames::new(
+                            &self.partition_columns,
+                            self.columns.iter().map(|c| c.name.as_str()),
+                        )
                     });
                     let ty = ColumnType::from_kinds(kinds);
                     let name = taken.allocate(key);
@@ -391,6 +411,8 @@ impl DatasetSchema {
             dataset: self.dataset.clone(),
             version: self.version,
             personal_data: (!self.policy.is_empty()).then(|| self.policy.clone()),
+            partition_columns: self.partition_columns.clone(),
+            keep_history: self.keep_history,
             columns: self
                 .columns
                 .iter()
@@ -446,6 +468,8 @@ impl DatasetSchema {
         }
         let mut schema = Self::from_parts(file.dataset, file.version, columns);
         schema.policy = file.personal_data.unwrap_or_default();
+        schema.partition_columns = file.partition_columns;
+        schema.keep_history = file.keep_history;
         schema.matcher = Matcher::new(&schema.policy)?;
         Ok(schema)
     }
@@ -459,7 +483,18 @@ struct SchemaFile {
     /// The personal-data policy, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     personal_data: Option<PolicySpec>,
+    /// The folders of the partition path, outermost first.
+    #[serde(default = "day_partitions")]
+    partition_columns: Vec<String>,
+    /// One snapshot per day is kept (snapshot tables made with `--keep-history`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    keep_history: bool,
     columns: Vec<ColumnEntry>,
+}
+
+/// Datasets written before `schema.json` named its partition columns were all by day.
+fn day_partitions() -> Vec<String> {
+    names::DAY_PARTITION_COLUMNS.map(str::to_owned).to_vec()
 }
 
 #[derive(Serialize, Deserialize)]

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use unicode_normalization::UnicodeNormalization;
 
-/// Names that belong to the Hive partition path; a data column may not shadow them in any case.
-pub(crate) const PARTITION_COLUMNS: [&str; 2] = ["campaign_id", "date"];
+/// The partition columns of a dataset written before schema.json named them.
+pub(crate) const DAY_PARTITION_COLUMNS: [&str; 2] = ["campaign_id", "date"];
 
 /// The case-insensitive identity of a column name.
 pub(crate) fn fold(name: &str) -> String {
@@ -18,8 +18,13 @@ pub(crate) fn fold(name: &str) -> String {
 pub struct TakenNames(HashSet<String>);
 
 impl TakenNames {
-    pub(crate) fn new<'a>(existing: impl IntoIterator<Item = &'a str>) -> TakenNames {
-        let mut set: HashSet<String> = PARTITION_COLUMNS.iter().map(|s| s.to_string()).collect();
+    /// The names a dataset's columns and its partition columns (which belong to the Hive path;
+    /// a data column may not shadow them in any case) take.
+    pub(crate) fn new<'a>(
+        partition_columns: &[String],
+        existing: impl IntoIterator<Item = &'a str>,
+    ) -> TakenNames {
+        let mut set: HashSet<String> = partition_columns.iter().map(|s| fold(s)).collect();
         set.extend(existing.into_iter().map(fold));
         TakenNames(set)
     }
@@ -43,9 +48,13 @@ impl TakenNames {
 mod tests {
     use super::*;
 
+    fn day_partitions() -> Vec<String> {
+        DAY_PARTITION_COLUMNS.map(str::to_owned).to_vec()
+    }
+
     #[test]
     fn keys_equal_ignoring_case_get_suffixes_in_arrival_order() {
-        let mut t = TakenNames::new(["call_outcome__extra__Kommentar"]);
+        let mut t = TakenNames::new(&day_partitions(), ["call_outcome__extra__Kommentar"]);
         assert_eq!(
             t.allocate("call_outcome__extra__kommentar"),
             "call_outcome__extra__kommentar__2"
@@ -58,7 +67,7 @@ mod tests {
 
     #[test]
     fn partition_names_are_reserved_in_any_case() {
-        let mut t = TakenNames::new([]);
+        let mut t = TakenNames::new(&day_partitions(), []);
         assert_eq!(t.allocate("Date"), "Date__2");
         assert_eq!(t.allocate("campaign_id"), "campaign_id__2");
         assert_eq!(t.allocate("CAMPAIGN_ID"), "CAMPAIGN_ID__3");
@@ -66,7 +75,7 @@ mod tests {
 
     #[test]
     fn names_are_nfc_and_keep_odd_characters() {
-        let mut t = TakenNames::new([]);
+        let mut t = TakenNames::new(&day_partitions(), []);
         assert_eq!(
             t.allocate("call_outcome__extra__Re\u{301}sume\u{301}"),
             "call_outcome__extra__Résumé"

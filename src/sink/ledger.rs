@@ -16,8 +16,12 @@ use crate::unit::Unit;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LedgerRecord {
-    pub campaign_id: u64,
-    pub date: chrono::NaiveDate,
+    /// The partition values (`campaign_id` and `date`, `data_owner_id` and `crm_type`, ...).
+    #[serde(flatten)]
+    pub partition: serde_json::Map<String, serde_json::Value>,
+    /// When the snapshot in the file began (UTC, RFC 3339); `None` for a day partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_at: Option<String>,
     pub rows: usize,
     pub pages: usize,
     /// The data file, relative to `--dest`; `None` for a day without records.
@@ -65,6 +69,22 @@ impl<'a> Ledger<'a> {
         Ok(out)
     }
 
+    /// The newest record of a committed unit, if it can be read.
+    pub async fn read(&self, committed: &Committed) -> Result<Option<LedgerRecord>, StoreError> {
+        let newest = committed
+            .entries
+            .iter()
+            .max_by_key(|p| version_of(p).unwrap_or(0));
+        let Some(path) = newest else {
+            return Ok(None);
+        };
+        Ok(self
+            .dest
+            .get(path)
+            .await?
+            .and_then(|body| serde_json::from_slice(&body).ok()))
+    }
+
     /// Records a unit as committed under `record.schema_version`, then drops its older entries.
     pub async fn record(&self, unit: &Unit, record: &LedgerRecord) -> Result<(), StoreError> {
         let path = self.paths.ledger_entry(unit, record.schema_version);
@@ -94,8 +114,8 @@ mod tests {
 
     fn record(unit: &Unit, version: u64) -> LedgerRecord {
         LedgerRecord {
-            campaign_id: unit.campaign_id,
-            date: unit.day,
+            partition: unit.values("date"),
+            snapshot_at: None,
             rows: 3,
             pages: 1,
             file: Some("f".into()),
@@ -108,17 +128,11 @@ mod tests {
     async fn records_replace_older_entries_and_load_lists_every_unit() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let paths = Paths::new("call_outcomes");
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
         let ledger = Ledger::new(&dest, &paths);
         let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
-        let a = Unit {
-            campaign_id: 101,
-            day: day(1),
-        };
-        let b = Unit {
-            campaign_id: 102,
-            day: day(2),
-        };
+        let a = Unit::campaign_day(101, day(1));
+        let b = Unit::campaign_day(102, day(2));
         assert!(ledger.load().await.unwrap().is_empty());
         ledger.record(&a, &record(&a, 1)).await.unwrap();
         ledger.record(&a, &record(&a, 3)).await.unwrap();
@@ -138,11 +152,8 @@ mod tests {
     async fn the_newest_of_lingering_entries_wins() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let paths = Paths::new("call_outcomes");
-        let unit = Unit {
-            campaign_id: 7,
-            day: chrono::NaiveDate::from_ymd_opt(2020, 2, 29).unwrap(),
-        };
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
+        let unit = Unit::campaign_day(7, chrono::NaiveDate::from_ymd_opt(2020, 2, 29).unwrap());
         for v in [4, 2] {
             let body = serde_json::to_vec(&record(&unit, v)).unwrap();
             dest.put_state(&paths.ledger_entry(&unit, v), Bytes::from(body))

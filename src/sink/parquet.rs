@@ -22,8 +22,10 @@ use parquet::schema::types::ColumnPath;
 
 use crate::privacy::Policy;
 
-/// Row groups close at about a million rows or 128 MiB, whichever comes first.
-pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Row groups close at 122,880 rows (DuckDB's own row-group size) or 128 MiB, whichever comes
+/// first: within the contract's "up to about 1 M rows", readers get row groups to parallelise
+/// over and to prune, and the writer holds at most one such group of a big snapshot in memory.
+pub const ROW_GROUP_ROWS: usize = 122_880;
 pub const ROW_GROUP_BYTES: usize = 128 << 20;
 
 /// File-level metadata key holding the dataset schema version the file was written under.
@@ -32,6 +34,8 @@ pub const SCHEMA_VERSION_KEY: &str = "cube.schema_version";
 pub const LABELS_KEY: &str = "cube.labels";
 /// File-level metadata key holding a JSON array of the columns whose values are HMAC digests.
 pub const HASHED_KEY: &str = "cube.hashed_columns";
+/// File-level metadata key holding the moment (UTC, RFC 3339) a snapshot's reading began.
+pub const SNAPSHOT_AT_KEY: &str = "cube.snapshot_at";
 
 /// What a file says about itself in its key/value metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,6 +45,8 @@ pub struct FileMeta {
     pub labels: String,
     /// `cube.hashed_columns`.
     pub hashed: Vec<String>,
+    /// `cube.snapshot_at`, in files of snapshot tables.
+    pub snapshot_at: Option<String>,
 }
 
 impl FileMeta {
@@ -57,6 +63,9 @@ impl FileMeta {
                 HASHED_KEY.to_owned(),
                 serde_json::to_string(&self.hashed).expect("names serialise"),
             ));
+        }
+        if let Some(at) = &self.snapshot_at {
+            kv.push(KeyValue::new(SNAPSHOT_AT_KEY.to_owned(), at.clone()));
         }
         kv
     }
@@ -217,6 +226,8 @@ pub struct FileInfo {
     pub version: Option<u64>,
     /// Its columns holding HMAC digests.
     pub hashed: Vec<String>,
+    /// When its snapshot began, for files of snapshot tables.
+    pub snapshot_at: Option<String>,
 }
 
 /// Reads a Parquet file's Arrow schema and metadata.
@@ -233,6 +244,7 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
         hashed: value(HASHED_KEY)
             .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default(),
+        snapshot_at: value(SNAPSHOT_AT_KEY),
     })
 }
 
@@ -466,7 +478,7 @@ mod tests {
         let meta = |v| FileMeta {
             schema_version: v,
             labels: r#"{"n": "Number"}"#.to_owned(),
-            hashed: Vec::new(),
+            ..FileMeta::default()
         };
         let mut w = PartitionWriter::new(Vec::new(), old, meta(1));
         w.write(&batch).unwrap();

@@ -3,7 +3,8 @@
 use chrono::NaiveDate;
 use object_store::path::Path;
 
-use crate::unit::Unit;
+use crate::datasets::Dataset;
+use crate::unit::{Crm, CrmType, Scope, Unit};
 
 /// Folder of the tool's own state, beside (never under) the table roots.
 pub const STATE_DIR: &str = "_cube_extract";
@@ -13,24 +14,39 @@ pub const DATA_FILE: &str = "part-00000.parquet";
 #[derive(Clone, Debug)]
 pub struct Paths {
     dataset: &'static str,
+    /// The folder key of a partition's day (`date`, or `snapshot_date` of a kept snapshot).
+    day_key: &'static str,
 }
 
 impl Paths {
-    pub fn new(dataset: &'static str) -> Paths {
-        Paths { dataset }
+    pub(crate) fn new(dataset: &Dataset) -> Paths {
+        Paths {
+            dataset: dataset.name,
+            day_key: dataset.day_key(),
+        }
+    }
+
+    /// The folder key of a partition's day.
+    pub(crate) fn day_key(&self) -> &'static str {
+        self.day_key
+    }
+
+    /// Below `root`, the partition's Hive folders.
+    fn partition_under(&self, root: Path, unit: &Unit) -> Path {
+        unit.folders(self.day_key)
+            .into_iter()
+            .fold(root, |path, (key, value)| path.join(format!("{key}={value}")))
     }
 
     pub fn table_root(&self) -> Path {
         Path::from(self.dataset)
     }
 
-    pub fn partition_dir(&self, unit: &Unit) -> Path {
-        self.table_root()
-            .join(format!("campaign_id={}", unit.campaign_id))
-            .join(format!("date={}", unit.day))
+    pub(crate) fn partition_dir(&self, unit: &Unit) -> Path {
+        self.partition_under(self.table_root(), unit)
     }
 
-    pub fn data_file(&self, unit: &Unit) -> Path {
+    pub(crate) fn data_file(&self, unit: &Unit) -> Path {
         self.partition_dir(unit).join(DATA_FILE)
     }
 
@@ -65,13 +81,11 @@ impl Paths {
         self.state_root().join("ledger")
     }
 
-    pub fn ledger_dir(&self, unit: &Unit) -> Path {
-        self.ledger_root()
-            .join(format!("campaign_id={}", unit.campaign_id))
-            .join(format!("date={}", unit.day))
+    pub(crate) fn ledger_dir(&self, unit: &Unit) -> Path {
+        self.partition_under(self.ledger_root(), unit)
     }
 
-    pub fn ledger_entry(&self, unit: &Unit, schema_version: u64) -> Path {
+    pub(crate) fn ledger_entry(&self, unit: &Unit, schema_version: u64) -> Path {
         self.ledger_dir(unit)
             .join(format!("v{schema_version}.json"))
     }
@@ -82,21 +96,33 @@ impl Paths {
     }
 
     /// The unit a path under the table root or the ledger belongs to, if it is one.
-    pub fn unit_of(&self, path: &Path) -> Option<Unit> {
-        let mut campaign = None;
-        let mut day = None;
+    pub(crate) fn unit_of(&self, path: &Path) -> Option<Unit> {
+        let (mut campaign, mut owner, mut crm_type, mut day) = (None, None, None, None);
         for part in path.parts() {
             let part = part.as_ref();
-            if let Some(v) = part.strip_prefix("campaign_id=") {
-                campaign = v.parse().ok();
-            } else if let Some(v) = part.strip_prefix("date=") {
-                day = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok();
+            let Some((key, value)) = part.split_once('=') else {
+                continue;
+            };
+            match key {
+                "campaign_id" => campaign = Some(value.parse().ok()?),
+                "data_owner_id" => owner = Some(value.parse().ok()?),
+                "crm_type" => crm_type = Some(CrmType::parse(value)?),
+                k if k == self.day_key => {
+                    day = Some(NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?)
+                }
+                _ => {}
             }
         }
-        Some(Unit {
-            campaign_id: campaign?,
-            day: day?,
-        })
+        let scope = match (campaign, owner, crm_type) {
+            (Some(id), None, None) => Scope::Campaign(id),
+            (None, Some(data_owner_id), Some(crm_type)) => Scope::Crm(Crm {
+                data_owner_id,
+                crm_type,
+            }),
+            (None, None, None) => Scope::Account,
+            _ => return None,
+        };
+        Some(Unit { scope, day })
     }
 }
 
@@ -106,11 +132,8 @@ mod tests {
 
     #[test]
     fn paths_follow_the_contract() {
-        let l = Paths::new("call_outcomes");
-        let u = Unit {
-            campaign_id: 926,
-            day: NaiveDate::from_ymd_opt(2019, 8, 14).unwrap(),
-        };
+        let l = Paths::new(&crate::datasets::CALL_OUTCOMES);
+        let u = Unit::campaign_day(926, NaiveDate::from_ymd_opt(2019, 8, 14).unwrap());
         assert_eq!(
             l.data_file(&u).as_ref(),
             "call_outcomes/campaign_id=926/date=2019-08-14/part-00000.parquet"
@@ -121,5 +144,41 @@ mod tests {
         );
         assert_eq!(l.unit_of(&l.ledger_entry(&u, 7)), Some(u));
         assert_eq!(l.unit_of(&l.data_file(&u)), Some(u));
+    }
+
+    #[test]
+    fn snapshot_paths_nest_crm_and_day() {
+        let l = Paths::new(&crate::datasets::CUSTOMERS);
+        let crm = Crm {
+            data_owner_id: 2,
+            crm_type: CrmType::B2C,
+        };
+        let replaced = Unit {
+            scope: Scope::Crm(crm),
+            day: None,
+        };
+        assert_eq!(
+            l.data_file(&replaced).as_ref(),
+            "customers/data_owner_id=2/crm_type=B2C/part-00000.parquet"
+        );
+        let kept = Unit {
+            day: NaiveDate::from_ymd_opt(2026, 12, 2),
+            ..replaced
+        };
+        assert_eq!(
+            l.data_file(&kept).as_ref(),
+            "customers/data_owner_id=2/crm_type=B2C/snapshot_date=2026-12-02/part-00000.parquet"
+        );
+        assert_eq!(l.unit_of(&l.ledger_entry(&kept, 3)), Some(kept));
+        assert_eq!(l.unit_of(&l.data_file(&replaced)), Some(replaced));
+        let whole = Paths::new(&crate::datasets::CAMPAIGNS);
+        let account = Unit {
+            scope: Scope::Account,
+            day: None,
+        };
+        assert_eq!(
+            whole.data_file(&account).as_ref(),
+            "campaigns/part-00000.parquet"
+        );
     }
 }

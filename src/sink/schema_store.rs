@@ -170,7 +170,7 @@ mod tests {
     async fn racing_writers_lose_no_change() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let paths = Paths::new("call_outcomes");
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
         let store = SchemaStore::new(&dest, &paths);
         let writers = 6;
         let commits = (0..writers).map(|w| {
@@ -199,7 +199,7 @@ mod tests {
     async fn versions_rise_only_with_the_layout() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let paths = Paths::new("call_outcomes");
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
         let store = SchemaStore::new(&dest, &paths);
         let mut schema = schema_with(r#"[{"a": 1}]"#);
         let mut base = Base::empty();
@@ -218,7 +218,7 @@ mod tests {
     async fn a_broken_schema_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
-        let paths = Paths::new("call_outcomes");
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
         dest.put_state(&paths.schema_file(), Bytes::from_static(b"{not json"))
             .await
             .unwrap();

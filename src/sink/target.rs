@@ -39,6 +39,7 @@ impl Target {
                 schema_version: schema.version,
                 labels: schema.labels_json(),
                 hashed: hashed_names,
+                snapshot_at: None,
             },
             hashed,
             arrow,

@@ -99,7 +99,7 @@ mod tests {
                 assert_eq!(out.complete().unwrap(), 25_000);
             }
         });
-        let staging = Paths::new("t").staging_dir();
+        let staging = Paths::new(&crate::datasets::CALL_OUTCOMES).staging_dir();
         let (staged, produced) = tokio::join!(dest.stage(path, staging, chunks), producer);
         produced.unwrap();
         staged.unwrap()
@@ -125,7 +125,7 @@ mod tests {
         );
         staged.place().await.unwrap();
         assert_eq!(dest.get(&path).await.unwrap().unwrap().as_ref(), data());
-        let leftovers = dest.list(&Paths::new("t").staging_dir()).await.unwrap();
+        let leftovers = dest.list(&Paths::new(&crate::datasets::CALL_OUTCOMES).staging_dir()).await.unwrap();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

@@ -13,7 +13,8 @@ use url::Url;
 
 use super::retry::{is_retryable_status, retry_after, RetryPolicy};
 use super::{BodyError, SourceError};
-use crate::unit::{Dataset, Unit};
+use crate::datasets::{Dataset, Endpoint};
+use crate::unit::{Crm, Scope, Unit};
 
 /// A campaign as `GET /api/v1/campaigns` lists it.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +34,10 @@ pub(crate) struct CubeClient {
     /// Requests sent and retried, for the report.
     requests: AtomicU64,
     retries: AtomicU64,
+    /// Bodies that planning fetched from endpoints that are also tables (the campaign listing,
+    /// custom-field definitions), handed once to the first read of that table, so that a run
+    /// asks for each of them once.
+    fetched: std::sync::Mutex<std::collections::HashMap<Url, Bytes>>,
 }
 
 impl CubeClient {
@@ -72,6 +77,7 @@ impl CubeClient {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            fetched: Default::default(),
         })
     }
 
@@ -92,6 +98,16 @@ impl CubeClient {
     /// GETs `url` (on the configured origin) and returns the whole body of a 2xx answer.
     async fn get(&self, url: &Url) -> Result<Bytes, SourceError> {
         self.get_page(url, None).await
+    }
+
+    /// As [`CubeClient::get`], keeping the body for the first read of the same URL as a table.
+    async fn get_kept(&self, url: &Url) -> Result<Bytes, SourceError> {
+        let body = self.get(url).await?;
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.clone(), body.clone());
+        Ok(body)
     }
 
     /// As [`CubeClient::get`], for page `page` of a unit's listing: its retries are logged
@@ -124,11 +140,11 @@ impl CubeClient {
             match self.retry.next_delay(attempt, started, wait_hint) {
                 Some(delay) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    let (campaign, day, page) = match page {
-                        Some((unit, n)) => (Some(unit.campaign_id), Some(unit.day), Some(n)),
-                        None => (None, None, None),
+                    let (partition, page) = match page {
+                        Some((unit, n)) => (Some(unit), Some(n)),
+                        None => (None, None),
                     };
-                    tracing::warn!(url = %url, campaign, day = day.map(tracing::field::display), page, attempt, delay_ms = delay.as_millis() as u64, cause = %error.cause(), "retrying request");
+                    tracing::warn!(url = %url, partition = partition.map(tracing::field::display), page, attempt, delay_ms = delay.as_millis() as u64, cause = %error.cause(), "retrying request");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(error),
@@ -198,7 +214,7 @@ impl CubeClient {
     /// `GET /api/v1/campaigns`.
     pub(crate) async fn campaigns(&self) -> Result<Vec<Campaign>, SourceError> {
         let url = self.api_root.join("campaigns").expect("static path");
-        let body = self.get(&url).await?;
+        let body = self.get_kept(&url).await?;
         let bad = |cause: BodyError| SourceError::BadResponse {
             url: url.to_string(),
             cause,
@@ -227,21 +243,10 @@ impl CubeClient {
     /// custom fields, as (JSON key, label) pairs (`lookup__id`, `key`).
     pub(crate) async fn custom_field_labels(
         &self,
-        data_owner_id: u64,
-        crm_type: &str,
+        crm: Crm,
     ) -> Result<Vec<(String, String)>, SourceError> {
-        let mut url = self.api_root.clone();
-        url.path_segments_mut()
-            .expect("the API root is a base URL")
-            .pop_if_empty()
-            .extend([
-                "data_owners",
-                &data_owner_id.to_string(),
-                crm_type,
-                "crm_custom_fields",
-                "",
-            ]);
-        let body = self.get(&url).await?;
+        let url = self.crm_url(crm, "crm_custom_fields");
+        let body = self.get_kept(&url).await?;
         let list: Vec<serde_json::Map<String, serde_json::Value>> =
             serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
                 url: url.to_string(),
@@ -257,22 +262,55 @@ impl CubeClient {
     }
 
     /// The URL of page `number` of a unit's listing, always on the configured origin.
+    /// `data_owners/{id}/{crm_type}/{path}/`.
+    fn crm_url(&self, crm: Crm, path: &str) -> Url {
+        let mut url = self.api_root.clone();
+        url.path_segments_mut()
+            .expect("the API root is a base URL")
+            .pop_if_empty()
+            .extend([
+                "data_owners",
+                &crm.data_owner_id.to_string(),
+                crm.crm_type.as_str(),
+                path,
+                "",
+            ]);
+        url
+    }
+
+    /// The URL of page `number` of a unit's listing (`?page=N` on the configured origin: real
+    /// `next` links cannot be trusted).
     fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
-        let mut url = self
-            .api_root
-            .join(&format!(
-                "campaigns/{}/{}/",
-                unit.campaign_id, dataset.endpoint
-            ))
-            .expect("relative path joins");
-        let day = unit.day.format("%Y%m%d").to_string();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("from_date", &day)
-                .append_pair("to_date", &day);
-            if number > 1 {
-                q.append_pair("page", &number.to_string());
+        let join = |path: String| self.api_root.join(&path).expect("relative path joins");
+        let campaign = || match unit.scope {
+            Scope::Campaign(id) => id,
+            _ => unreachable!("a campaign table's units are campaigns"),
+        };
+        let crm = || match unit.scope {
+            Scope::Crm(crm) => crm,
+            _ => unreachable!("a CRM table's units are CRMs"),
+        };
+        let (mut url, day) = match dataset.endpoint {
+            Endpoint::CampaignDays(path) => {
+                (join(format!("campaigns/{}/{path}/", campaign())), unit.day)
             }
+            Endpoint::CampaignSnapshot(path) => {
+                (join(format!("campaigns/{}/{path}/", campaign())), None)
+            }
+            Endpoint::CrmSnapshot(path) | Endpoint::CrmArray(path) => {
+                (self.crm_url(crm(), path), None)
+            }
+            Endpoint::AccountArray(path) => (join(path.to_owned()), None),
+        };
+        if let Some(day) = day {
+            let day = day.format("%Y%m%d").to_string();
+            url.query_pairs_mut()
+                .append_pair("from_date", &day)
+                .append_pair("to_date", &day);
+        }
+        if number > 1 {
+            url.query_pairs_mut()
+                .append_pair("page", &number.to_string());
         }
         url
     }
@@ -286,8 +324,16 @@ impl CubeClient {
         number: u32,
     ) -> Result<(Url, Bytes), SourceError> {
         let url = self.page_url(dataset, unit, number);
-        let body = self.get_page(&url, Some((unit, number))).await?;
-        tracing::debug!(campaign = unit.campaign_id, day = %unit.day, page = number, bytes = body.len(), "page fetched");
+        let kept = self
+            .fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&url);
+        let body = match kept {
+            Some(body) => body,
+            None => self.get_page(&url, Some((unit, number))).await?,
+        };
+        tracing::debug!(partition = %unit, page = number, bytes = body.len(), "page fetched");
         Ok((url, body))
     }
 }

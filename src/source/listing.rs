@@ -21,6 +21,9 @@ pub(crate) enum ListingChange {
         pages: u32,
         has_next: bool,
     },
+    /// A record seen twice in one snapshot: rows moved between pages while they were read.
+    #[error("a record with the same {key} as an earlier one came on page {page}")]
+    SeenTwice { key: &'static str, page: u32 },
     /// A page that vanished means the listing shrank under us.
     #[error("{url} vanished")]
     Vanished { url: String },
@@ -28,6 +31,38 @@ pub(crate) enum ListingChange {
     /// the schema known at page 1).
     #[error("{0} while the day was read")]
     Misfit(#[from] Misfit),
+}
+
+/// The records of one read of a listing so far, by the digest of their unique key: a record
+/// seen twice means rows moved between pages while they were read.
+pub(crate) struct Seen {
+    key: Option<&'static str>,
+    ids: std::collections::HashSet<u64>,
+}
+
+impl Seen {
+    /// `key`: the key no two records share (`None`: nothing to check).
+    pub(crate) fn new(key: Option<&'static str>) -> Seen {
+        Seen {
+            key,
+            ids: Default::default(),
+        }
+    }
+
+    pub(crate) fn check(&mut self, page: &Page) -> Result<(), ListingChange> {
+        let Some(key) = self.key else {
+            return Ok(());
+        };
+        for &id in &page.ids {
+            if !self.ids.insert(id) {
+                return Err(ListingChange::SeenTwice {
+                    key,
+                    page: page.number,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads of one partition before a listing that keeps changing fails it.
@@ -107,7 +142,7 @@ mod tests {
             if next { "\"x\"" } else { "null" },
             results.join(",")
         );
-        Page::parse(number, Bytes::from(body)).unwrap()
+        Page::parse(number, Bytes::from(body), None).unwrap()
     }
 
     #[test]

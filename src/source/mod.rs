@@ -7,7 +7,7 @@ mod page;
 pub(crate) mod retry;
 
 pub(crate) use client::{Campaign, CubeClient};
-pub(crate) use listing::{Listing, ListingChange, MAX_READS};
+pub(crate) use listing::{Listing, ListingChange, Seen, MAX_READS};
 pub use page::Page;
 
 use crate::error::error_chain;
@@ -59,6 +59,8 @@ pub enum BodyError {
     NotAPage(#[source] serde_json::Error),
     #[error("`results` is not an array of flat records ({0})")]
     NotRecords(#[source] serde_json::Error),
+    #[error("the response is not a JSON array of records")]
+    NotAnArray,
     #[error("expected a JSON array of campaigns ({0})")]
     NotCampaigns(#[source] serde_json::Error),
     #[error("a campaign has no numeric campaign__id")]
