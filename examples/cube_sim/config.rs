@@ -22,6 +22,9 @@ pub struct SimConfig {
     pub rows_per_day: u32,
     /// Records per page (at least 1 is used).
     pub page_size: usize,
+    /// Customers of every CRM (at least a few more than one campaign calls in a day: see
+    /// [`crm_customer_count`]).
+    pub customers_per_crm: usize,
     pub quirks: Quirks,
     pub token: String,
     pub username: String,
@@ -45,6 +48,7 @@ impl Default for SimConfig {
             campaigns: 3,
             rows_per_day: 60,
             page_size: 500,
+            customers_per_crm: 1000,
             quirks: Quirks::default(),
             token: "sim-token".to_owned(),
             username: "sim".to_owned(),
@@ -84,6 +88,13 @@ pub struct Faults {
     /// Every listing request (call outcomes or product registrations, any scope) whose
     /// from_date..=to_date covers one of these days answers 500 `{"detail":"Internal error."}`.
     pub failing_days: Vec<NaiveDate>,
+    /// Changes to each snapshot listing (customers, call-flow status) while a client pages:
+    /// see [`snapshot_members`]. Each request for page >= 2 of a snapshot makes one more (up to
+    /// this many) before the page is computed.
+    pub snapshot_changes: u32,
+    /// CRMs (data owner id, CRM type) the credentials may not read: their customers and
+    /// custom-field definitions answer 403.
+    pub forbidden_crms: Vec<(u64, String)>,
 }
 
 /// Misbehaviours of the real API that can be switched on. Data quirks: `drift`, `new_keys`,

@@ -67,6 +67,9 @@ pub(crate) async fn crm_custom_fields(
     State(sim): State<Arc<Sim>>,
     Path((owner, crm_type)): Path<(String, String)>,
 ) -> Response {
+    if !crm_readable(&sim, &owner, &crm_type) {
+        return forbidden_response();
+    }
     let fields = owner
         .parse()
         .ok()

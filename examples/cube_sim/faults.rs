@@ -35,6 +35,14 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             "/api/v1/data_owners/{owner}/{crm_type}/crm_custom_fields",
             get(crm_custom_fields),
         ),
+        (
+            "/api/v1/data_owners/{owner}/{crm_type}/customers",
+            get(crm_customers),
+        ),
+        (
+            "/api/v1/campaigns/{id}/callflow_customers",
+            get(campaign_callflow_customers),
+        ),
     ];
     let mut router = Router::new();
     for (path, handler) in routes {

@@ -55,6 +55,7 @@
 
 mod campaigns;
 mod config;
+mod customers;
 mod endpoints;
 mod faults;
 mod paging;
@@ -64,6 +65,7 @@ mod server;
 
 pub use campaigns::*;
 pub use config::*;
+pub use customers::*;
 use endpoints::*;
 use faults::*;
 use paging::*;
@@ -76,7 +78,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 // The command line of the binary.
 #[derive(Parser, Debug)]
@@ -115,6 +117,13 @@ struct DataArgs {
     /// of every day of its range; dump prints the days after all K inserts.
     #[arg(long, value_name = "K", default_value_t = 0)]
     inserts_while_paging: u32,
+    /// Customers of every CRM.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    customers_per_crm: usize,
+    /// Fault: each request for page >= 2 of a snapshot (customers, call-flow status) changes it
+    /// once more (up to K: an insert, then a move, ...); dump prints it after all K.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    snapshot_changes: u32,
 }
 
 /// Fault switches of `serve` (counters count authenticated requests, 1-based; 0 = off).
@@ -141,6 +150,15 @@ struct FaultArgs {
     /// Listing requests whose date range covers this day answer 500; repeatable, or a comma list.
     #[arg(long = "failing-day", value_name = "DATE", value_delimiter = ',', value_parser = parse_cli_date)]
     failing_days: Vec<NaiveDate>,
+    /// The customers and custom fields of this CRM (OWNER:TYPE) answer 403; repeatable.
+    #[arg(long = "forbidden-crm", value_name = "OWNER:TYPE", value_parser = parse_crm)]
+    forbidden_crms: Vec<(u64, String)>,
+}
+
+fn parse_crm(text: &str) -> Result<(u64, String), String> {
+    text.split_once(':')
+        .and_then(|(o, t)| Some((o.parse().ok()?, t.to_ascii_uppercase())))
+        .ok_or_else(|| format!("invalid CRM '{text}': expected OWNER:TYPE, e.g. 11:B2C"))
 }
 
 #[derive(Args, Debug)]
@@ -177,12 +195,17 @@ struct ServeArgs {
 
 #[derive(Args, Debug)]
 struct DumpArgs {
-    /// Campaign id; repeatable and/or comma separated.
-    #[arg(long, required = true, value_delimiter = ',')]
+    /// Campaign id; repeatable and/or comma separated. For customers and crm-custom-fields:
+    /// the CRMs of these campaigns; ignored for campaigns.
+    #[arg(long, value_delimiter = ',')]
     campaign: Vec<u64>,
-    /// First day, YYYY-MM-DD (or YYYYMMDD).
+    /// Which table: call-outcomes (default), product-registrations, customers,
+    /// customer-status, campaigns, crm-custom-fields.
+    #[arg(long, default_value = "call-outcomes")]
+    table: String,
+    /// First day, YYYY-MM-DD (or YYYYMMDD); for call outcomes and product registrations.
     #[arg(long, value_parser = parse_cli_date)]
-    from: NaiveDate,
+    from: Option<NaiveDate>,
     /// Last day (inclusive); defaults to --from.
     #[arg(long, value_parser = parse_cli_date)]
     to: Option<NaiveDate>,
@@ -207,8 +230,10 @@ impl DataArgs {
             campaigns: self.campaigns,
             rows_per_day: self.rows_per_day,
             quirks: self.quirks,
+            customers_per_crm: self.customers_per_crm,
             faults: Faults {
                 inserts_while_paging: self.inserts_while_paging,
+                snapshot_changes: self.snapshot_changes,
                 ..Faults::default()
             },
             ..SimConfig::default()
@@ -234,6 +259,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         error_every: f.error_every,
         drop_every: f.drop_every,
         failing_days: f.failing_days,
+        forbidden_crms: f.forbidden_crms,
         ..data.faults.clone()
     };
     let cfg = SimConfig {
@@ -274,26 +300,100 @@ fn dump(args: DumpArgs) -> ExitCode {
         eprintln!("cube_sim: unknown campaign {id} (known: {known:?})");
         return ExitCode::from(2);
     }
-    let to = args.to.unwrap_or(args.from);
+    let by_day = matches!(args.table.as_str(), "call-outcomes" | "product-registrations");
+    let from = match (by_day, args.from) {
+        (true, Some(from)) => from,
+        (true, None) => {
+            eprintln!("cube_sim: --from is needed for {}", args.table);
+            return ExitCode::from(2);
+        }
+        (false, _) => NaiveDate::MIN,
+    };
+    let to = args.to.unwrap_or(from);
+    // The CRMs of the campaigns, in order.
+    let mut crms: Vec<(u64, &str)> = Vec::new();
+    for meta in args.campaign.iter().filter_map(|&id| campaign_meta(&cfg, id)) {
+        if !crms.contains(&(meta.owner_id, meta.crm_type)) {
+            crms.push((meta.owner_id, meta.crm_type));
+        }
+    }
+    // (partition columns, records) of every partition of the table.
+    let mut partitions: Vec<(Map<String, Value>, Vec<Map<String, Value>>)> = Vec::new();
+    let crm_key = |owner: u64, crm_type: &str| {
+        let mut m = Map::new();
+        put(&mut m, "__data_owner_id", owner);
+        put(&mut m, "__crm_type", crm_type);
+        m
+    };
+    match args.table.as_str() {
+        "call-outcomes" | "product-registrations" => {
+            for &campaign_id in &args.campaign {
+                for day in from.iter_days().take_while(|d| *d <= to) {
+                    let mut m = Map::new();
+                    put(&mut m, "__campaign_id", campaign_id);
+                    put(&mut m, "__date", ymd(day));
+                    let records = if args.table == "product-registrations" {
+                        final_product_registrations(&cfg, campaign_id, day)
+                    } else {
+                        final_records(&cfg, campaign_id, day)
+                    };
+                    partitions.push((m, records));
+                }
+            }
+        }
+        "customers" => {
+            for &(owner_id, crm_type) in &crms {
+                let snapshot = Snapshot::Customers {
+                    owner_id,
+                    crm_type: crm_type.to_owned(),
+                };
+                partitions.push((crm_key(owner_id, crm_type), final_snapshot(&cfg, &snapshot)));
+            }
+        }
+        "customer-status" => {
+            for &campaign_id in &args.campaign {
+                let mut m = Map::new();
+                put(&mut m, "__campaign_id", campaign_id);
+                partitions.push((m, final_snapshot(&cfg, &Snapshot::Status { campaign_id })));
+            }
+        }
+        "crm-custom-fields" => {
+            for &(owner_id, crm_type) in &crms {
+                let fields = custom_fields(&cfg, owner_id, crm_type).unwrap_or_default();
+                let records = fields
+                    .into_iter()
+                    .filter_map(|f| match f {
+                        Value::Object(m) => Some(m),
+                        _ => None,
+                    })
+                    .collect();
+                partitions.push((crm_key(owner_id, crm_type), records));
+            }
+        }
+        "campaigns" => {
+            let records = campaigns(&cfg)
+                .into_iter()
+                .filter_map(|c| match c {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            partitions.push((Map::new(), records));
+        }
+        other => {
+            eprintln!("cube_sim: unknown table {other}");
+            return ExitCode::from(2);
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut write_all = || -> std::io::Result<()> {
-        for &campaign_id in &args.campaign {
-            for day in args.from.iter_days().take_while(|d| *d <= to) {
-                let date = ymd(day);
-                let records = if args.product_registrations {
-                    final_product_registrations(&cfg, campaign_id, day)
-                } else {
-                    final_records(&cfg, campaign_id, day)
-                };
-                for record in records {
-                    let mut line = Map::new();
-                    put(&mut line, "__campaign_id", campaign_id);
-                    put(&mut line, "__date", date.as_str());
-                    line.extend(record);
-                    serde_json::to_writer(&mut out, &line)?;
-                    out.write_all(b"\n")?;
-                }
+    let write_all = || -> std::io::Result<()> {
+        for (key, records) in partitions {
+            for record in records {
+                let mut line = key.clone();
+                line.extend(record);
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
             }
         }
         out.flush()

@@ -215,8 +215,8 @@ pub fn row_count(cfg: &SimConfig, campaign_id: u64, day: NaiveDate) -> usize {
 
 /// The records the API serves for one campaign and one day, in API order. A pure function of
 /// the data fields of `cfg` (seed, campaigns, rows_per_day, data-changing quirks). Empty for an
-/// unknown campaign. Within a (campaign, day), `crm__customer_id` is unique (its last five
-/// digits are the row index, so keep rows_per_day * 3/2 below 100000).
+/// unknown campaign. Every record's customer is one of its CRM's ([`crm_customer`]), and within
+/// a (campaign, day) no customer is called twice ([`called_customer`]).
 pub fn records(cfg: &SimConfig, campaign_id: u64, day: NaiveDate) -> Vec<Map<String, Value>> {
     let Some(meta) = campaign_meta(cfg, campaign_id) else {
         return Vec::new();
@@ -228,9 +228,9 @@ pub fn records(cfg: &SimConfig, campaign_id: u64, day: NaiveDate) -> Vec<Map<Str
 /// The records of one campaign and day after `version` inserts (fault `inserts_while_paging`):
 /// `version` extra records in front of the base [`records`], the latest insert first, so that
 /// going from version v to v + 1 shifts every row by one place. Inserted record j (0-based) is
-/// a copy of base record j % n whose `crm__customer_id` (unique: its last five digits are
-/// n + j), `crm__standard_info__name`, `phone_1` and (if not empty) `email` are replaced, so
-/// the key set and the JSON kind of every value are those of a base record of that day.
+/// a copy of base record j % n whose customer (`crm__customer_id` and standard info) is
+/// replaced by another of the CRM's, one no base record of the day called, so the key set and
+/// the JSON kind of every value are those of a base record of that day.
 /// A day without base records stays empty; version 0 is [`records`].
 pub fn records_at(
     cfg: &SimConfig,
@@ -267,34 +267,11 @@ pub(crate) fn inserted_record(
     n: usize,
     j: usize,
 ) -> Map<String, Value> {
-    let mut rng = stream(cfg, STREAM_INSERT, campaign_id, day, j as u64);
     let mut r = template.clone();
-    let customer_id = format!(
-        "{:07}{:05}",
-        rng.range(1_000_000, 9_999_999),
-        (n + j) % 100_000
-    );
-    let (first, last) = (*rng.pick(&FIRST_NAMES), *rng.pick(&LAST_NAMES));
-    put(&mut r, "crm__customer_id", customer_id);
-    put(
-        &mut r,
-        "crm__standard_info__name",
-        format!("{first} {last}"),
-    );
-    put(
-        &mut r,
-        "crm__standard_info__phone_1",
-        mobile_phone(&mut rng),
-    );
-    let has_email = r
-        .get("crm__standard_info__email")
-        .and_then(Value::as_str)
-        .is_some_and(|e| !e.is_empty());
-    if has_email {
-        let domain = *rng.pick(&EMAIL_DOMAINS);
-        let email = format!("{}.{}@{domain}", ascii_fold(first), ascii_fold(last));
-        put(&mut r, "crm__standard_info__email", email);
-    }
+    // A customer of the CRM that no base record of the day called.
+    let meta = campaign_meta(cfg, campaign_id).expect("inserts happen in known campaigns");
+    let k = called_customer(cfg, campaign_id, day, n + j);
+    take_customer(&mut r, &crm_customer(cfg, meta.owner_id, meta.crm_type, k));
     r
 }
 
@@ -434,6 +411,26 @@ fn customer(d: &mut Draw<'_>, r: &mut Map<String, Value>) {
     put(r, "crm__standard_info__phone_2", phone_2);
     put(r, "crm__standard_info__phone_3", phone_3);
     put(r, "crm__standard_info__email", email);
+    // The customer called is one of the CRM's: its id and standard info are the customer's
+    // (the values drawn above only keep the row stream where it was).
+    let k = called_customer(d.cfg, d.cid, d.day, idx);
+    take_customer(r, &crm_customer(d.cfg, d.meta.owner_id, d.meta.crm_type, k));
+}
+
+/// Copies a CRM customer's id and standard info into a call-outcome record.
+fn take_customer(r: &mut Map<String, Value>, customer: &Map<String, Value>) {
+    for key in [
+        "crm__customer_id",
+        "crm__standard_info__name",
+        "crm__standard_info__phone_1",
+        "crm__standard_info__phone_2",
+        "crm__standard_info__phone_3",
+        "crm__standard_info__email",
+    ] {
+        if let Some(v) = customer.get(key) {
+            put(r, key, v.clone());
+        }
+    }
 }
 
 /// `crm__change_log__*`.

@@ -46,6 +46,8 @@ pub(crate) struct Sim {
     pub(crate) served: AtomicU64,
     /// Inserts so far per (is call outcomes, campaign, day), for `inserts_while_paging`.
     pub(crate) versions: Mutex<HashMap<VersionKey, u32>>,
+    /// Changes so far per snapshot listing, for `snapshot_changes`.
+    pub(crate) snapshot_versions: Mutex<HashMap<String, u32>>,
 }
 
 /// (is call outcomes, campaign, day)
@@ -184,6 +186,7 @@ pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<SimHandle> {
         faults,
         served: AtomicU64::new(0),
         versions: Mutex::new(HashMap::new()),
+        snapshot_versions: Mutex::new(HashMap::new()),
     });
     let app = router(Arc::clone(&sim));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -151,7 +151,7 @@ impl<'r> Partition<'r> {
             match self.read_once().await? {
                 Ok(done) => return Ok(done),
                 Err(change) => {
-                    tracing::warn!(table = self.run.dataset.name, partition = %unit, read, problem = %change, "reading the partition again");
+                    tracing::warn!(table = self.run.dataset.name, partition = %unit, read, problem = %change, "reading the {} again", if self.run.dataset.by_day() { "day" } else { "snapshot" });
                     last = Some(change);
                 }
             }
