@@ -23,4 +23,5 @@ mod extract;
 mod operations;
 mod reliability;
 mod s3_dest;
+mod snapshots;
 mod usage;

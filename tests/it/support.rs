@@ -336,7 +336,7 @@ fn batch_rows(batch: &RecordBatch, campaign_id: u64, date: NaiveDate) -> Vec<Row
         .collect()
 }
 
-fn cell(c: &dyn Array, i: usize) -> Val {
+pub fn cell(c: &dyn Array, i: usize) -> Val {
     if c.is_null(i) {
         return Val::Null;
     }
@@ -403,7 +403,7 @@ pub fn expected_rows_with(
     rows
 }
 
-fn expected_value(v: Option<&Value>, ty: &str) -> Val {
+pub fn expected_value(v: Option<&Value>, ty: &str) -> Val {
     let v = match v {
         None | Some(Value::Null) => return Val::Null,
         Some(v) => v,
