@@ -496,8 +496,15 @@ pub fn assert_clean_table_root(dest: &Path) {
     assert_clean_root_of(dest, "call_outcomes")
 }
 
-/// As [`assert_clean_table_root`], for the table `name`.
+/// As [`assert_clean_table_root`], for the table `name` (a day table).
 pub fn assert_clean_root_of(dest: &Path, name: &str) {
+    assert_clean_root_with(dest, name, &["campaign_id", "date"])
+}
+
+/// Nothing under the table root but the partition folders `folders` (outermost first) and,
+/// in the innermost, `part-00000.parquet`.
+#[track_caller]
+pub fn assert_clean_root_with(dest: &Path, name: &str, folders: &[&str]) {
     let root = dest.join(name);
     let mut stack = vec![(root.clone(), 0)];
     while let Some((dir, depth)) = stack.pop() {
@@ -505,17 +512,13 @@ pub fn assert_clean_root_of(dest: &Path, name: &str) {
             let e = e.unwrap();
             let name = e.file_name().into_string().unwrap();
             let is_dir = e.file_type().unwrap().is_dir();
-            match depth {
-                0 => assert!(
-                    is_dir && name.starts_with("campaign_id="),
-                    "stray {name} in table root"
-                ),
-                1 => assert!(
-                    is_dir && name.starts_with("date="),
+            match folders.get(depth) {
+                Some(key) => assert!(
+                    is_dir && name.starts_with(&format!("{key}=")),
                     "stray {name} in {}",
                     dir.display()
                 ),
-                _ => assert!(
+                None => assert!(
                     !is_dir && name == "part-00000.parquet",
                     "stray {name} in {}",
                     dir.display()
