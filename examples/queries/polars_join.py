@@ -7,9 +7,16 @@ import polars as pl
 
 
 def calls_per_region(lake: str) -> pl.DataFrame:
-    calls = pl.scan_parquet(f"{lake}/call_outcomes/**/*.parquet", hive_partitioning=True)
-    campaigns = pl.scan_parquet(f"{lake}/campaigns/")
-    customers = pl.scan_parquet(f"{lake}/customers/", hive_partitioning=True)
+    # Call outcomes carry their own crm__* and campaign__* copies: take each column from its table.
+    calls = pl.scan_parquet(f"{lake}/call_outcomes/**/*.parquet", hive_partitioning=True).select(
+        "campaign_id", "crm__customer_id"
+    )
+    campaigns = pl.scan_parquet(f"{lake}/campaigns/").select(
+        "campaign__id", "campaign__name", "data_owner__id", "campaign__crm_type"
+    )
+    customers = pl.scan_parquet(f"{lake}/customers/", hive_partitioning=True).select(
+        "data_owner_id", "crm_type", "crm__customer_id", pl.col("crm__custom_info__3902").alias("region")
+    )
     return (
         calls.join(campaigns, left_on="campaign_id", right_on="campaign__id")
         .join(
@@ -17,7 +24,7 @@ def calls_per_region(lake: str) -> pl.DataFrame:
             left_on=["data_owner__id", "campaign__crm_type", "crm__customer_id"],
             right_on=["data_owner_id", "crm_type", "crm__customer_id"],
         )
-        .group_by("campaign__name", pl.col("crm__custom_info__3902").alias("region"))
+        .group_by("campaign__name", "region")
         .agg(pl.len().alias("calls"))
         .sort("campaign__name", "region")
         .collect()
