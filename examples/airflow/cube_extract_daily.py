@@ -1,7 +1,10 @@
-"""Daily: yesterday's call outcomes and product registrations of every active campaign.
+"""Daily: one `cube-extract sync` of every active campaign: yesterday's call outcomes and product
+registrations, and today's snapshot of customers (one per day kept, --keep-history), call-flow status,
+campaigns and custom-field definitions, in one process with one report.
 
 The DAG runs each day for the day before (`{{ ds }}` is the start of the data interval). Exit 1
-is retried with --resume; exit 2 and 3 fail at once (see cube_extract_task.py).
+is retried with --resume (which skips the partitions and the snapshots already committed); exit 2
+and 3 fail at once (see cube_extract_task.py).
 """
 
 from __future__ import annotations
@@ -28,15 +31,12 @@ DEST = os.environ.get("CUBE_EXTRACT_DEST", "s3://lake/cube")
 )
 def cube_extract_daily():
     @task
-    def call_outcomes(ds=None, ti=None):
-        run_cube_extract(["call-outcomes", "--all-campaigns", "--from", ds, "--dest", DEST], ti.try_number)
+    def sync(ds=None, ti=None):
+        run_cube_extract(
+            ["sync", "--all-campaigns", "--from", ds, "--keep-history", "--dest", DEST], ti.try_number
+        )
 
-    @task
-    def product_registrations(ds=None, ti=None):
-        run_cube_extract(["product-registrations", "--all-campaigns", "--from", ds, "--dest", DEST], ti.try_number)
-
-    call_outcomes()
-    product_registrations()
+    sync()
 
 
 cube_extract_daily()

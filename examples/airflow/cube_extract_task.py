@@ -39,7 +39,7 @@ def run_cube_extract(args: list[str], try_number: int = 1) -> None:
     from airflow.exceptions import AirflowException, AirflowFailException
 
     command = [os.environ.get("CUBE_EXTRACT_BIN", "cube-extract"), *args]
-    if try_number > 1 and args and args[0] in ("call-outcomes", "product-registrations"):
+    if try_number > 1 and args and args[0] != "reconcile":
         command.append("--resume")
     code = subprocess.run(command, check=False).returncode
     verdict = outcome(code)

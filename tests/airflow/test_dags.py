@@ -78,6 +78,8 @@ def test_airflow_dags_load_in_a_dagbag():
     assert isinstance(backfill.get_task("extract_month"), MappedOperator)
     assert backfill.get_task("reconcile").upstream_task_ids == {"extract_month"}
     assert backfill.get_task("extract_month").upstream_task_ids == {"months"}
+    # The daily DAG is one sync of every table.
+    assert [t.task_id for t in bag.dags["cube_extract_daily"].tasks] == ["sync"]
     for dag_id in ("cube_extract_daily", "cube_extract_backfill"):
         for t in bag.dags[dag_id].tasks:
             if t.task_id not in ("months",):
