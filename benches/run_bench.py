@@ -385,6 +385,57 @@ def run_cube_extract(
     return row
 
 
+@dataclasses.dataclass
+class SnapshotRow:
+    customers: int
+    measured: Measured | None = None
+    rows: int | None = None
+    row_groups: int | None = None
+    failed: str | None = None
+
+    def records_per_s(self) -> float | None:
+        return self.rows / self.measured.wall if self.rows and self.measured else None
+
+    def rss_mib(self) -> float | None:
+        return self.measured.maxrss_kib / 1024 if self.measured else None
+
+
+def run_snapshot(customers: int, work: Path, concurrency: int, timeout: float) -> SnapshotRow:
+    """One CRM's customers snapshot (`cube-extract customers --crm 11:B2C`) of `customers` records,
+    streamed into one file of several row groups."""
+    row = SnapshotRow(customers)
+    dest = fresh(work / "out-snapshot")
+    report_path = fresh(work / "report-snapshot.json")
+    log = work / "sim-snapshot.log"
+    cmd = [str(SIM_BIN), "serve", "--port", "0", "--page-size", str(PAGE_SIZE), "--campaigns", "1",
+           "--customers-per-crm", str(customers)]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=REPO)
+        try:
+            line = proc.stdout.readline().decode(errors="replace")
+            if not line.startswith("listening on "):
+                row.failed = f"cube_sim did not start: {line!r}"
+                return row
+            url = line.removeprefix("listening on ").strip()
+            m = measure([EXTRACT_BIN, "customers", "--base-url", url, "--token", TOKEN, "--crm", "11:B2C",
+                         "--dest", dest, "--concurrency", str(concurrency), "--report", report_path, "-q"],
+                        work / "run-snapshot", timeout)
+        finally:
+            proc.kill()
+            proc.wait()
+    row.measured = m
+    if m.returncode != 0:
+        row.failed = f"exit {m.returncode}: {m.stderr.strip()[-300:]}"
+        return row
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(dest / "customers/data_owner_id=11/crm_type=B2C/part-00000.parquet").metadata
+    row.rows, row.row_groups = meta.num_rows, meta.num_row_groups
+    if row.rows != customers:
+        row.failed = f"{row.rows} rows written of {customers} customers"
+    return row
+
+
 def run_baseline(dataset: Dataset, work: Path, timeout: float) -> Row:
     row = Row("Python baseline (requests + pyarrow)")
     tag = f"{next(_RUN_IDS):02d}-baseline"
@@ -710,6 +761,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-doubled", action="store_true", help="leave out the 2x rows-per-day run")
     p.add_argument("--no-duckdb-partitioned", dest="duckdb_partitioned", action="store_false",
                    help="leave out the informative DuckDB row that writes one file per (campaign, day)")
+    p.add_argument("--snapshot-customers", type=int,
+                   help="customers of the snapshot run (full: 200000, quick: 20000; 0 skips it)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds any one measured process may take")
     p.add_argument("--work-dir", type=Path, default=REPO / "target/bench", help="scratch space (emptied first)")
     p.add_argument("--results", type=Path, default=REPO / "target/bench-results.md")
@@ -723,6 +776,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.repeat = args.repeat or (1 if quick else 3)
     args.rows_per_day = args.rows_per_day or (100 if quick else 1000)
     args.min_records = args.min_records if args.min_records is not None else (0 if quick else 300_000)
+    if args.snapshot_customers is None:
+        args.snapshot_customers = 20_000 if quick else 200_000
     if not 1 <= args.campaigns <= 98:
         p.error("--campaigns must be 1..98 (ids 101..198; 199 is the archived one)")
     return args
@@ -842,6 +897,13 @@ def main(argv: list[str]) -> int:
             latency_rows.append(LatencyRow(lat, f"(info) base, --page-size {args.latency_page_size}",
                                            args.latency_ms, args.concurrency,
                                            None if no_lat.failed else no_lat.seconds))
+    # ---- table 3: a big snapshot -----------------------------------------------------------
+    snapshot = None
+    if args.snapshot_customers:
+        snapshot = run_snapshot(args.snapshot_customers, work, args.concurrency, args.timeout)
+        say("snapshot: " + (f"FAILED {snapshot.failed}" if snapshot.failed else
+                            f"{snapshot.rows:,} customers in {snapshot.measured.wall:.2f} s, "
+                            f"{snapshot.rss_mib():.0f} MiB peak RSS, {snapshot.row_groups} row groups"))
     load_end = load()
 
     # ---- report ---------------------------------------------------------------------------
@@ -893,7 +955,29 @@ def main(argv: list[str]) -> int:
             "a simulator without latency serving the same small pages. The target applies to the base row.",
             "",
         ]
-    lines += ["## Targets", "", *verdicts(cube, baseline, duck, doubled, target_latency, duck_same_layout), ""]
+    if snapshot:
+        lines += [
+            f"## Snapshot (`cube-extract customers --crm 11:B2C`: one CRM of {snapshot.customers:,} customers, "
+            f"--page-size {PAGE_SIZE})",
+            "",
+            "| time (s) | records/s | peak RSS (MiB) | row groups | CPU (s) |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {fmt(snapshot.measured.wall if snapshot.measured else None, '.2f')} "
+            f"| {fmt(snapshot.records_per_s(), ',.0f')} | {fmt(snapshot.rss_mib(), '.0f')} "
+            f"| {fmt(snapshot.row_groups, 'd')} | {fmt(snapshot.measured.cpu if snapshot.measured else None, '.2f')} |",
+            "",
+        ]
+    snapshot_verdicts = []
+    if snapshot:
+        if snapshot.failed:
+            snapshot_verdicts.append(verdict(False, f"snapshot of {snapshot.customers:,} customers FAILED: {snapshot.failed}"))
+        else:
+            snapshot_verdicts.append(verdict(
+                snapshot.rss_mib() < TARGET_RSS_MIB and snapshot.row_groups > 1,
+                f"snapshot of {snapshot.rows:,} customers: peak RSS {snapshot.rss_mib():.0f} MiB (target < "
+                f"{TARGET_RSS_MIB:.0f}), {snapshot.row_groups} row groups (target: several)"))
+    lines += ["## Targets", "", *verdicts(cube, baseline, duck, doubled, target_latency, duck_same_layout),
+              *snapshot_verdicts, ""]
     text = "\n".join(lines)
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)
