@@ -41,7 +41,11 @@ pub struct PartitionReport {
 }
 
 impl PartitionReport {
-    pub(crate) fn new(unit: &Unit, day_key: &'static str, status: PartitionStatus) -> PartitionReport {
+    pub(crate) fn new(
+        unit: &Unit,
+        day_key: &'static str,
+        status: PartitionStatus,
+    ) -> PartitionReport {
         PartitionReport {
             unit: *unit,
             partition: unit.values(day_key),

@@ -5,10 +5,10 @@ use reqwest::header::HeaderValue;
 use url::Url;
 
 use crate::cli::ExtractArgs;
+use crate::datasets::{Dataset, ScopeKind};
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
-use crate::datasets::{Dataset, ScopeKind};
 use crate::unit::{Crm, CrmType};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

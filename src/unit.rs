@@ -85,7 +85,10 @@ impl Unit {
     }
 
     /// The partition values as the report and the ledger write them (ids as numbers).
-    pub(crate) fn values(&self, day_key: &'static str) -> serde_json::Map<String, serde_json::Value> {
+    pub(crate) fn values(
+        &self,
+        day_key: &'static str,
+    ) -> serde_json::Map<String, serde_json::Value> {
         self.folders(day_key)
             .into_iter()
             .map(|(key, value)| {

@@ -34,8 +34,19 @@ fn crm_code(crm_type: &str) -> u64 {
 
 /// Customer `k` of a CRM: its id, standard info, change log and custom fields. A pure function
 /// of (seed, owner, CRM type, k); ids are unique within the CRM (their last six digits are k).
-pub fn crm_customer(cfg: &SimConfig, owner_id: u64, crm_type: &str, k: usize) -> Map<String, Value> {
-    let mut rng = Rng::new(&[cfg.seed, STREAM_CUSTOMER, owner_id, crm_code(crm_type), k as u64]);
+pub fn crm_customer(
+    cfg: &SimConfig,
+    owner_id: u64,
+    crm_type: &str,
+    k: usize,
+) -> Map<String, Value> {
+    let mut rng = Rng::new(&[
+        cfg.seed,
+        STREAM_CUSTOMER,
+        owner_id,
+        crm_code(crm_type),
+        k as u64,
+    ]);
     let first = *rng.pick(&FIRST_NAMES);
     let last = *rng.pick(&LAST_NAMES);
     let mut r = Map::new();
@@ -45,12 +56,19 @@ pub fn crm_customer(cfg: &SimConfig, owner_id: u64, crm_type: &str, k: usize) ->
         format!("{:06}{:06}", rng.range(100_000, 999_999), k % 1_000_000),
     );
     let name = if crm_type.eq_ignore_ascii_case("B2B") {
-        format!("{last} {} AS", rng.pick(&["Produksjon", "Handel", "Eiendom", "Transport"]))
+        format!(
+            "{last} {} AS",
+            rng.pick(&["Produksjon", "Handel", "Eiendom", "Transport"])
+        )
     } else {
         format!("{first} {last}")
     };
     put(&mut r, "crm__standard_info__name", name);
-    put(&mut r, "crm__standard_info__phone_1", mobile_phone(&mut rng));
+    put(
+        &mut r,
+        "crm__standard_info__phone_1",
+        mobile_phone(&mut rng),
+    );
     let phone_2 = if rng.percent(40) {
         String::new()
     } else {
@@ -123,7 +141,8 @@ fn status_record(cfg: &SimConfig, meta: &CampaignMeta, k: usize) -> Map<String, 
     put(&mut r, "callflow__attempts_status__attempts", attempts);
     put(&mut r, "callflow__callstate__name", state);
     put(&mut r, "callflow__last_change__user", rng.pick(&SELLERS).0);
-    let day = NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date") + chrono::Days::new(rng.below(60));
+    let day =
+        NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date") + chrono::Days::new(rng.below(60));
     put(
         &mut r,
         "callflow__last_change__when",
@@ -135,7 +154,11 @@ fn status_record(cfg: &SimConfig, meta: &CampaignMeta, k: usize) -> Map<String, 
         *rng.pick(&["Manually add", "Import", "Call outcome"]),
     );
     put(&mut r, "callflow__last_change__alternative", "");
-    put(&mut r, "callflow__last_change__comment", *rng.pick(&COMMENTS));
+    put(
+        &mut r,
+        "callflow__last_change__comment",
+        *rng.pick(&COMMENTS),
+    );
     put(&mut r, "campaign__name", meta.name.clone());
     put(&mut r, "campaign__crm_type", meta.crm_type);
     put(&mut r, "data_owner__name", meta.owner_name);
@@ -160,7 +183,9 @@ pub enum Snapshot {
 impl Snapshot {
     fn key(&self) -> String {
         match self {
-            Snapshot::Customers { owner_id, crm_type } => format!("customers/{owner_id}/{crm_type}"),
+            Snapshot::Customers { owner_id, crm_type } => {
+                format!("customers/{owner_id}/{crm_type}")
+            }
             Snapshot::Status { campaign_id } => format!("status/{campaign_id}"),
         }
     }
@@ -238,7 +263,10 @@ impl Sim {
         };
         let max_version = self.current_faults().snapshot_changes;
         let version = {
-            let mut versions = self.snapshot_versions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut versions = self
+                .snapshot_versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let v = versions.entry(snapshot.key()).or_insert(0);
             // A live table: it changes while the client pages on.
             if page >= 2 && *v < max_version {
@@ -307,9 +335,7 @@ pub(crate) async fn campaign_callflow_customers(
     headers: HeaderMap,
 ) -> Response {
     match sim.known_campaign(&id) {
-        Some(campaign_id) => {
-            sim.snapshot_page(&Snapshot::Status { campaign_id }, &uri, &headers)
-        }
+        Some(campaign_id) => sim.snapshot_page(&Snapshot::Status { campaign_id }, &uri, &headers),
         None => not_found("Not found."),
     }
 }

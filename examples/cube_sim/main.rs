@@ -293,6 +293,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// One JSON object: a record, or a partition's `__key` values.
+type Record = Map<String, Value>;
+
 fn dump(args: DumpArgs) -> ExitCode {
     let cfg = args.data.config();
     let known = campaign_ids(&cfg);
@@ -300,7 +303,10 @@ fn dump(args: DumpArgs) -> ExitCode {
         eprintln!("cube_sim: unknown campaign {id} (known: {known:?})");
         return ExitCode::from(2);
     }
-    let by_day = matches!(args.table.as_str(), "call-outcomes" | "product-registrations");
+    let by_day = matches!(
+        args.table.as_str(),
+        "call-outcomes" | "product-registrations"
+    );
     let from = match (by_day, args.from) {
         (true, Some(from)) => from,
         (true, None) => {
@@ -312,13 +318,17 @@ fn dump(args: DumpArgs) -> ExitCode {
     let to = args.to.unwrap_or(from);
     // The CRMs of the campaigns, in order.
     let mut crms: Vec<(u64, &str)> = Vec::new();
-    for meta in args.campaign.iter().filter_map(|&id| campaign_meta(&cfg, id)) {
+    for meta in args
+        .campaign
+        .iter()
+        .filter_map(|&id| campaign_meta(&cfg, id))
+    {
         if !crms.contains(&(meta.owner_id, meta.crm_type)) {
             crms.push((meta.owner_id, meta.crm_type));
         }
     }
     // (partition columns, records) of every partition of the table.
-    let mut partitions: Vec<(Map<String, Value>, Vec<Map<String, Value>>)> = Vec::new();
+    let mut partitions: Vec<(Record, Vec<Record>)> = Vec::new();
     let crm_key = |owner: u64, crm_type: &str| {
         let mut m = Map::new();
         put(&mut m, "__data_owner_id", owner);

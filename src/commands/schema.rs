@@ -2,13 +2,13 @@
 //! JSON, or as a DuckDB view that names each custom column by its label.
 
 use crate::cli::{LogFormat, SchemaArgs};
+use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::{self, Progress};
 use crate::run;
 use crate::schema::view;
 use crate::settings::{StoreSettings, UsageError};
 use crate::sink::{DestinationSpec, Paths, SchemaStore, StoreError};
-use crate::datasets::Dataset;
 
 /// Why there is no schema to show.
 #[derive(Debug, thiserror::Error)]

@@ -136,7 +136,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(CUSTOMERS.partition_columns(), ["data_owner_id", "crm_type", "snapshot_date"]);
+        assert_eq!(
+            CUSTOMERS.partition_columns(),
+            ["data_owner_id", "crm_type", "snapshot_date"]
+        );
         assert_eq!(CALL_OUTCOMES.partition_columns(), ["campaign_id", "date"]);
         assert!(CAMPAIGNS.partition_columns().is_empty());
     }

@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 pub(crate) use reconcile::reconcile_dataset;
 
+use crate::datasets::Dataset;
 use crate::decode::DecodeError;
 use crate::error::{Outcome, Signal};
 use crate::logging::Progress;
@@ -22,7 +23,6 @@ use crate::settings::Settings;
 use crate::sink::parquet::EncodeError;
 use crate::sink::StoreError;
 use crate::source::SourceError;
-use crate::datasets::Dataset;
 use crate::unit::Unit;
 use partition::Partition;
 use plan::Context;
@@ -125,7 +125,12 @@ pub(crate) async fn extract(
     let started = now();
     let mut reports: Vec<(Dataset, Report)> = datasets
         .iter()
-        .map(|&d| (d, Report::new(started.clone(), settings.store.dest.display())))
+        .map(|&d| {
+            (
+                d,
+                Report::new(started.clone(), settings.store.dest.display()),
+            )
+        })
         .collect();
     let context = match shutdown
         .unless_stopped(Context::new(settings, &mut reports[0].1))

@@ -77,7 +77,8 @@ impl<'r> Partition<'r> {
     /// partition was abandoned and is not reported).
     pub(crate) async fn extract(self, shutdown: &Shutdown) -> Option<PartitionReport> {
         let unit = self.unit;
-        let mut report = PartitionReport::new(&unit, self.run.paths.day_key(), PartitionStatus::Failed);
+        let mut report =
+            PartitionReport::new(&unit, self.run.paths.day_key(), PartitionStatus::Failed);
         let outcome = match shutdown.unless_stopped(self.read()).await {
             Err(_) => return None,
             Ok(Err(e)) => Err(e),
@@ -167,9 +168,8 @@ impl<'r> Partition<'r> {
     /// One read of the listing: the staged file, or the change that makes it read again.
     async fn read_once(&self) -> Result<Result<Read<'r>, ListingChange>, PartitionError> {
         let run = self.run;
-        let snapshot_at = (!run.dataset.by_day()).then(|| {
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        });
+        let snapshot_at = (!run.dataset.by_day())
+            .then(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         let first = self.parse(1, self.fetch(1).await?).await?;
         let listing = match Listing::from_first(&first.0) {
             Ok(Some(listing)) => listing,
@@ -340,10 +340,12 @@ impl<'r> Partition<'r> {
             Err(e) => return Err(e.into()),
         };
         let page = self.parse(number, fetched).await?;
-        Ok(match listing.check(&page.0).and_then(|()| seen.check(&page.0)) {
-            Ok(()) => Ok(page),
-            Err(change) => Err(change),
-        })
+        Ok(
+            match listing.check(&page.0).and_then(|()| seen.check(&page.0)) {
+                Ok(()) => Ok(page),
+                Err(change) => Err(change),
+            },
+        )
     }
 
     /// Fetches a page once the run's page budget has room for it. Only I/O happens here: these

@@ -120,7 +120,9 @@ fn select_campaigns(
 fn crms_of(listed: &[Campaign], ids: &[u64]) -> Vec<Crm> {
     let mut out = Vec::new();
     for c in listed.iter().filter(|c| ids.contains(&c.id)) {
-        let crm = c.data_owner_id.zip(c.crm_type.as_deref().and_then(CrmType::parse));
+        let crm = c
+            .data_owner_id
+            .zip(c.crm_type.as_deref().and_then(CrmType::parse));
         if let Some((data_owner_id, crm_type)) = crm {
             let crm = Crm {
                 data_owner_id,
@@ -240,20 +242,37 @@ fn adopt_history(
 
 /// The partitions of a table, in order: by day then campaign for day tables, one per scope for
 /// snapshots.
-fn units(dataset: &Dataset, context: &Context, settings: &Settings, keep_history: bool) -> Vec<Unit> {
+fn units(
+    dataset: &Dataset,
+    context: &Context,
+    settings: &Settings,
+    keep_history: bool,
+) -> Vec<Unit> {
     let scopes: Vec<Scope> = match dataset.scope() {
-        ScopeKind::Campaign => context.campaigns.iter().map(|&id| Scope::Campaign(id)).collect(),
+        ScopeKind::Campaign => context
+            .campaigns
+            .iter()
+            .map(|&id| Scope::Campaign(id))
+            .collect(),
         ScopeKind::Crm => context.crms.iter().map(|&crm| Scope::Crm(crm)).collect(),
         ScopeKind::Account => vec![Scope::Account],
     };
     if dataset.by_day() {
         let days = &settings.days;
         days.iter()
-            .flat_map(|&day| scopes.iter().map(move |&scope| Unit { scope, day: Some(day) }))
+            .flat_map(|&day| {
+                scopes.iter().map(move |&scope| Unit {
+                    scope,
+                    day: Some(day),
+                })
+            })
             .collect()
     } else {
         let day = keep_history.then_some(settings.today);
-        scopes.into_iter().map(|scope| Unit { scope, day }).collect()
+        scopes
+            .into_iter()
+            .map(|scope| Unit { scope, day })
+            .collect()
     }
 }
 
@@ -373,14 +392,6 @@ pub(super) async fn plan(
         &mut report.partitions,
     )
     .await?;
-    let run = Run::new(
-        context,
-        dest,
-        paths,
-        dataset,
-        settings,
-        schema,
-        base,
-    );
+    let run = Run::new(context, dest, paths, dataset, settings, schema, base);
     Ok((run, todo))
 }

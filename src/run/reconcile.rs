@@ -10,6 +10,7 @@ use futures::StreamExt;
 use super::budget::CpuSlots;
 use super::place::{self, Streamed};
 use super::{now, PartitionError};
+use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::DETAIL;
 use crate::privacy::{Policy, PolicyError};
@@ -18,7 +19,6 @@ use crate::sink::parquet::{file_info, rewrite, EncodeError};
 use crate::sink::{
     Committed, Destination, Ledger, LedgerRecord, Paths, SchemaStore, StoreError, Target,
 };
-use crate::datasets::Dataset;
 use crate::unit::Unit;
 
 /// Rewrites running at once at most: each holds a file and its rewrite in memory.

@@ -8,12 +8,12 @@ use tokio::sync::Mutex;
 
 use super::budget::{CpuSlots, PageBudget};
 use super::plan::Context;
+use crate::datasets::Dataset;
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::schema::{DatasetSchema, KeyKinds, SchemaChange};
-use crate::sink::{Base, Destination, Paths, SchemaStore, StoreError, Target};
-use crate::datasets::Dataset;
 use crate::settings::Settings;
+use crate::sink::{Base, Destination, Paths, SchemaStore, StoreError, Target};
 use crate::source::CubeClient;
 
 /// One table's extraction.

@@ -35,7 +35,9 @@ impl Paths {
     fn partition_under(&self, root: Path, unit: &Unit) -> Path {
         unit.folders(self.day_key)
             .into_iter()
-            .fold(root, |path, (key, value)| path.join(format!("{key}={value}")))
+            .fold(root, |path, (key, value)| {
+                path.join(format!("{key}={value}"))
+            })
     }
 
     pub fn table_root(&self) -> Path {

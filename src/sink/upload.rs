@@ -125,7 +125,10 @@ mod tests {
         );
         staged.place().await.unwrap();
         assert_eq!(dest.get(&path).await.unwrap().unwrap().as_ref(), data());
-        let leftovers = dest.list(&Paths::new(&crate::datasets::CALL_OUTCOMES).staging_dir()).await.unwrap();
+        let leftovers = dest
+            .list(&Paths::new(&crate::datasets::CALL_OUTCOMES).staging_dir())
+            .await
+            .unwrap();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

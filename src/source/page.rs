@@ -46,7 +46,14 @@ impl Page {
         let (count, has_next) = (envelope.count, envelope.next.is_some());
         let results = envelope.results.get();
         let start = results.as_ptr() as usize - body.as_ptr() as usize;
-        Self::scanned(number, count, has_next, &body, start..start + results.len(), unique_key)
+        Self::scanned(
+            number,
+            count,
+            has_next,
+            &body,
+            start..start + results.len(),
+            unique_key,
+        )
     }
 
     /// A plain JSON array of records (the answer of an endpoint that does not page), as the
@@ -69,7 +76,8 @@ impl Page {
         results: Range<usize>,
         unique_key: Option<&str>,
     ) -> Result<Page, BodyError> {
-        let json = std::str::from_utf8(&body[results.clone()]).map_err(|_| BodyError::NotAnArray)?;
+        let json =
+            std::str::from_utf8(&body[results.clone()]).map_err(|_| BodyError::NotAnArray)?;
         let mut keys = KeyKinds::default();
         let records = scan_records(json, &mut keys).map_err(BodyError::NotRecords)?;
         let ids = match unique_key {
@@ -107,10 +115,7 @@ mod ids {
     pub(super) fn digests(results_json: &str, key: &str) -> Result<Vec<u64>, serde_json::Error> {
         let mut out = Vec::new();
         let mut de = serde_json::Deserializer::from_str(results_json);
-        de.deserialize_seq(Records {
-            key,
-            out: &mut out,
-        })?;
+        de.deserialize_seq(Records { key, out: &mut out })?;
         Ok(out)
     }
 
@@ -193,11 +198,16 @@ mod tests {
 
     #[test]
     fn digests_of_the_unique_key_match_across_strings_and_numbers() {
-        let body = br#"{"count": 3, "next": null, "results": [{"id": "7", "a": 1}, {"a": 2}, {"id": 7}]}"#;
+        let body =
+            br#"{"count": 3, "next": null, "results": [{"id": "7", "a": 1}, {"a": 2}, {"id": 7}]}"#;
         let p = Page::parse(1, Bytes::from_static(body), Some("id")).unwrap();
         assert_eq!(p.ids.len(), 2);
         assert_eq!(p.ids[0], p.ids[1]);
-        let a = Page::from_array(Bytes::from_static(b" [{\"id\": 1}, {\"id\": 2}]\n"), Some("id")).unwrap();
+        let a = Page::from_array(
+            Bytes::from_static(b" [{\"id\": 1}, {\"id\": 2}]\n"),
+            Some("id"),
+        )
+        .unwrap();
         assert_eq!((a.count, a.records, a.has_next), (2, 2, false));
         assert_ne!(a.ids[0], a.ids[1]);
         assert!(Page::from_array(Bytes::from_static(br#"{"count": 0}"#), None).is_err());

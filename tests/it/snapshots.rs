@@ -52,9 +52,10 @@ fn expected_table(
     table: &str,
     partitions: Vec<(String, Vec<Map<String, Value>>)>,
 ) -> Vec<String> {
-    let schema: Value =
-        serde_json::from_slice(&std::fs::read(dest.join(format!("_cube_extract/{table}/schema.json"))).unwrap())
-            .unwrap();
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(dest.join(format!("_cube_extract/{table}/schema.json"))).unwrap(),
+    )
+    .unwrap();
     let columns: Vec<&Value> = schema["columns"]
         .as_array()
         .unwrap()
@@ -69,7 +70,10 @@ fn expected_table(
                 .map(|c| {
                     let key = c["source_key"].as_str().unwrap();
                     let ty = c["type"].as_str().unwrap();
-                    (c["name"].as_str().unwrap().to_owned(), expected_value(record.get(key), ty))
+                    (
+                        c["name"].as_str().unwrap().to_owned(),
+                        expected_value(record.get(key), ty),
+                    )
                 })
                 .collect();
             rows.push(format!("{partition}|{values:?}"));
@@ -117,7 +121,11 @@ fn customers_of(cfg: &SimConfig, crms: &[(u64, &str)]) -> Vec<(String, Vec<Map<S
 
 fn snapshot_at(file: &Path) -> Option<String> {
     let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
-    let kv = reader.metadata().file_metadata().key_value_metadata()?.clone();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()?
+        .clone();
     kv.into_iter()
         .find(|k| k.key == "cube.snapshot_at")
         .and_then(|k| k.value)
@@ -256,10 +264,15 @@ fn a_snapshot_that_changes_while_paged_is_read_again_and_ends_exact() {
     let ws = Workspace::new();
     let out = ws.extract_with("customers", &sim, &["--crm", "11:B2C"], &[]);
     out.assert_code(0);
-    assert!(out.stderr.contains("reading the snapshot again"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("reading the snapshot again"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("count went from"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("same crm__customer_id as an earlier one"),
+        out.stderr
+            .contains("same crm__customer_id as an earlier one"),
         "{}",
         out.stderr
     );
@@ -276,7 +289,9 @@ fn a_snapshot_that_never_settles_exits_3_and_leaves_the_old_file() {
     let ws = Workspace::new();
     ws.extract_with("customer-status", &sim, &["--campaign", "101"], &[])
         .assert_code(0);
-    let file = ws.dest().join("customer_status/campaign_id=101/part-00000.parquet");
+    let file = ws
+        .dest()
+        .join("customer_status/campaign_id=101/part-00000.parquet");
     let before = std::fs::read(&file).unwrap();
     sim.set_faults(Faults {
         snapshot_changes: 10,
@@ -284,8 +299,16 @@ fn a_snapshot_that_never_settles_exits_3_and_leaves_the_old_file() {
     });
     let out = ws.extract_with("customer-status", &sim, &["--campaign", "101"], &[]);
     out.assert_code(3);
-    assert!(out.stderr.contains("changed while it was read"), "{}", out.stderr);
-    assert_eq!(std::fs::read(&file).unwrap(), before, "the old snapshot is untouched");
+    assert!(
+        out.stderr.contains("changed while it was read"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the old snapshot is untouched"
+    );
     assert_clean_root_with(&ws.dest(), "customer_status", &["campaign_id"]);
 }
 
@@ -294,7 +317,8 @@ fn keep_history_keeps_yesterdays_snapshot_beside_todays() {
     let sim = cube_sim::start(SimConfig::default());
     let ws = Workspace::new();
     let args = ["--crm", "11:B2C", "--keep-history"];
-    ws.extract_with("customers", &sim, &args, &[]).assert_code(0);
+    ws.extract_with("customers", &sim, &args, &[])
+        .assert_code(0);
     let today = chrono::Local::now().date_naive();
     let yesterday = today.pred_opt().unwrap();
     // Yesterday's run, as it would have left the table: its folder and its ledger entry.
@@ -313,7 +337,8 @@ fn keep_history_keeps_yesterdays_snapshot_beside_todays() {
     let crm = dest.join("customers/data_owner_id=11/crm_type=B2C");
     for d in [today, yesterday] {
         assert!(
-            crm.join(format!("snapshot_date={d}/part-00000.parquet")).is_file(),
+            crm.join(format!("snapshot_date={d}/part-00000.parquet"))
+                .is_file(),
             "snapshot of {d}"
         );
     }
@@ -329,7 +354,11 @@ fn keep_history_keeps_yesterdays_snapshot_beside_todays() {
     let files_before = all_files(&dest);
     let refused = ws.extract_with("customers", &sim, &["--crm", "11:B2C"], &[]);
     refused.assert_code(2);
-    assert!(refused.stderr.contains("with --keep-history"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("with --keep-history"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(all_files(&dest), files_before);
 }
 
@@ -350,9 +379,18 @@ fn a_table_without_history_refuses_keep_history() {
     ws.extract_with("customers", &sim, &["--crm", "11:B2C"], &[])
         .assert_code(0);
     let before = all_files(&ws.dest());
-    let out = ws.extract_with("customers", &sim, &["--crm", "11:B2C", "--keep-history"], &[]);
+    let out = ws.extract_with(
+        "customers",
+        &sim,
+        &["--crm", "11:B2C", "--keep-history"],
+        &[],
+    );
     out.assert_code(2);
-    assert!(out.stderr.contains("without --keep-history"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("without --keep-history"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(all_files(&ws.dest()), before);
 }
 
@@ -370,7 +408,10 @@ fn bad_crms_exit_2_with_one_sentence_and_write_nothing() {
         (vec!["--crm", "99:B2C"], "is not a CRM of any campaign"),
         (vec!["--crm", "12:B2C"], "cannot read CRM 12:B2C"),
         (vec!["--crm", "12-B2C"], "DATA_OWNER_ID:CRM_TYPE"),
-        (vec!["--crm", "11:B2C", "--from", "2019-08-01"], "drop --from"),
+        (
+            vec!["--crm", "11:B2C", "--from", "2019-08-01"],
+            "drop --from",
+        ),
     ] {
         let ws = Workspace::new();
         let out = ws.extract_with("customers", &sim, &args, &[]);
@@ -394,9 +435,15 @@ fn hashed_columns_join_across_tables_and_no_original_value_lands_in_customers() 
         "crm__standard_info__phone_*",
     ];
     let args = [&["--campaign", "101", "--from", "2019-08-01"][..], &hash].concat();
-    ws.extract_with("call-outcomes", &sim, &args, &key).assert_code(0);
-    ws.extract_with("customers", &sim, &[&["--campaign", "101"][..], &hash].concat(), &key)
+    ws.extract_with("call-outcomes", &sim, &args, &key)
         .assert_code(0);
+    ws.extract_with(
+        "customers",
+        &sim,
+        &[&["--campaign", "101"][..], &hash].concat(),
+        &key,
+    )
+    .assert_code(0);
     let dest = ws.dest();
     let customers = cube_sim::final_snapshot(
         &cfg,
@@ -408,16 +455,23 @@ fn hashed_columns_join_across_tables_and_no_original_value_lands_in_customers() 
     let originals: std::collections::HashSet<String> = customers
         .iter()
         .flat_map(|c| {
-            ["crm__customer_id", "crm__standard_info__phone_1", "crm__standard_info__phone_2"]
-                .into_iter()
-                .filter_map(|k| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+            [
+                "crm__customer_id",
+                "crm__standard_info__phone_1",
+                "crm__standard_info__phone_2",
+            ]
+            .into_iter()
+            .filter_map(|k| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_owned))
         })
         .collect();
     let rows = table_rows(&dest, "customers");
     assert_eq!(rows.len(), customers.len());
     for row in &rows {
         for original in &originals {
-            assert!(!row.contains(&format!("\"{original}\"")), "{original} in {row}");
+            assert!(
+                !row.contains(&format!("\"{original}\"")),
+                "{original} in {row}"
+            );
         }
     }
     // Every hashed customer id of a call outcome is a hashed id of the customers table.
@@ -428,7 +482,10 @@ fn hashed_columns_join_across_tables_and_no_original_value_lands_in_customers() 
     let known = digest("customers");
     assert!(!called.is_empty());
     assert!(called.is_subset(&known), "hashed ids do not join");
-    assert!(called.iter().all(|d| d.len() == 64), "digests are hex SHA-256");
+    assert!(
+        called.iter().all(|d| d.len() == 64),
+        "digests are hex SHA-256"
+    );
 }
 
 /// Every non-null value of `column` in a table, as text.
