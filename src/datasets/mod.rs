@@ -117,30 +117,3 @@ impl Dataset {
         columns
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::schema::KnownFields;
-
-    #[test]
-    fn every_declaration_matches_its_known_fields() {
-        for dataset in ALL {
-            let known = KnownFields::parse(dataset.known_fields);
-            assert_eq!(known.dataset, dataset.name);
-            if let Some(key) = dataset.unique_key {
-                assert!(
-                    known.columns.iter().any(|(name, _)| name == key),
-                    "{}: {key} is a known field",
-                    dataset.name
-                );
-            }
-        }
-        assert_eq!(
-            CUSTOMERS.partition_columns(),
-            ["data_owner_id", "crm_type", "snapshot_date"]
-        );
-        assert_eq!(CALL_OUTCOMES.partition_columns(), ["campaign_id", "date"]);
-        assert!(CAMPAIGNS.partition_columns().is_empty());
-    }
-}

@@ -98,4 +98,26 @@ mod tests {
             .count();
         assert_eq!(beyond, 4);
     }
+
+    #[test]
+    fn every_table_declaration_matches_its_known_fields() {
+        use crate::datasets::{ALL, CALL_OUTCOMES, CAMPAIGNS, CUSTOMERS};
+        for dataset in ALL {
+            let known = KnownFields::of(&dataset);
+            assert_eq!(known.dataset, dataset.name);
+            if let Some(key) = dataset.unique_key {
+                assert!(
+                    known.columns.iter().any(|(name, _)| name == key),
+                    "{}: {key} is a known field",
+                    dataset.name
+                );
+            }
+        }
+        assert_eq!(
+            CUSTOMERS.partition_columns(),
+            ["data_owner_id", "crm_type", "snapshot_date"]
+        );
+        assert_eq!(CALL_OUTCOMES.partition_columns(), ["campaign_id", "date"]);
+        assert!(CAMPAIGNS.partition_columns().is_empty());
+    }
 }
