@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Extracts August 2019 of three campaigns from the bundled Cube simulator into ./out and prints
-# what landed. Run through `make demo`, which builds first.
+# Extracts the whole Cube model from the bundled simulator into ./out with one `sync`: August 2019
+# of three campaigns' call outcomes and product registrations, and today's snapshot of their
+# customers, call-flow status, campaigns and custom-field definitions; prints what landed. Run through `make demo`, which builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ read -r -u 3 line
 BASE_URL=${line#listening on }
 echo "simulator: $BASE_URL"
 
-"$BIN" call-outcomes --base-url "$BASE_URL" --token sim-token \
+"$BIN" sync --base-url "$BASE_URL" --token sim-token \
     --campaign 101,102,103 --from 2019-08-01 --to 2019-08-31 \
     --dest out --report "$REPORT"
 

@@ -1,9 +1,18 @@
-"""Prints a run report and the dataset schema as two small tables (standard library only)."""
+"""Prints a run report (one table's, or a `sync` report's tables) and a dataset schema as small tables
+(standard library only)."""
 import json
 import sys
 
 report = json.load(open(sys.argv[1]))
 schema = json.load(open(sys.argv[2]))
+
+if "tables" in report:
+    print(f"\n{'table':22}  {'status':8}  {'partitions':>10}  {'rows':>7}  {'bytes':>9}")
+    for name, t in report["tables"].items():
+        print(f"{name:22}  {t['status']:8}  {len(t['partitions']):>10}  {t['rows']:>7}  {t['bytes_written']:>9}")
+    print(f"\nsync: status {report['status']} (exit {report['exit_code']}), {report['requests']} requests")
+    report = report["tables"]["call_outcomes"]
+    print("\ncall_outcomes:")
 
 print(f"\n{'campaign':>8}  {'date':10}  {'status':9}  {'rows':>5}  file")
 for p in report["partitions"]:
