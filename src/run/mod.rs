@@ -263,6 +263,7 @@ async fn bring_up_to_date(run: &Run, settings: &Settings) -> Result<Rewritten, P
         paths: &run.paths,
         policy: &run.policy,
         cpu: &run.cpu,
+        every_file: false,
     }
     .reconcile(&target, settings.concurrency)
     .await

@@ -38,6 +38,11 @@ pub(crate) struct Reconciler<'a> {
     pub(crate) policy: &'a Policy,
     /// CPU slots shared with whatever else the process encodes.
     pub(crate) cpu: &'a CpuSlots,
+    /// Check every file's own columns, not only those the ledger names another version for:
+    /// the fan-in after many writers, where a store whose conditional create is not atomic
+    /// (moto's is a check, then a put) can let two writers commit different layouts under one
+    /// version.
+    pub(crate) every_file: bool,
 }
 
 impl Reconciler<'_> {
@@ -52,7 +57,7 @@ impl Reconciler<'_> {
         let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
         let mut stale: Vec<(Unit, Option<Committed>)> = committed
             .iter()
-            .filter(|(_, c)| c.schema_version != target.version)
+            .filter(|(_, c)| self.every_file || c.schema_version != target.version)
             .map(|(u, c)| (*u, Some(c.clone())))
             .collect();
         for meta in self.dest.list(&self.paths.table_root()).await? {
@@ -128,7 +133,8 @@ impl Reconciler<'_> {
             record.file = Some(path.to_string());
         }
         // Files nobody recorded stay unrecorded, so --resume fetches their day again.
-        if recorded.is_some() {
+        let recorded_version = recorded.as_ref().map(|c| c.schema_version);
+        if recorded_version.is_some_and(|v| written > 0 || v != target.version) {
             record.schema_version = target.version;
             Ledger::new(self.dest, self.paths)
                 .record(&unit, &record)
@@ -210,6 +216,7 @@ pub(crate) async fn reconcile_dataset(
         paths: &paths,
         policy: &policy,
         cpu: &cpu,
+        every_file: true,
     }
     .reconcile(&Target::of(&schema), MAX_REWRITES_AT_ONCE)
     .await
