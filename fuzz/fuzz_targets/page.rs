@@ -9,7 +9,7 @@ use cube_extract::source::Page;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(page) = Page::parse(1, Bytes::copy_from_slice(data), None) else {
+    let Ok(page) = Page::parse(1, Bytes::copy_from_slice(data), Some("crm__customer_id")) else {
         return;
     };
     let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
