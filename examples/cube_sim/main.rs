@@ -209,9 +209,6 @@ struct DumpArgs {
     /// Last day (inclusive); defaults to --from.
     #[arg(long, value_parser = parse_cli_date)]
     to: Option<NaiveDate>,
-    /// Print the product registrations instead of the call outcomes.
-    #[arg(long)]
-    product_registrations: bool,
     #[command(flatten)]
     data: DataArgs,
 }

@@ -102,7 +102,8 @@ pub struct DatasetSchema {
     /// Labels of custom fields by JSON key, as the API gave them to this run: attached to a
     /// column when it is added (not stored themselves; `Column::label` is).
     labels: HashMap<String, String>,
-    /// The columns of the partition path, which no data column may shadow.
+    /// The columns no data column may shadow: those of the partition path, and for a snapshot
+    /// table the day of a kept snapshot, reserved whether it keeps history or not.
     partition_columns: Vec<String>,
     /// A snapshot table that keeps one snapshot per day (`--keep-history`), chosen when the
     /// table was created.
@@ -148,9 +149,11 @@ impl DatasetSchema {
         }
     }
 
-    /// The columns of the partition path.
-    pub(crate) fn partition_columns(&self) -> &[String] {
-        &self.partition_columns
+    /// The folders a reader finds in the path of this table's files.
+    pub(crate) fn path_columns(&self) -> impl Iterator<Item = &String> {
+        self.partition_columns
+            .iter()
+            .filter(|c| self.keep_history || c.as_str() != "snapshot_date")
     }
 
     /// The personal-data policy the dataset's files follow.

@@ -65,7 +65,7 @@ TABLE = "call_outcomes"
 # `cube_sim dump` flags that print its records.
 TABLES = {
     "call_outcomes": ("call-outcomes", []),
-    "product_registrations": ("product-registrations", ["--product-registrations"]),
+    "product_registrations": ("product-registrations", ["--table", "product-registrations"]),
 }
 
 SIM_START_TIMEOUT = 30  # seconds until the simulator must have printed its address

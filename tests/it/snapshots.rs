@@ -264,7 +264,7 @@ fn a_snapshot_that_changes_while_paged_is_read_again_and_ends_exact(backend: Bac
         ..SimConfig::default()
     };
     let sim = cube_sim::start(cfg.clone());
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     let out = ws.extract_with("customers", &sim, &["--crm", "11:B2C"], &[]);
     out.assert_code(0);
     assert!(
