@@ -12,6 +12,15 @@ use serde_json::{Map, Value};
 use crate::cube_sim::{Faults, Snapshot};
 use crate::support::*;
 
+/// The record batches of one Parquet file.
+fn batches(file: &Path) -> impl Iterator<Item = arrow_array::RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|batch| batch.unwrap())
+}
+
 /// (partition folders, column -> value) of every row of a table, as text, sorted.
 fn table_rows(dest: &Path, table: &str) -> Vec<String> {
     let mut rows = Vec::new();
@@ -24,12 +33,7 @@ fn table_rows(dest: &Path, table: &str) -> Vec<String> {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in batches(&file) {
             for i in 0..batch.num_rows() {
                 let values: BTreeMap<String, Val> = batch
                     .schema()
@@ -493,12 +497,7 @@ fn hashed_columns_join_across_tables_and_no_original_value_lands_in_customers() 
 fn read_table_values(dest: &Path, table: &str, column: &str) -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
     for file in all_files(&dest.join(table)) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in batches(&file) {
             let c = batch.column_by_name(column).unwrap();
             for i in 0..batch.num_rows() {
                 if let Val::Str(s) = cell(c.as_ref(), i) {
