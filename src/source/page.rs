@@ -51,6 +51,7 @@ impl Page {
             count,
             has_next,
             &body,
+            results,
             start..start + results.len(),
             unique_key,
         )
@@ -63,21 +64,23 @@ impl Page {
         let text = std::str::from_utf8(&body).map_err(|_| BodyError::NotAnArray)?;
         let trimmed = text.trim();
         let start = trimmed.as_ptr() as usize - body.as_ptr() as usize;
-        let mut page = Self::scanned(1, 0, false, &body, start..start + trimmed.len(), unique_key)?;
+        let range = start..start + trimmed.len();
+        let mut page = Self::scanned(1, 0, false, &body, trimmed, range, unique_key)?;
         page.count = page.records as u64;
         Ok(page)
     }
 
+    /// A page whose records are `json`, which is `body[results]`, already checked to be UTF-8
+    /// (a second check would be another pass over every page).
     fn scanned(
         number: u32,
         count: u64,
         has_next: bool,
         body: &Bytes,
+        json: &str,
         results: Range<usize>,
         unique_key: Option<&str>,
     ) -> Result<Page, BodyError> {
-        let json =
-            std::str::from_utf8(&body[results.clone()]).map_err(|_| BodyError::NotAnArray)?;
         let mut keys = KeyKinds::default();
         let records = scan_records(json, &mut keys).map_err(BodyError::NotRecords)?;
         let ids = match unique_key {
