@@ -45,13 +45,21 @@ pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
 /// one, so that the orchestrator looks.
 fn finish(settings: &Settings, reports: &[(Dataset, Report)], sectioned: bool) -> Outcome {
     let mut outcome = Outcome::Done;
+    // A run stopped before any table (bad credentials, say) gives every table the same error:
+    // say it once.
+    let errors: Vec<&String> = reports
+        .iter()
+        .filter_map(|(_, r)| r.error.as_ref())
+        .collect();
+    let shared = errors.len() == reports.len() && errors.windows(2).all(|w| w[0] == w[1]);
+    if shared {
+        tracing::error!("{}", errors[0]);
+    }
     for (dataset, report) in reports {
-        if let Some(error) = &report.error {
-            if sectioned {
-                tracing::error!("{}: {error}", dataset.name);
-            } else {
-                tracing::error!("{error}");
-            }
+        match &report.error {
+            Some(error) if !shared && sectioned => tracing::error!("{}: {error}", dataset.name),
+            Some(error) if !shared => tracing::error!("{error}"),
+            _ => {}
         }
         // For people the summary says it (see `run`); the event is for logs read by tools.
         tracing::info!(

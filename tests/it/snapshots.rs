@@ -508,3 +508,37 @@ fn read_table_values(dest: &Path, table: &str, column: &str) -> std::collections
     }
     out
 }
+
+#[test]
+fn sync_with_rejected_credentials_exits_2_and_says_so_once() {
+    let sim = cube_sim::start(SimConfig::default());
+    let ws = Workspace::new();
+    let out = ws.extract_with(
+        "sync",
+        &sim,
+        &[
+            "--token",
+            "wrong",
+            "--campaign",
+            "101",
+            "--from",
+            "2019-08-01",
+        ],
+        &[],
+    );
+    out.assert_code(2);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        errors[0].contains("rejected the credentials"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("wrong"),
+        "the token leaked: {}",
+        out.stderr
+    );
+    assert_eq!(out.report()["exit_code"], 2);
+    assert!(!ws.dest().join("customers").exists());
+}
