@@ -404,6 +404,26 @@ mod tests {
     }
 
     #[test]
+    fn crms_are_owner_and_type_in_any_case_deduplicated() {
+        let given = |list: &[&str]| crms(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let b2c = Crm {
+            data_owner_id: 2,
+            crm_type: CrmType::B2C,
+        };
+        assert_eq!(given(&["2:b2c", " 2:B2C ", ""]).unwrap(), vec![b2c]);
+        assert_eq!(given(&["11:B2B"]).unwrap()[0].crm_type, CrmType::B2B);
+        for bad in ["2", "2:B2X", "x:B2C", "2-B2C"] {
+            assert!(
+                given(&[bad])
+                    .unwrap_err()
+                    .to_string()
+                    .contains("DATA_OWNER_ID:CRM_TYPE"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn api_root_is_normalised() {
         assert_eq!(
             api_root(Some("https://acme.headshed.com"))
