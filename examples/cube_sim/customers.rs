@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::*;
 
@@ -287,18 +287,12 @@ impl Sim {
             .take(page_size)
             .map(|&k| Value::Object(snapshot.record(&self.cfg, k)))
             .collect();
-        let link = |n: usize| Value::String(self.page_link(uri, headers, &params, n));
-        Json(json!({
-            "count": count,
-            "next": if page < last_page { link(page + 1) } else { Value::Null },
-            "previous": if page > 1 { link(page - 1) } else { Value::Null },
-            "results": results,
-        }))
-        .into_response()
+        Json(self.envelope(uri, headers, &params, (page, last_page), count, results))
+            .into_response()
     }
 }
 
-fn forbidden() -> Response {
+pub(crate) fn forbidden() -> Response {
     error(
         StatusCode::FORBIDDEN,
         "You do not have permission to perform this action.",
@@ -346,8 +340,4 @@ pub(crate) fn crm_readable(sim: &Sim, owner: &str, crm_type: &str) -> bool {
     owner
         .parse()
         .map_or(true, |owner_id| !sim.forbidden(owner_id, crm_type))
-}
-
-pub(crate) fn forbidden_response() -> Response {
-    forbidden()
 }

@@ -68,7 +68,7 @@ pub(crate) async fn crm_custom_fields(
     Path((owner, crm_type)): Path<(String, String)>,
 ) -> Response {
     if !crm_readable(&sim, &owner, &crm_type) {
-        return forbidden_response();
+        return forbidden();
     }
     let fields = owner
         .parse()

@@ -232,23 +232,7 @@ impl Sim {
             results.extend(take.cloned().map(Value::Object));
         }
 
-        let link = |n: usize| Value::String(self.page_link(uri, headers, &params, n));
-        let next = if page < last_page {
-            link(page + 1)
-        } else {
-            Value::Null
-        };
-        let previous = if page > 1 {
-            link(page - 1)
-        } else {
-            Value::Null
-        };
-        let body = json!({
-            "count": count,
-            "next": next,
-            "previous": previous,
-            "results": Value::Array(results),
-        });
+        let body = self.envelope(uri, headers, &params, (page, last_page), count, results);
         match cache_key {
             Some(key) => {
                 let bytes = bytes::Bytes::from(serde_json::to_vec(&body).expect("JSON serialises"));
@@ -257,6 +241,25 @@ impl Sim {
             }
             None => Json(body).into_response(),
         }
+    }
+
+    /// A DRF page: `count`, `next` and `previous` links (page `at.0` of `at.1`), `results`.
+    pub(crate) fn envelope(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        params: &[(String, String)],
+        (page, last_page): (usize, usize),
+        count: usize,
+        results: Vec<Value>,
+    ) -> Value {
+        let link = |n: usize| Value::String(self.page_link(uri, headers, params, n));
+        json!({
+            "count": count,
+            "next": if page < last_page { link(page + 1) } else { Value::Null },
+            "previous": if page > 1 { link(page - 1) } else { Value::Null },
+            "results": Value::Array(results),
+        })
     }
 
     /// Absolute URL of page `n` of this query, as DRF builds it: the request's own host, the

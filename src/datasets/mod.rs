@@ -27,6 +27,9 @@ pub(crate) const ALL: [Dataset; 6] = [
     CRM_CUSTOM_FIELDS,
 ];
 
+/// The folder key of a kept snapshot's day (`--keep-history`).
+pub(crate) const SNAPSHOT_DAY_KEY: &str = "snapshot_date";
+
 /// A table of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dataset {
@@ -100,7 +103,7 @@ impl Dataset {
         if self.by_day() {
             "date"
         } else {
-            "snapshot_date"
+            SNAPSHOT_DAY_KEY
         }
     }
 

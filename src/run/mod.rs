@@ -152,10 +152,8 @@ pub(crate) async fn extract(
         }
         Ok(Ok(context)) => context,
     };
-    // Context::new noted the selected campaigns in the first report: they are every table's.
-    let campaigns = reports[0].1.campaigns.clone();
-    for (_, report) in &mut reports[1..] {
-        report.campaigns = campaigns.clone();
+    for (_, report) in &mut reports {
+        report.campaigns = context.campaigns.clone();
     }
     let stopped_by = execute(settings, &context, progress, &shutdown, &mut reports).await;
     progress.finish();

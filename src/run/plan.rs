@@ -26,7 +26,7 @@ pub(crate) struct Context {
     pub(crate) pages: Arc<PageBudget>,
     pub(crate) cpu: Arc<CpuSlots>,
     /// The selected campaigns, in the order given (or listed).
-    campaigns: Vec<u64>,
+    pub(crate) campaigns: Vec<u64>,
     /// The CRMs of CRM tables: `--crm`, or those of the selected campaigns.
     crms: Vec<Crm>,
     /// Labels of custom fields by JSON key.
@@ -37,6 +37,7 @@ pub(crate) struct Context {
 
 impl Context {
     /// Checks credentials, campaign ids and CRMs against the API before anything is written.
+    /// On an error, `report` gets the requests sent.
     pub(crate) async fn new(settings: &Settings, report: &mut Report) -> Result<Context, RunError> {
         let client = CubeClient::new(
             settings.api_root.clone(),
@@ -59,7 +60,6 @@ impl Context {
             Some(selection) => select_campaigns(selection, &listed)?,
             None => Vec::new(),
         };
-        report.campaigns = campaigns.clone();
         let crms = if settings.crms.is_empty() {
             crms_of(&listed, &campaigns)
         } else {

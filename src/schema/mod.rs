@@ -153,7 +153,7 @@ impl DatasetSchema {
     pub(crate) fn path_columns(&self) -> impl Iterator<Item = &String> {
         self.partition_columns
             .iter()
-            .filter(|c| self.keep_history || c.as_str() != "snapshot_date")
+            .filter(|c| self.keep_history || c.as_str() != crate::datasets::SNAPSHOT_DAY_KEY)
     }
 
     /// The personal-data policy the dataset's files follow.
