@@ -25,10 +25,36 @@ use crate::unit::Unit;
 const MAX_REWRITES_AT_ONCE: usize = 8;
 
 /// What bringing the files up to date wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Rewritten {
     pub(crate) files: usize,
     pub(crate) bytes: u64,
+    /// Files left as they are because they hold columns the target does not know (another
+    /// writer's, whose schema change had not reached this writer): a rewrite would lose them.
+    pub(crate) ahead: Vec<Ahead>,
+}
+
+/// A file holding columns the target neither has nor drops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ahead {
+    pub(crate) unit: Unit,
+    pub(crate) columns: Vec<String>,
+}
+
+/// What bringing one file up to date did.
+enum Brought {
+    /// Rewritten (or recorded anew): the bytes written, 0 when the file already fitted.
+    Done(u64),
+    /// Left as it is: it holds these columns the target does not know.
+    Ahead(Vec<String>),
+}
+
+/// Why a file is not rewritten.
+enum Untouched {
+    /// It has the target's layout already.
+    Current,
+    /// It holds these columns the target does not know.
+    Ahead(Vec<String>),
 }
 
 pub(crate) struct Reconciler<'a> {
@@ -67,29 +93,35 @@ impl Reconciler<'_> {
                 }
             }
         }
-        let results: Vec<Result<u64, PartitionError>> = futures::stream::iter(stale)
-            .map(|(unit, recorded)| self.bring_up_to_date(unit, recorded, target))
+        let results: Vec<(Unit, Result<Brought, PartitionError>)> = futures::stream::iter(stale)
+            .map(|(unit, recorded)| async move {
+                (unit, self.bring_up_to_date(unit, recorded, target).await)
+            })
             .buffer_unordered(concurrency.clamp(1, MAX_REWRITES_AT_ONCE))
             .collect()
             .await;
         let mut done = Rewritten::default();
-        for r in results {
-            let written = r?;
-            if written > 0 {
-                done.files += 1;
-                done.bytes += written;
+        for (unit, r) in results {
+            match r? {
+                Brought::Done(0) => {}
+                Brought::Done(written) => {
+                    done.files += 1;
+                    done.bytes += written;
+                }
+                Brought::Ahead(columns) => done.ahead.push(Ahead { unit, columns }),
             }
         }
+        done.ahead.sort_by_key(|a| a.unit);
         Ok(done)
     }
 
-    /// Rewrites one file if its layout is not the target's; returns the bytes written.
+    /// Rewrites one file if its layout is not the target's, unless that would lose a column.
     async fn bring_up_to_date(
         &self,
         unit: Unit,
         recorded: Option<Committed>,
         target: &Target,
-    ) -> Result<u64, PartitionError> {
+    ) -> Result<Brought, PartitionError> {
         let path = self.paths.data_file(&unit);
         let mut record = match &recorded {
             Some(c) => Ledger::new(self.dest, self.paths).read(c).await?,
@@ -106,17 +138,21 @@ impl Reconciler<'_> {
         });
         let mut written = 0;
         if let Some(old) = self.dest.get(&path).await? {
-            let arrow = target.arrow.clone();
-            let mut meta = target.meta.clone();
+            let to = target.clone();
             let policy = self.policy.clone();
             let streamed = place::stream(self.dest, &path, self.paths.staging_dir(), |out| {
                 self.cpu.run(move || {
                     let info = file_info(&old)?;
+                    let (arrow, mut meta) = (to.arrow.clone(), to.meta.clone());
                     // A rewritten snapshot is still the snapshot it was.
                     meta.snapshot_at = info.snapshot_at.clone();
+                    // Dropping `out` unfinished abandons the upload: nothing is written.
                     if info.schema.fields() == arrow.fields() && info.hashed == meta.hashed {
-                        // Dropping `out` unfinished abandons the upload: nothing is written.
-                        return Ok(Err(()));
+                        return Ok(Err(Untouched::Current));
+                    }
+                    let unknown = to.unknown_columns(&info.schema);
+                    if !unknown.is_empty() {
+                        return Ok(Err(Untouched::Ahead(unknown)));
                     }
                     let (out, rows) = rewrite(old, arrow, meta, &policy, out)?;
                     let bytes = out.complete().map_err(EncodeError::from)?;
@@ -124,11 +160,18 @@ impl Reconciler<'_> {
                 })
             })
             .await?;
-            if let Streamed::Staged((bytes, rows, from), staged) = streamed {
-                staged.place().await?;
-                written = bytes;
-                tracing::info!(target: DETAIL, partition = %unit, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
-                record.rows = rows;
+            match streamed {
+                Streamed::Staged((bytes, rows, from), staged) => {
+                    staged.place().await?;
+                    written = bytes;
+                    tracing::info!(target: DETAIL, partition = %unit, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
+                    record.rows = rows;
+                }
+                Streamed::GaveUp(Untouched::Current) => {}
+                Streamed::GaveUp(Untouched::Ahead(columns)) => {
+                    tracing::info!(target: DETAIL, partition = %unit, columns = ?columns, "left a file that holds columns another writer added; a later run or reconcile brings it up to date");
+                    return Ok(Brought::Ahead(columns));
+                }
             }
             record.file = Some(path.to_string());
         }
@@ -140,7 +183,7 @@ impl Reconciler<'_> {
                 .record(&unit, &record)
                 .await?;
         }
-        Ok(written)
+        Ok(Brought::Done(written))
     }
 }
 
@@ -162,6 +205,15 @@ pub(crate) enum ReconcileError {
     Mirror(#[source] StoreError),
     #[error("{0}; the files not yet rewritten keep their old columns: run reconcile again")]
     Rewrite(#[source] PartitionError),
+    #[error(
+        "{files} files hold columns the dataset schema lacks (partition {first} has {columns}), \
+         so they were left as they are: extract those partitions again, then run reconcile"
+    )]
+    Ahead {
+        files: usize,
+        first: Unit,
+        columns: String,
+    },
 }
 
 impl ReconcileError {
@@ -172,7 +224,9 @@ impl ReconcileError {
             | ReconcileError::WrongKey
             | ReconcileError::Policy(_) => Outcome::Refused,
             // Some files may be rewritten already; running it again finishes the job.
-            ReconcileError::Mirror(_) | ReconcileError::Rewrite(_) => Outcome::Partial,
+            ReconcileError::Mirror(_)
+            | ReconcileError::Rewrite(_)
+            | ReconcileError::Ahead { .. } => Outcome::Partial,
         }
     }
 }
@@ -221,6 +275,13 @@ pub(crate) async fn reconcile_dataset(
     .reconcile(&Target::of(&schema), MAX_REWRITES_AT_ONCE)
     .await
     .map_err(ReconcileError::Rewrite)?;
+    if let Some(first) = done.ahead.first() {
+        return Err(ReconcileError::Ahead {
+            files: done.ahead.len(),
+            first: first.unit,
+            columns: first.columns.join(", "),
+        });
+    }
     tracing::info!(
         dest = dest.display(),
         table = dataset.name,
@@ -230,4 +291,82 @@ pub(crate) async fn reconcile_dataset(
         "every file has the dataset schema"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{scan_records, KeyKinds, KnownFields};
+    use crate::sink::parquet::PartitionWriter;
+    use crate::sink::DestinationSpec;
+    use arrow_array::RecordBatch;
+
+    fn schema_with(json: &str) -> crate::schema::DatasetSchema {
+        let mut keys = KeyKinds::default();
+        scan_records(json, &mut keys).unwrap();
+        let mut schema = crate::schema::DatasetSchema::new(&KnownFields::call_outcomes());
+        schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
+        schema
+    }
+
+    /// A file holding a column the target does not know (another writer's, whose schema change
+    /// this writer never saw) is left as it is and reported, not rewritten without it.
+    #[tokio::test]
+    async fn a_rewrite_never_loses_a_column_the_target_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
+        let theirs = Target::of(&schema_with(r#"[{"x": 7}]"#));
+        let mut ours = schema_with(r#"[{"y": "a"}]"#);
+        ours.version = theirs.version + 1;
+        let ours = Target::of(&ours);
+
+        let unit = Unit::campaign_day(101, chrono::NaiveDate::from_ymd_opt(2019, 8, 20).unwrap());
+        let columns = theirs
+            .arrow
+            .fields()
+            .iter()
+            .map(|f| arrow_array::new_null_array(f.data_type(), 1))
+            .collect();
+        let batch = RecordBatch::try_new(theirs.arrow.clone(), columns).unwrap();
+        let mut w = PartitionWriter::new(Vec::new(), theirs.arrow.clone(), theirs.meta.clone());
+        w.write(&batch).unwrap();
+        let file = bytes::Bytes::from(w.finish().unwrap());
+        let path = paths.data_file(&unit);
+        dest.put_state(&path, file.clone()).await.unwrap();
+        let record = LedgerRecord {
+            partition: unit.values(paths.day_key()),
+            snapshot_at: None,
+            rows: 1,
+            pages: 1,
+            file: Some(path.to_string()),
+            schema_version: theirs.version,
+            committed_at: now(),
+        };
+        Ledger::new(&dest, &paths)
+            .record(&unit, &record)
+            .await
+            .unwrap();
+
+        let cpu = CpuSlots::new();
+        let done = Reconciler {
+            dest: &dest,
+            paths: &paths,
+            policy: &Policy::default(),
+            cpu: &cpu,
+            every_file: false,
+        }
+        .reconcile(&ours, 2)
+        .await
+        .unwrap();
+        assert_eq!(
+            done.ahead,
+            vec![Ahead {
+                unit,
+                columns: vec!["x".to_owned()]
+            }]
+        );
+        assert_eq!(done.files, 0);
+        assert_eq!(dest.get(&path).await.unwrap(), Some(file));
+    }
 }

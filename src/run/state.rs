@@ -123,16 +123,10 @@ impl Run {
     pub(crate) async fn settle_schema(&self) -> Result<Target, StoreError> {
         let mut guard = self.schema.lock().await;
         let state = &mut *guard;
-        let store = SchemaStore::new(&self.dest, &self.paths);
-        if let Some((newest, base)) = store.load().await? {
-            if base.generation > state.base.generation {
-                let rebased = state.schema.rebased_on(&newest);
-                state.changes.extend(rebased.widenings_since(&state.schema));
-                state.schema = rebased;
-                state.base = base;
-                store.settle_mirror(&state.schema).await?;
-            }
-        }
+        let taken_up = SchemaStore::new(&self.dest, &self.paths)
+            .settle(&mut state.schema, &mut state.base)
+            .await?;
+        state.changes.extend(taken_up);
         Ok(Target::of(&state.schema))
     }
 

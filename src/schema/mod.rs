@@ -279,6 +279,15 @@ impl DatasetSchema {
             .collect()
     }
 
+    /// Names of the columns the policy keeps out of the files.
+    pub(crate) fn dropped_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| self.treatment(c) == Treatment::Drop)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// Column name -> label of the columns in the files that have one, as a JSON object.
     pub(crate) fn labels_json(&self) -> String {
         let map: serde_json::Map<String, serde_json::Value> = self

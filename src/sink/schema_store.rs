@@ -128,6 +128,41 @@ impl<'a> SchemaStore<'a> {
         }
     }
 
+    /// Takes up what other writers committed since `base`, at the end of a run. If the newest
+    /// generation lacks some of this writer's columns or widenings, they are committed again:
+    /// a store whose conditional create is not atomic (moto's) can let two writers both win
+    /// one generation, the later put replacing the earlier writer's change, and this writer's
+    /// files hold those columns. On return `schema` and `base` are the newest generation (or
+    /// what was committed after it); returns the widenings taking up others' changes brought.
+    pub async fn settle(
+        &self,
+        schema: &mut DatasetSchema,
+        base: &mut Base,
+    ) -> Result<Vec<SchemaChange>, StoreError> {
+        let Some((newest, newest_base)) = self.load().await? else {
+            return Ok(Vec::new());
+        };
+        let rebased = schema.rebased_on(&newest);
+        let changes = rebased.widenings_since(schema);
+        if layout_of(&rebased) != newest_base.layout {
+            tracing::debug!(
+                generation = newest_base.generation,
+                "the newest dataset schema lacks some of this run's columns; committing them again"
+            );
+            *schema = rebased;
+            *base = newest_base;
+            let mut taken_up = self.commit(schema, base).await?;
+            taken_up.extend(changes);
+            return Ok(taken_up);
+        }
+        if newest_base.generation != base.generation || rebased.to_json() != schema.to_json() {
+            *schema = rebased;
+            *base = newest_base;
+            self.settle_mirror(schema).await?;
+        }
+        Ok(changes)
+    }
+
     /// Writes `schema.json` from the newest generation (after concurrent writers, whose mirror
     /// writes may have landed out of order).
     pub async fn settle_mirror(&self, schema: &DatasetSchema) -> Result<(), StoreError> {
@@ -212,6 +247,34 @@ mod tests {
         schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap());
         store.commit(&mut schema, &mut base).await.unwrap();
         assert_eq!((base.generation, base.version), (3, first + 1));
+    }
+
+    /// A store whose conditional create is not atomic let another writer's put replace this
+    /// writer's generation: settling at the end of the run commits this writer's columns again.
+    #[tokio::test]
+    async fn settling_commits_again_what_a_lost_race_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
+        let store = SchemaStore::new(&dest, &paths);
+        let mut ours = schema_with(r#"[{"ours": 1}]"#);
+        let mut base = Base::empty();
+        store.commit(&mut ours, &mut base).await.unwrap();
+        // The other writer "also won" generation 1: its put landed after ours.
+        let theirs = schema_with(r#"[{"theirs": "a"}]"#);
+        dest.put_state(&paths.schema_generation(1), Bytes::from(theirs.to_json()))
+            .await
+            .unwrap();
+
+        store.settle(&mut ours, &mut base).await.unwrap();
+        assert_eq!(base.generation, 2);
+        let (newest, _) = store.load().await.unwrap().unwrap();
+        assert!(has(&newest, "ours") && has(&newest, "theirs"));
+        assert!(newest.version > theirs.version);
+
+        // Nothing lost: settling again commits nothing.
+        store.settle(&mut ours, &mut base).await.unwrap();
+        assert_eq!(base.generation, 2);
     }
 
     #[tokio::test]

@@ -18,6 +18,9 @@ pub(crate) struct Target {
     pub(crate) meta: FileMeta,
     /// Positions in `arrow` of the columns to hash.
     pub(crate) hashed: Vec<usize>,
+    /// Columns of the dataset the policy keeps out of the files: a file may hold them (from
+    /// before the policy) and lose them in a rewrite.
+    pub(crate) dropped: Vec<String>,
 }
 
 impl Target {
@@ -42,7 +45,21 @@ impl Target {
                 snapshot_at: None,
             },
             hashed,
+            dropped: schema.dropped_columns(),
             arrow,
         }
+    }
+
+    /// The columns of a file's `schema` that this target neither holds nor drops: a rewrite
+    /// to it would lose their values. A file has them when another writer's schema change
+    /// had not reached this one's yet.
+    pub(crate) fn unknown_columns(&self, schema: &arrow_schema::Schema) -> Vec<String> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .filter(|name| self.arrow.index_of(name).is_err() && !self.dropped.contains(name))
+            .cloned()
+            .collect()
     }
 }
