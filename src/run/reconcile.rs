@@ -49,14 +49,6 @@ enum Brought {
     Ahead(Vec<String>),
 }
 
-/// Why a file is not rewritten.
-enum Untouched {
-    /// It has the target's layout already.
-    Current,
-    /// It holds these columns the target does not know.
-    Ahead(Vec<String>),
-}
-
 pub(crate) struct Reconciler<'a> {
     pub(crate) dest: &'a Destination,
     pub(crate) paths: &'a Paths,
@@ -148,11 +140,11 @@ impl Reconciler<'_> {
                     meta.snapshot_at = info.snapshot_at.clone();
                     // Dropping `out` unfinished abandons the upload: nothing is written.
                     if info.schema.fields() == arrow.fields() && info.hashed == meta.hashed {
-                        return Ok(Err(Untouched::Current));
+                        return Ok(Err(Brought::Done(0)));
                     }
                     let unknown = to.unknown_columns(&info.schema);
                     if !unknown.is_empty() {
-                        return Ok(Err(Untouched::Ahead(unknown)));
+                        return Ok(Err(Brought::Ahead(unknown)));
                     }
                     let (out, rows) = rewrite(old, arrow, meta, &policy, out)?;
                     let bytes = out.complete().map_err(EncodeError::from)?;
@@ -167,11 +159,12 @@ impl Reconciler<'_> {
                     tracing::info!(target: DETAIL, partition = %unit, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
                     record.rows = rows;
                 }
-                Streamed::GaveUp(Untouched::Current) => {}
-                Streamed::GaveUp(Untouched::Ahead(columns)) => {
+                Streamed::GaveUp(Brought::Ahead(columns)) => {
                     tracing::info!(target: DETAIL, partition = %unit, columns = ?columns, "left a file that holds columns another writer added; a later run or reconcile brings it up to date");
                     return Ok(Brought::Ahead(columns));
                 }
+                // The file has the target's layout already.
+                Streamed::GaveUp(Brought::Done(_)) => {}
             }
             record.file = Some(path.to_string());
         }

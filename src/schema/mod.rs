@@ -272,18 +272,18 @@ impl DatasetSchema {
 
     /// Names of the hashed columns of the files.
     pub(crate) fn hashed_columns(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| self.treatment(c) == Treatment::Hash)
-            .map(|c| c.name.clone())
-            .collect()
+        self.names_treated(Treatment::Hash)
     }
 
     /// Names of the columns the policy keeps out of the files.
     pub(crate) fn dropped_columns(&self) -> Vec<String> {
+        self.names_treated(Treatment::Drop)
+    }
+
+    fn names_treated(&self, treatment: Treatment) -> Vec<String> {
         self.columns
             .iter()
-            .filter(|c| self.treatment(c) == Treatment::Drop)
+            .filter(|c| self.treatment(c) == treatment)
             .map(|c| c.name.clone())
             .collect()
     }
