@@ -289,18 +289,10 @@ pub(crate) async fn reconcile_dataset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{scan_records, KeyKinds, KnownFields};
+    use crate::schema::test_schema_with as schema_with;
     use crate::sink::parquet::PartitionWriter;
     use crate::sink::DestinationSpec;
     use arrow_array::RecordBatch;
-
-    fn schema_with(json: &str) -> crate::schema::DatasetSchema {
-        let mut keys = KeyKinds::default();
-        scan_records(json, &mut keys).unwrap();
-        let mut schema = crate::schema::DatasetSchema::new(&KnownFields::call_outcomes());
-        schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
-        schema
-    }
 
     /// A file holding a column the target does not know (another writer's, whose schema change
     /// this writer never saw) is left as it is and reported, not rewritten without it.

@@ -184,16 +184,9 @@ impl<'a> SchemaStore<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{scan_records, KeyKinds, KnownFields};
+    use crate::schema::test_schema_with as schema_with;
+    use crate::schema::{scan_records, KeyKinds};
     use crate::sink::DestinationSpec;
-
-    fn schema_with(json: &str) -> DatasetSchema {
-        let mut keys = KeyKinds::default();
-        scan_records(json, &mut keys).unwrap();
-        let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
-        schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
-        schema
-    }
 
     fn has(schema: &DatasetSchema, column: &str) -> bool {
         schema.columns().iter().any(|c| c.name == column)
