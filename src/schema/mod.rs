@@ -538,6 +538,16 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// A call-outcomes schema that has met the records of `json`, as a test writer's.
+#[cfg(test)]
+pub(crate) fn test_schema_with(json: &str) -> DatasetSchema {
+    let mut keys = KeyKinds::default();
+    scan_records(json, &mut keys).unwrap();
+    let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
+    schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
+    schema
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,14 +649,4 @@ mod tests {
             .unwrap();
         assert_eq!(date.name, "Date__2");
     }
-}
-
-/// A call-outcomes schema that has met the records of `json`, as a test writer's.
-#[cfg(test)]
-pub(crate) fn test_schema_with(json: &str) -> DatasetSchema {
-    let mut keys = KeyKinds::default();
-    scan_records(json, &mut keys).unwrap();
-    let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
-    schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
-    schema
 }
