@@ -3,10 +3,13 @@
 //! arrow-json's tape decoder parses the raw `results` array; our own column decoders (plugged in
 //! through its `DecoderFactory`) apply the contract's value rules, which differ from arrow-json's:
 //! `""` is null in numeric, boolean, date and timestamp columns; a `Utf8` column holds the JSON
-//! text of numbers and booleans; timestamps come in the API's own formats.
+//! text of numbers and booleans; timestamps come in the API's own formats. The rows where an
+//! `Int64`, `Float64` or `Boolean` column held `""` are noted, so that the text can come back
+//! should the column widen to `Utf8` later.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow_array::builder::{BooleanBuilder, PrimitiveBuilder, StringBuilder};
 use arrow_array::types::{
@@ -38,11 +41,18 @@ fn message(e: &ArrowError) -> String {
     }
 }
 
+/// JSON key -> the rows (ascending) where its typed column held `""`: filled by the column
+/// decoders, which arrow-json owns, read by the [`PageDecoder`] that made them.
+type EmptyRows = Arc<Mutex<BTreeMap<String, Vec<u64>>>>;
+
 /// Streams the `results` arrays of a partition's pages into batches of `target` schema.
 pub struct PageDecoder {
     inner: arrow_json::reader::Decoder,
+    /// The fields by JSON key, in the order of `target`'s.
+    decode: SchemaRef,
     target: SchemaRef,
     batch_rows: usize,
+    empty: EmptyRows,
 }
 
 impl PageDecoder {
@@ -54,17 +64,35 @@ impl PageDecoder {
         target: SchemaRef,
         batch_rows: usize,
     ) -> Result<PageDecoder, DecodeError> {
-        let inner = ReaderBuilder::new(decode_schema)
+        let empty = EmptyRows::default();
+        let inner = ReaderBuilder::new(decode_schema.clone())
             .with_batch_size(batch_rows.clamp(1, BATCH_ROWS))
             .with_flatten(true)
-            .with_decoder_factory(Arc::new(ContractDecoders))
+            .with_decoder_factory(Arc::new(ContractDecoders {
+                empty: empty.clone(),
+            }))
             .build_decoder()
             .map_err(DecodeError)?;
         Ok(PageDecoder {
             inner,
+            decode: decode_schema,
             target,
             batch_rows: batch_rows.clamp(1, BATCH_ROWS),
+            empty,
         })
+    }
+
+    /// Column name -> the rows (ascending, counted from the first row this decoder decoded)
+    /// where that `Int64`, `Float64` or `Boolean` column held `""`, which it holds as null.
+    pub fn empty_strings(&self) -> BTreeMap<String, Vec<u64>> {
+        let by_key = self.empty.lock().unwrap_or_else(|e| e.into_inner());
+        by_key
+            .iter()
+            .filter_map(|(key, rows)| {
+                let i = self.decode.index_of(key).ok()?;
+                Some((self.target.field(i).name().clone(), rows.clone()))
+            })
+            .collect()
     }
 
     /// Feeds one page's `results` array; hands every full batch to `sink`.
@@ -109,7 +137,9 @@ impl PageDecoder {
 
 /// Chooses our column decoders for every type the dataset uses.
 #[derive(Debug)]
-struct ContractDecoders;
+struct ContractDecoders {
+    empty: EmptyRows,
+}
 
 impl DecoderFactory for ContractDecoders {
     fn make_default_decoder(
@@ -134,6 +164,8 @@ impl DecoderFactory for ContractDecoders {
             column,
             data_type,
             kind,
+            rows: 0,
+            empty: self.empty.clone(),
         })))
     }
 }
@@ -154,9 +186,24 @@ struct ColumnDecoder {
     /// The column's Arrow type (a timestamp's carries its zone).
     data_type: DataType,
     kind: Value,
+    /// Rows decoded so far: every batch passes every row.
+    rows: u64,
+    empty: EmptyRows,
 }
 
 impl ColumnDecoder {
+    /// Notes the rows (of the batch that begins at `self.rows`) where the column held `""`.
+    fn note_empty(&self, in_batch: Vec<u64>) {
+        if in_batch.is_empty() {
+            return;
+        }
+        let mut empty = self.empty.lock().unwrap_or_else(|e| e.into_inner());
+        empty
+            .entry(self.column.clone())
+            .or_default()
+            .extend(in_batch.into_iter().map(|r| self.rows + r));
+    }
+
     fn bad(&self, what: &str, tape: &Tape<'_>, p: u32) -> ArrowError {
         let mut text = String::new();
         write_json(tape, p, &mut text);
@@ -185,6 +232,11 @@ impl ColumnDecoder {
             }
             _ => Err(self.bad(what, tape, p)),
         }
+    }
+
+    /// Whether the value at `p` is `""`.
+    fn is_empty_string(tape: &Tape<'_>, p: u32) -> bool {
+        matches!(tape.get(p), TapeElement::String(i) if tape.get_string(i).is_empty())
     }
 
     /// Utf8: strings as they are, numbers and booleans as their JSON text (objects and arrays
@@ -220,35 +272,49 @@ impl ColumnDecoder {
         parse: impl Fn(&str) -> Option<T::Native>,
     ) -> Result<ArrayRef, ArrowError> {
         let mut b = PrimitiveBuilder::<T>::with_capacity(pos.len());
-        for &p in pos {
+        let mut empty = Vec::new();
+        for (row, &p) in pos.iter().enumerate() {
             let v = match tape.get(p) {
                 TapeElement::Number(i) => {
                     Some(parse(tape.get_string(i)).ok_or_else(|| self.bad(what, tape, p))?)
                 }
                 // Anything else must be null or "".
                 _ => match self.text(tape, p, what)? {
-                    None => None,
+                    None => {
+                        if Self::is_empty_string(tape, p) {
+                            empty.push(row as u64);
+                        }
+                        None
+                    }
                     Some(_) => return Err(self.bad(what, tape, p)),
                 },
             };
             b.append_option(v);
         }
+        self.note_empty(empty);
         Ok(Arc::new(b.finish()))
     }
 
     /// Boolean: JSON `true`/`false`; null and `""` are null.
     fn booleans(&self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
         let mut b = BooleanBuilder::with_capacity(pos.len());
-        for &p in pos {
+        let mut empty = Vec::new();
+        for (row, &p) in pos.iter().enumerate() {
             match tape.get(p) {
                 TapeElement::True => b.append_value(true),
                 TapeElement::False => b.append_value(false),
                 _ => match self.text(tape, p, "a boolean")? {
-                    None => b.append_null(),
+                    None => {
+                        if Self::is_empty_string(tape, p) {
+                            empty.push(row as u64);
+                        }
+                        b.append_null()
+                    }
                     Some(_) => return Err(self.bad("a boolean", tape, p)),
                 },
             }
         }
+        self.note_empty(empty);
         Ok(Arc::new(b.finish()))
     }
 
@@ -274,6 +340,14 @@ impl ColumnDecoder {
 
 impl ArrayDecoder for ColumnDecoder {
     fn decode(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
+        let array = self.decode_values(tape, pos);
+        self.rows += pos.len() as u64;
+        array
+    }
+}
+
+impl ColumnDecoder {
+    fn decode_values(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
         match self.kind {
             Value::JsonText => Ok(self.json_text(tape, pos)),
             Value::Int64 => self.numbers::<Int64Type>(tape, pos, "an integer", |s| s.parse().ok()),
@@ -300,12 +374,90 @@ impl ArrayDecoder for ColumnDecoder {
 
 /// Days since 1970-01-01 of `YYYY-MM-DD` (a time after it, if any, is ignored).
 pub(crate) fn parse_date(s: &str) -> Option<i32> {
+    if let Some(days) = s.as_bytes().get(..10).and_then(fixed::date) {
+        return Some(days);
+    }
     let date = NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()?;
     Some((date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
 }
 
 /// Microseconds of a local wall-clock time such as `2019-08-14 09:34` (seconds and fractions optional).
 pub(crate) fn parse_naive_timestamp(s: &str) -> Option<i64> {
+    fixed::naive(s.as_bytes()).or_else(|| parse_naive_general(s))
+}
+
+/// Microseconds since the epoch (UTC) of a time with offset, e.g. `2020-02-12T10:27:06.477+0100`.
+pub(crate) fn parse_zoned_timestamp(s: &str) -> Option<i64> {
+    fixed::zoned(s.as_bytes()).or_else(|| parse_zoned_general(s))
+}
+
+/// The API's own layouts read at fixed positions: chrono's format-driven parsing costs about
+/// five times as much per value, and a wide extraction has several timestamps per record.
+/// Anything else (another layout, an impossible date or time) is left to the general parsers,
+/// which decide; for what these accept, they give the same result.
+mod fixed {
+    use chrono::NaiveDate;
+
+    /// The number written by the ASCII digits `b`, if all are digits.
+    fn number(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    }
+
+    /// Days since 1970-01-01 of `YYYY-MM-DD` (exactly ten bytes).
+    pub(super) fn date(b: &[u8]) -> Option<i32> {
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let (y, m, d) = (number(&b[..4])?, number(&b[5..7])?, number(&b[8..10])?);
+        let date = NaiveDate::from_ymd_opt(y as i32, m, d)?;
+        Some((date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+    }
+
+    /// Seconds since midnight of `HH:MM` or `HH:MM:SS`.
+    fn time(b: &[u8]) -> Option<i64> {
+        let (h, m) = (number(b.get(..2)?)?, number(b.get(3..5)?)?);
+        let s = match b.len() {
+            5 => 0,
+            8 if b[5] == b':' => number(&b[6..8])?,
+            _ => return None,
+        };
+        (b[2] == b':' && h < 24 && m < 60 && s < 60).then_some(i64::from(h * 3600 + m * 60 + s))
+    }
+
+    /// Microseconds of `YYYY-MM-DD HH:MM[:SS]` (or with `T`), taken as UTC.
+    pub(super) fn naive(b: &[u8]) -> Option<i64> {
+        if b.len() < 16 || !matches!(b[10], b' ' | b'T') {
+            return None;
+        }
+        let days = i64::from(date(&b[..10])?);
+        Some((days * 86_400 + time(&b[11..])?) * 1_000_000)
+    }
+
+    /// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.fff±HHMM`.
+    pub(super) fn zoned(b: &[u8]) -> Option<i64> {
+        if b.len() != 28 || b[10] != b'T' || b[19] != b'.' {
+            return None;
+        }
+        let local = naive(&b[..19])?;
+        let millis = i64::from(number(&b[20..23])?);
+        let sign = match b[23] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let (oh, om) = (number(&b[24..26])?, number(&b[26..28])?);
+        if oh > 23 || om > 59 {
+            return None;
+        }
+        let offset = sign * i64::from(oh * 3600 + om * 60);
+        Some(local + millis * 1000 - offset * 1_000_000)
+    }
+}
+
+/// [`parse_naive_timestamp`] for any layout chrono reads.
+fn parse_naive_general(s: &str) -> Option<i64> {
     static FORMATS: LazyLock<[Vec<Item<'static>>; 4]> = LazyLock::new(|| {
         [
             "%Y-%m-%d %H:%M",
@@ -321,8 +473,8 @@ pub(crate) fn parse_naive_timestamp(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
-/// Microseconds since the epoch (UTC) of a time with offset, e.g. `2020-02-12T10:27:06.477+0100`.
-pub(crate) fn parse_zoned_timestamp(s: &str) -> Option<i64> {
+/// [`parse_zoned_timestamp`] for any layout chrono reads.
+fn parse_zoned_general(s: &str) -> Option<i64> {
     static FORMATS: LazyLock<[Vec<Item<'static>>; 2]> = LazyLock::new(|| {
         ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
             .map(|f| StrftimeItems::new(f).collect())
@@ -503,6 +655,62 @@ mod tests {
         assert!(t.is_null(1) && z.is_null(1) && b.column(2).is_null(1));
     }
 
+    /// The fixed-position parsers agree with chrono's wherever they accept a value, and leave
+    /// the rest to it.
+    #[test]
+    fn fixed_position_parsing_agrees_with_the_general_parsers() {
+        let naive = [
+            "2019-08-14 09:34",
+            "2019-08-14T09:34",
+            "2019-08-14 23:59:59",
+            "2020-02-29 00:00",
+            "1969-12-31 23:59",
+            "2019-02-29 10:00",
+            "2019-08-14 24:00",
+            "2019-08-14 09:34:60",
+            "2019-08-14 09:34:05.250",
+            "2019-08-14 9:34",
+            "2019-08-14 09:34 ",
+            "2019-8-14 09:34",
+        ];
+        for s in naive {
+            if let Some(fast) = fixed::naive(s.as_bytes()) {
+                assert_eq!(Some(fast), parse_naive_general(s), "{s}");
+            }
+            assert_eq!(parse_naive_timestamp(s), parse_naive_general(s), "{s}");
+        }
+        assert!(fixed::naive(b"2019-08-14 09:34").is_some());
+        let zoned = [
+            "2020-02-12T10:27:06.477+0100",
+            "2020-02-12T00:27:06.000-0530",
+            "1970-01-01T00:00:00.001+0000",
+            "2020-02-30T10:27:06.477+0100",
+            "2020-02-12T10:27:06.477+01:00",
+            "2020-02-12T10:27:06+0100",
+            "2020-02-12 10:27:06.477+0100",
+            "2020-02-12T10:27:06.4771+0100",
+        ];
+        for s in zoned {
+            if let Some(fast) = fixed::zoned(s.as_bytes()) {
+                assert_eq!(Some(fast), parse_zoned_general(s), "{s}");
+            }
+            assert_eq!(parse_zoned_timestamp(s), parse_zoned_general(s), "{s}");
+        }
+        assert!(fixed::zoned(b"2020-02-12T10:27:06.477+0100").is_some());
+        for d in [
+            "2019-08-14",
+            "2020-02-29",
+            "2019-02-29",
+            "1900-01-01",
+            "2019-08-1x",
+        ] {
+            let general = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .ok()
+                .map(|x| (x - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32);
+            assert_eq!(parse_date(d), general, "{d}");
+        }
+    }
+
     #[test]
     fn a_bad_known_timestamp_is_an_error() {
         let e = decode(
@@ -515,6 +723,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn the_rows_where_typed_columns_held_empty_strings_are_noted_by_column() {
+        let by_key = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let by_column = Arc::new(Schema::new(vec![
+            Field::new("I", DataType::Int64, true),
+            Field::new("B", DataType::Boolean, true),
+            Field::new("S", DataType::Utf8, true),
+        ]));
+        // Batches of two rows: the rows are counted across batches and pages.
+        let mut d = PageDecoder::new(by_key, by_column, 2).unwrap();
+        let mut rows = 0;
+        let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
+            rows += b.num_rows();
+            Ok(())
+        };
+        d.push(
+            br#"[{"i": "", "b": true, "s": ""}, {"i": 1, "b": ""}, {"i": null, "b": null}]"#,
+            &mut sink,
+        )
+        .unwrap();
+        d.push(br#"[{"s": "x"}, {"i": "", "b": false}]"#, &mut sink)
+            .unwrap();
+        d.finish(&mut sink).unwrap();
+        assert_eq!(rows, 5);
+        let empty = d.empty_strings();
+        assert_eq!(empty.get("I"), Some(&vec![0, 4]));
+        assert_eq!(empty.get("B"), Some(&vec![1]));
+        assert_eq!(empty.get("S"), None, "a Utf8 column holds its \"\" itself");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct SimConfig {
     /// costs a memcpy per page instead of generating and serializing JSON). Off while rows are
     /// inserted during paging.
     pub cache_pages: bool,
+    /// From this day on, every record also carries `call_outcome__extra__Oppfølging` (an
+    /// integer): one new column after a long history (the benchmark's nightly schema change).
+    pub new_column_from: Option<NaiveDate>,
 }
 
 impl Default for SimConfig {
@@ -56,6 +59,7 @@ impl Default for SimConfig {
             next_host: None,
             faults: Faults::default(),
             cache_pages: false,
+            new_column_from: None,
         }
     }
 }

@@ -124,6 +124,10 @@ struct DataArgs {
     /// once more (up to K: an insert, then a move, ...); dump prints it after all K.
     #[arg(long, value_name = "K", default_value_t = 0)]
     snapshot_changes: u32,
+    /// From this day (YYYY-MM-DD) on, every record has one more key,
+    /// `call_outcome__extra__Oppfølging` (an integer).
+    #[arg(long, value_name = "DATE", value_parser = parse_cli_date)]
+    new_column_from: Option<NaiveDate>,
 }
 
 /// Fault switches of `serve` (counters count authenticated requests, 1-based; 0 = off).
@@ -228,6 +232,7 @@ impl DataArgs {
             rows_per_day: self.rows_per_day,
             quirks: self.quirks,
             customers_per_crm: self.customers_per_crm,
+            new_column_from: self.new_column_from,
             faults: Faults {
                 inserts_while_paging: self.inserts_while_paging,
                 snapshot_changes: self.snapshot_changes,

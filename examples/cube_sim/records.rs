@@ -359,8 +359,16 @@ pub(crate) fn record(
     let segment = call_outcome(&mut d, &mut r);
     let mut case = quirk_extras(&mut d, &mut r, &mut drift, &mut new_keys);
     campaign_and_organisation(&mut d, &mut r, segment, &mut case);
+    if cfg.new_column_from.is_some_and(|from| day >= from) {
+        // Drawn from its own stream, after everything else: the other keys stay as they were.
+        let mut later = stream(cfg, STREAM_NEW_COLUMN, meta.id, day, row);
+        put(&mut r, NEW_COLUMN_KEY, later.below(5));
+    }
     r
 }
+
+/// The key of [`SimConfig::new_column_from`].
+pub(crate) const NEW_COLUMN_KEY: &str = "call_outcome__extra__Oppfølging";
 
 /// What the parts of one record are drawn from.
 struct Draw<'a> {

@@ -62,6 +62,7 @@ pub(crate) const STREAM_CASE_KEYS: u64 = 6;
 pub(crate) const STREAM_WIDE: u64 = 7;
 pub(crate) const STREAM_PRODUCT: u64 = 8;
 pub(crate) const STREAM_INSERT: u64 = 9;
+pub(crate) const STREAM_NEW_COLUMN: u64 = 13;
 /// Row number of the first inserted record (fault `inserts_while_paging`) in the product
 /// stream, far above any base row index.
 pub(crate) const INSERTED_ROW_BASE: u64 = 1 << 40;

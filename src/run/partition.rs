@@ -24,7 +24,7 @@ use crate::report::{PartitionReport, PartitionStatus};
 use crate::schema::KeyKinds;
 use crate::sink::parquet::{EncodeError, PartitionWriter};
 use crate::sink::upload::ChunkWriter;
-use crate::sink::{Ledger, LedgerRecord, Staged, Target};
+use crate::sink::{EmptyStrings, Ledger, LedgerRecord, Staged, Target};
 use crate::source::{Listing, ListingChange, Page, Seen, SourceError, MAX_READS};
 use crate::unit::Unit;
 
@@ -461,7 +461,8 @@ impl PageEncoder {
 
     /// Writes the footer and marks the file complete. Returns its size.
     fn finish(self) -> Result<u64, PartitionError> {
-        let out = self.writer.finish()?;
+        let empty = EmptyStrings::from(self.decoder.empty_strings());
+        let out = self.writer.finish(&empty)?;
         Ok(out.complete().map_err(EncodeError::from)?)
     }
 }

@@ -316,7 +316,7 @@ mod tests {
         let batch = RecordBatch::try_new(theirs.arrow.clone(), columns).unwrap();
         let mut w = PartitionWriter::new(Vec::new(), theirs.arrow.clone(), theirs.meta.clone());
         w.write(&batch).unwrap();
-        let file = bytes::Bytes::from(w.finish().unwrap());
+        let file = bytes::Bytes::from(w.finish(&Default::default()).unwrap());
         let path = paths.data_file(&unit);
         dest.put_state(&path, file.clone()).await.unwrap();
         let record = LedgerRecord {

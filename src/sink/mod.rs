@@ -1,5 +1,6 @@
 //! The output side: where files live, Parquet encoding, atomic placement, the ledger.
 
+pub(crate) mod empty_strings;
 mod ledger;
 pub(crate) mod parquet;
 mod paths;
@@ -8,6 +9,7 @@ mod store;
 mod target;
 pub(crate) mod upload;
 
+pub(crate) use empty_strings::EmptyStrings;
 pub(crate) use ledger::{Committed, Ledger, LedgerRecord};
 pub(crate) use paths::Paths;
 pub(crate) use schema_store::{Base, SchemaStore};

@@ -20,6 +20,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use super::empty_strings::{empty_rows, restored, EmptyStrings, EMPTY_STRINGS_KEY};
 use crate::privacy::Policy;
 
 /// Row groups close at 122,880 rows (DuckDB's own row-group size) or 128 MiB, whichever comes
@@ -134,10 +135,17 @@ impl<W: Write + Send> PartitionWriter<W> {
         Ok(())
     }
 
-    /// Writes the footer and returns the output.
-    pub fn finish(mut self) -> Result<W, EncodeError> {
+    /// Writes the footer, with the rows where typed columns held `""` (known only once every
+    /// row is in), and returns the output.
+    pub fn finish(mut self, empty: &EmptyStrings) -> Result<W, EncodeError> {
         self.open(None)?;
-        let writer = self.writer.expect("opened above");
+        let mut writer = self.writer.expect("opened above");
+        if !empty.is_empty() {
+            writer.append_key_value_metadata(KeyValue::new(
+                EMPTY_STRINGS_KEY.to_owned(),
+                empty.to_json(),
+            ));
+        }
         Ok(writer.into_inner()?)
     }
 
@@ -228,6 +236,8 @@ pub struct FileInfo {
     pub hashed: Vec<String>,
     /// When its snapshot began, for files of snapshot tables.
     pub snapshot_at: Option<String>,
+    /// The rows where its typed columns held `""`.
+    pub empty_strings: EmptyStrings,
 }
 
 /// Reads a Parquet file's Arrow schema and metadata.
@@ -245,11 +255,15 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
             .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default(),
         snapshot_at: value(SNAPSHOT_AT_KEY),
+        empty_strings: value(EMPTY_STRINGS_KEY)
+            .and_then(|v| EmptyStrings::from_json(&v))
+            .unwrap_or_default(),
     })
 }
 
 /// Rewrites a file to `target` into `out`: columns it lacks become null, narrower types are
-/// cast up, dropped columns go. Columns `meta` lists as hashed that the file holds in the clear
+/// cast up (a column widened to `Utf8` gets back the `""` the file lists for it), dropped
+/// columns go. Columns `meta` lists as hashed that the file holds in the clear
 /// are hashed with `policy`; columns the file holds hashed that are no longer hashed become
 /// null (a digest cannot be turned back into its value). Returns `out` and the row count.
 ///
@@ -275,9 +289,11 @@ pub fn rewrite<W: Write + Send>(
         parquet_schema.root_schema_ptr(),
         Arc::new(writer_properties(&meta, &[])),
     )?;
+    let mut empty = plan.kept_empty_strings(&info, &target);
     let mut rows = 0;
     for (g, group) in metadata.row_groups().iter().enumerate() {
         let n = group.num_rows() as usize;
+        let start = rows as u64;
         rows += n;
         let old = plan.read_sources(&bytes, &metadata, g, n)?;
         let arrays: Vec<ArrayRef> = plan
@@ -285,16 +301,23 @@ pub fn rewrite<W: Write + Send>(
             .fields()
             .iter()
             .map(|field| {
-                let was_hashed = info.hashed.contains(field.name());
-                let hash = meta.hashed.contains(field.name());
-                conform_column(
-                    old.column_by_name(field.name()),
-                    field,
-                    n,
-                    was_hashed,
-                    hash,
+                let name = field.name();
+                let source = old.column_by_name(name);
+                // A `Utf8` column that held only `""` and null becomes typed: its `""` become
+                // null, and the file lists them.
+                if let Some(c) = source.filter(|_| field.data_type() != &DataType::Utf8) {
+                    let rows = empty_rows(c.as_ref(), start);
+                    if !rows.is_empty() {
+                        empty.extend(name, rows);
+                    }
+                }
+                let was_empty = info.empty_strings.rows_in(name, start, n);
+                let column = Conform {
+                    was_hashed: info.hashed.contains(name),
+                    hash: meta.hashed.contains(name),
                     policy,
-                )
+                };
+                column.conform(source, field, n, was_empty)
             })
             .collect::<Result<_, _>>()?;
         let mut chunks = encode_columns(&plan.encoded, &arrays, &meta)?.into_iter();
@@ -309,6 +332,12 @@ pub fn rewrite<W: Write + Send>(
             }
         }
         group_writer.close()?;
+    }
+    if !empty.is_empty() {
+        writer.append_key_value_metadata(KeyValue::new(
+            EMPTY_STRINGS_KEY.to_owned(),
+            empty.to_json(),
+        ));
     }
     Ok((writer.into_inner()?, rows))
 }
@@ -347,6 +376,20 @@ impl RewritePlan {
         })
     }
 
+    /// The `""` rows of the file that the new file keeps listing: those of columns that stay
+    /// typed (copied, or widened from one number type to another). A column that becomes
+    /// `Utf8` holds its `""` itself from now on.
+    fn kept_empty_strings(&self, info: &FileInfo, target: &SchemaRef) -> EmptyStrings {
+        let mut kept = EmptyStrings::default();
+        for field in target.fields() {
+            let rows = info.empty_strings.rows(field.name());
+            if !rows.is_empty() && field.data_type() != &DataType::Utf8 {
+                kept.insert(field.name().clone(), rows.to_vec());
+            }
+        }
+        kept
+    }
+
     /// The source columns of row group `g` (`n` rows), decoded; an empty batch when the file
     /// has none of them.
     fn read_sources(
@@ -378,28 +421,46 @@ impl RewritePlan {
     }
 }
 
-/// One column of a row group as the target wants it, from what the file held (`old`).
-fn conform_column(
-    old: Option<&ArrayRef>,
-    field: &arrow_schema::Field,
-    rows: usize,
+/// How one column's hashing changes in a rewrite.
+struct Conform<'p> {
     was_hashed: bool,
     hash: bool,
-    policy: &Policy,
-) -> Result<ArrayRef, EncodeError> {
-    let array = match old {
-        Some(c) if c.data_type() == field.data_type() => c.clone(),
-        // `safe` casting: what cannot be cast becomes null; in a widening that is only the ""
-        // of a column that held nothing else, which the contract nulls.
-        Some(c) => cast_with_options(c, field.data_type(), &CastOptions::default())?,
-        None => new_null_array(field.data_type(), rows),
-    };
-    Ok(match (hash, was_hashed) {
-        (true, false) => policy.hash_column(&array),
-        // A digest cannot be turned back into its value.
-        (false, true) => new_null_array(field.data_type(), rows),
-        _ => array,
-    })
+    policy: &'p Policy,
+}
+
+impl Conform<'_> {
+    /// One column of a row group as the target wants it, from what the file held (`old`);
+    /// `was_empty`: the group's rows where the file lists `""` for it.
+    fn conform(
+        &self,
+        old: Option<&ArrayRef>,
+        field: &arrow_schema::Field,
+        rows: usize,
+        was_empty: impl Iterator<Item = usize>,
+    ) -> Result<ArrayRef, EncodeError> {
+        let array = match old {
+            Some(c) if c.data_type() == field.data_type() => c.clone(),
+            // `safe` casting: what cannot be cast becomes null; in a widening that is only the
+            // "" of a column that held nothing else, which the contract nulls (and the file
+            // lists).
+            Some(c) => cast_with_options(c, field.data_type(), &CastOptions::default())?,
+            None => new_null_array(field.data_type(), rows),
+        };
+        // A typed column widened to `Utf8` gets back its `""` (before hashing: "" stays "").
+        let array = if old.is_some_and(|c| c.data_type() != &DataType::Utf8)
+            && field.data_type() == &DataType::Utf8
+        {
+            restored(&array, was_empty)
+        } else {
+            array
+        };
+        Ok(match (self.hash, self.was_hashed) {
+            (true, false) => self.policy.hash_column(&array),
+            // A digest cannot be turned back into its value.
+            (false, true) => new_null_array(field.data_type(), rows),
+            _ => array,
+        })
+    }
 }
 
 /// A column chunk of the old file, to be appended to the new one as it is.
@@ -482,7 +543,7 @@ mod tests {
         };
         let mut w = PartitionWriter::new(Vec::new(), old, meta(1));
         w.write(&batch).unwrap();
-        let file = Bytes::from(w.finish().unwrap());
+        let file = Bytes::from(w.finish(&Default::default()).unwrap());
         assert_eq!(file_info(&file).unwrap().version, Some(1));
 
         let target = Arc::new(Schema::new(vec![
@@ -518,6 +579,85 @@ mod tests {
         assert_eq!(b.column(2).null_count(), 2);
     }
 
+    /// Writes `batch` into a file with `empty` as its `""` rows.
+    fn file_of(batch: &RecordBatch, empty: &EmptyStrings) -> Bytes {
+        let mut w = PartitionWriter::new(Vec::new(), batch.schema(), FileMeta::default());
+        w.write(batch).unwrap();
+        Bytes::from(w.finish(empty).unwrap())
+    }
+
+    fn rewritten(file: Bytes, target: &SchemaRef) -> Bytes {
+        let (out, _) = rewrite(
+            file,
+            target.clone(),
+            FileMeta::default(),
+            &Policy::default(),
+            Vec::new(),
+        )
+        .unwrap();
+        Bytes::from(out)
+    }
+
+    fn first_batch(file: Bytes) -> RecordBatch {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `""` in a column while it was typed (stored as null, listed in the file) is `""` again
+    /// once the column widens to Utf8, through any chain of rewrites.
+    #[test]
+    fn empty_strings_survive_widening_to_utf8() {
+        let schema = |t: DataType| Arc::new(Schema::new(vec![Field::new("c", t, true)]));
+        // Written while `c` held only "" and null: Utf8.
+        let only_empty = RecordBatch::try_new(
+            schema(DataType::Utf8),
+            vec![Arc::new(StringArray::from(vec![Some(""), None, Some("")]))],
+        )
+        .unwrap();
+        let file = file_of(&only_empty, &EmptyStrings::default());
+        // Then `c` became Int64: "" is null and the file lists it.
+        let as_int = rewritten(file, &schema(DataType::Int64));
+        let info = file_info(&as_int).unwrap();
+        assert_eq!(info.empty_strings.rows("c"), &[0, 2]);
+        assert_eq!(first_batch(as_int.clone()).column(0).null_count(), 3);
+        // Then Float64: still listed.
+        let as_float = rewritten(as_int, &schema(DataType::Float64));
+        assert_eq!(
+            file_info(&as_float).unwrap().empty_strings.rows("c"),
+            &[0, 2]
+        );
+        // Then Utf8: "" is back, null stays null, and the list is gone.
+        let as_text = rewritten(as_float, &schema(DataType::Utf8));
+        assert!(file_info(&as_text).unwrap().empty_strings.is_empty());
+        let b = first_batch(as_text);
+        let c = b.column(0).as_string::<i32>();
+        assert_eq!((c.value(0), c.is_null(1), c.value(2)), ("", true, ""));
+
+        // A Boolean column written by the decoder with its "" rows listed.
+        let booleans = RecordBatch::try_new(
+            schema(DataType::Boolean),
+            vec![Arc::new(arrow_array::BooleanArray::from(vec![
+                Some(true),
+                None,
+                None,
+            ]))],
+        )
+        .unwrap();
+        let mut empty = EmptyStrings::default();
+        empty.insert("c".into(), vec![2]);
+        let b = first_batch(rewritten(
+            file_of(&booleans, &empty),
+            &schema(DataType::Utf8),
+        ));
+        let c = b.column(0).as_string::<i32>();
+        assert_eq!((c.value(0), c.is_null(1), c.value(2)), ("true", true, ""));
+    }
+
     /// The compressed bytes of column `i` of row group 0.
     fn chunk_bytes(file: &Bytes, i: usize) -> Bytes {
         let meta = ParquetRecordBatchReaderBuilder::try_new(file.clone())
@@ -550,7 +690,7 @@ mod tests {
         };
         let mut w = PartitionWriter::new(Vec::new(), old, meta(1));
         w.write(&batch).unwrap();
-        let file = Bytes::from(w.finish().unwrap());
+        let file = Bytes::from(w.finish(&Default::default()).unwrap());
         let target = Arc::new(Schema::new(vec![
             Field::new("s", DataType::Utf8, true),
             Field::new("n", DataType::Float64, true),

@@ -99,7 +99,7 @@ fn all_campaigns_and_labels_reach_schema_json_every_file_and_the_schema_command(
         &days("2019-08-19", "2019-08-21"),
         &data.schema_json,
     );
-    assert_rows(&data.rows, &expected, &Default::default());
+    assert_rows(&data.rows, &expected);
 
     // schema.json: every column of a defined custom field carries its label.
     let labels = sim_labels(&cfg, &active);
@@ -221,7 +221,7 @@ fn product_registrations_land_in_their_own_table_with_every_guarantee(backend: B
             cube_sim::product_registrations,
         );
         assert!(!expected.is_empty());
-        assert_rows(&data.rows, &expected, &Default::default());
+        assert_rows(&data.rows, &expected);
         assert_clean_root_of(&view, "product_registrations");
         let listed: Vec<_> = listing_requests(&sim);
         assert!(
@@ -357,16 +357,12 @@ fn hashed_columns_leave_no_personal_data_and_hash_the_same_way_on_every_run() {
             }
         }
     }
-    assert_rows(&first.rows, &expected, &Default::default());
+    assert_rows(&first.rows, &expected);
 
     // A second run hashes the same way.
     ws.extract_with("call-outcomes", &sim, &args, &key)
         .assert_code(0);
-    assert_rows(
-        &read_dataset(&ws.dest()).rows,
-        &expected,
-        &Default::default(),
-    );
+    assert_rows(&read_dataset(&ws.dest()).rows, &expected);
 
     // Another key, or no hashing, is refused without --rewrite, and nothing changes.
     let before = snapshot(&ws.dest());
@@ -471,7 +467,7 @@ fn a_new_policy_with_rewrite_brings_every_existing_file_under_it() {
             }
         }
     }
-    assert_rows(&data.rows, &expected, &Default::default());
+    assert_rows(&data.rows, &expected);
     // The same policy again needs no --rewrite.
     ws.extract_with("call-outcomes", &sim, &policy, &key)
         .assert_code(0);

@@ -88,11 +88,7 @@ fn json_logs_are_one_object_per_line_and_reports_follow_every_outcome() {
         &days("2019-08-01", "2019-08-03"),
         &read_dataset(&ws.dest()).schema_json,
     );
-    assert_rows(
-        &read_dataset(&ws.dest()).rows,
-        &expected,
-        &Default::default(),
-    );
+    assert_rows(&read_dataset(&ws.dest()).rows, &expected);
 }
 
 #[test]
@@ -233,7 +229,7 @@ fn sigterm_stops_cleanly_with_a_report_and_exit_143() {
         &days("2019-08-01", "2019-08-25"),
         &data.schema_json,
     );
-    assert_rows(&data.rows, &expected, &Default::default());
+    assert_rows(&data.rows, &expected);
 }
 
 fn four_writers_at_once_then_reconcile_give_one_uniform_dataset(backend: Backend) {
@@ -319,14 +315,18 @@ fn four_writers_at_once_then_reconcile_give_one_uniform_dataset(backend: Backend
         &days("2019-08-01", "2019-08-28"),
         &data.schema_json,
     );
-    // A column one writer widened to Utf8 while another wrote it as a number keeps, in the
-    // latter's files, null for "" (the README's known limitation).
+    // A column one writer widened to Utf8 while another wrote it typed (`""` as null) reads
+    // `""` in the latter's files once reconcile has rewritten them.
     let reports: Vec<Value> = reports
         .iter()
         .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
         .collect();
     let widened = widened_to_utf8(&reports.iter().collect::<Vec<_>>());
-    assert_rows(&data.rows, &expected, &widened);
+    assert!(
+        empty_strings_before(&expected, &widened, day("2019-08-15")) > 0,
+        "the early writers' days hold \"\" in a widened column: {widened:?}"
+    );
+    assert_rows(&data.rows, &expected);
     // schema.json is the newest committed generation.
     let generations = view.join("_cube_extract/call_outcomes/schema");
     let newest = all_files(&generations).into_iter().max().unwrap();

@@ -27,7 +27,7 @@ fn assert_final_copy(
 ) {
     let data = read_dataset(dest);
     let expected = final_rows(cfg, campaigns, &days(from, to), &data.schema_json);
-    assert_rows(&data.rows, &expected, &Default::default());
+    assert_rows(&data.rows, &expected);
 }
 
 /// Rows the simulator serves once every day has settled.
@@ -69,7 +69,6 @@ fn throttling_server_errors_and_dropped_connections_are_retried_to_an_exact_copy
     assert_rows(
         &data.rows,
         &final_rows(&cfg, &[101, 102, 103], &all_days, &data.schema_json),
-        &Default::default(),
     );
     let faulted = sim.requests().iter().filter(|r| r.fault.is_some()).count() as u64;
     assert!(faulted >= 10, "the run met faults: {faulted}");

@@ -45,7 +45,7 @@ fn a_partition_larger_than_one_chunk_goes_up_as_one_multipart_upload() {
         &days("2019-08-01", "2019-08-01"),
         &data.schema_json,
     );
-    assert_rows(&data.rows, &expected, &Default::default());
+    assert_rows(&data.rows, &expected);
     assert_eq!(
         S3Server::shared().keys(bucket, "lake/call_outcomes"),
         ["lake/call_outcomes/campaign_id=101/date=2019-08-01/part-00000.parquet"]
