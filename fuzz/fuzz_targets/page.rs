@@ -25,5 +25,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if decoder.push(page.results_json(), &mut sink).is_ok() && decoder.finish(&mut sink).is_ok() {
         assert_eq!(rows, page.records, "every record becomes one row");
+        // The rows noted as holding "" are rows of the page, ascending, in typed columns.
+        for (column, empty) in decoder.empty_strings() {
+            assert!(empty.windows(2).all(|w| w[0] < w[1]), "{column}: rows ascend");
+            assert!(empty.iter().all(|&r| (r as usize) < rows), "{column}: rows exist");
+        }
     }
 });
