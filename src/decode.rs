@@ -382,12 +382,12 @@ pub(crate) fn parse_date(s: &str) -> Option<i32> {
 }
 
 /// Microseconds of a local wall-clock time such as `2019-08-14 09:34` (seconds and fractions optional).
-pub(crate) fn parse_naive_timestamp(s: &str) -> Option<i64> {
+pub fn parse_naive_timestamp(s: &str) -> Option<i64> {
     fixed::naive(s.as_bytes()).or_else(|| parse_naive_general(s))
 }
 
 /// Microseconds since the epoch (UTC) of a time with offset, e.g. `2020-02-12T10:27:06.477+0100`.
-pub(crate) fn parse_zoned_timestamp(s: &str) -> Option<i64> {
+pub fn parse_zoned_timestamp(s: &str) -> Option<i64> {
     fixed::zoned(s.as_bytes()).or_else(|| parse_zoned_general(s))
 }
 
@@ -456,8 +456,9 @@ mod fixed {
     }
 }
 
-/// [`parse_naive_timestamp`] for any layout chrono reads.
-fn parse_naive_general(s: &str) -> Option<i64> {
+/// [`parse_naive_timestamp`] for any layout chrono reads (public for `benches/page_passes.rs`).
+#[doc(hidden)]
+pub fn parse_naive_general(s: &str) -> Option<i64> {
     static FORMATS: LazyLock<[Vec<Item<'static>>; 4]> = LazyLock::new(|| {
         [
             "%Y-%m-%d %H:%M",
@@ -473,8 +474,9 @@ fn parse_naive_general(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
-/// [`parse_zoned_timestamp`] for any layout chrono reads.
-fn parse_zoned_general(s: &str) -> Option<i64> {
+/// [`parse_zoned_timestamp`] for any layout chrono reads (public for `benches/page_passes.rs`).
+#[doc(hidden)]
+pub fn parse_zoned_general(s: &str) -> Option<i64> {
     static FORMATS: LazyLock<[Vec<Item<'static>>; 2]> = LazyLock::new(|| {
         ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
             .map(|f| StrftimeItems::new(f).collect())

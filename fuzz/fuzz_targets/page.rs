@@ -1,5 +1,6 @@
-//! Arbitrary bytes as a page body: parsing, key inference, schema merge and Arrow decoding must
-//! return errors, never panic.
+//! Arbitrary bytes as a page body: parsing (the envelope read from its prefix, or the whole
+//! body), key inference, schema merge and Arrow decoding must return errors, never panic; a
+//! page that parses is one a whole JSON parse reads the same way.
 #![no_main]
 
 use bytes::Bytes;
@@ -12,6 +13,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(page) = Page::parse(1, Bytes::copy_from_slice(data), Some("crm__customer_id")) else {
         return;
     };
+    let whole: serde_json::Value =
+        serde_json::from_slice(data).expect("a page that parses is JSON");
+    assert_eq!(whole["count"].as_u64(), Some(page.count), "count");
+    assert_eq!(!whole["next"].is_null(), page.has_next, "next");
+    let results = whole["results"].as_array().expect("results is an array");
+    assert_eq!(results.len(), page.records, "records");
     let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
     let day = chrono::NaiveDate::from_ymd_opt(2019, 8, 14).unwrap();
     schema.merge(&page.keys, day);

@@ -1,11 +1,14 @@
 //! One pass over a page's raw `results` array that records, per key, which kinds of JSON value it
-//! carried (and counts the records). Keys are looked up without allocating; values are classified
-//! without being materialised, so this costs far less than building `serde_json::Value`s.
+//! carried (and counts the records), and hands the raw text of one watched key's values to the
+//! caller (the listing checks digest the unique key's). Keys are looked up without allocating;
+//! values are classified without being materialised, so this costs far less than building
+//! `serde_json::Value`s.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use super::types::{Kinds, F64_EXACT_INT};
 
@@ -73,26 +76,72 @@ impl KeyKinds {
 }
 
 /// Scans a JSON array of flat records. Returns the number of records.
+#[cfg(test)]
 pub(crate) fn scan_records(
     results_json: &str,
     into: &mut KeyKinds,
 ) -> Result<usize, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(results_json);
-    let n = RecordsSeed(into).deserialize(&mut de)?;
+    scan_records_watching(results_json.as_bytes(), into, None)
+}
+
+/// One key whose values the scan hands over as their raw JSON text (`"7"` with its quotes).
+pub(crate) struct Watch<'w> {
+    pub(crate) key: &'w str,
+    pub(crate) each: &'w mut dyn FnMut(&str),
+}
+
+/// Scans a JSON array of flat records, handing every value of `watch`'s key to it, in record
+/// order. Returns the number of records.
+pub(crate) fn scan_records_watching(
+    results_json: &[u8],
+    into: &mut KeyKinds,
+    watch: Option<Watch<'_>>,
+) -> Result<usize, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(results_json);
+    let mut scan = Scan {
+        keys: into,
+        watch,
+        watched_slot: None,
+    };
+    let n = RecordsSeed(&mut scan).deserialize(&mut de)?;
     de.end()?;
     Ok(n)
 }
 
-struct RecordsSeed<'a>(&'a mut KeyKinds);
+/// What a scan fills and watches.
+struct Scan<'a, 'w> {
+    keys: &'a mut KeyKinds,
+    watch: Option<Watch<'w>>,
+    /// The watched key's slot, once seen.
+    watched_slot: Option<usize>,
+}
 
-impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+impl Scan<'_, '_> {
+    fn is_watched(&mut self, slot: usize) -> bool {
+        match (&self.watch, self.watched_slot) {
+            (None, _) => false,
+            (Some(_), Some(watched)) => slot == watched,
+            (Some(w), None) => {
+                let hit = self.keys.keys[slot].0 == w.key;
+                if hit {
+                    self.watched_slot = Some(slot);
+                }
+                hit
+            }
+        }
+    }
+}
+
+struct RecordsSeed<'a, 'b, 'w>(&'a mut Scan<'b, 'w>);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_, '_> {
     type Value = usize;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for RecordsSeed<'_> {
+impl<'de> Visitor<'de> for RecordsSeed<'_, '_, '_> {
     type Value = usize;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of records")
@@ -106,24 +155,39 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
     }
 }
 
-struct RecordSeed<'a>(&'a mut KeyKinds);
+struct RecordSeed<'a, 'b, 'w>(&'a mut Scan<'b, 'w>);
 
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for RecordSeed<'_> {
+impl<'de> Visitor<'de> for RecordSeed<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a record (a JSON object)")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(slot) = map.next_key_seed(KeySeed(&mut *self.0))? {
-            let kinds = map.next_value_seed(KindSeed)?;
-            self.0.keys[slot].1.insert(kinds);
+        let scan = self.0;
+        // A key given twice in one record counts once, with its last value (as a decoder reads it).
+        let mut watched: Option<&'de RawValue> = None;
+        while let Some(slot) = map.next_key_seed(KeySeed(&mut *scan.keys))? {
+            let kinds = if scan.is_watched(slot) {
+                let raw: &'de RawValue = map.next_value()?;
+                watched = Some(raw);
+                // One small value read again: cheaper than a second pass over the page.
+                KindSeed
+                    .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+                    .map_err(de::Error::custom)?
+            } else {
+                map.next_value_seed(KindSeed)?
+            };
+            scan.keys.keys[slot].1.insert(kinds);
+        }
+        if let (Some(raw), Some(w)) = (watched, &mut scan.watch) {
+            (w.each)(raw.get());
         }
         Ok(())
     }
@@ -249,6 +313,28 @@ mod tests {
         let (_, k) = scan(r#"[{"Fast ansatt over 50 %": 1, "sp\u00f8rsm\u00e5l?": "x"}]"#);
         assert!(k.get("Fast ansatt over 50 %").is_some());
         assert!(k.get("spørsmål?").is_some());
+    }
+
+    #[test]
+    fn the_watched_key_is_classified_and_handed_over_raw() {
+        let mut k = KeyKinds::default();
+        let mut seen = Vec::new();
+        let mut each = |raw: &str| seen.push(raw.to_owned());
+        let n = scan_records_watching(
+            br#"[{"a": 1, "id": "7"}, {"id": 8.5}, {"b": true}, {"id": ""}]"#,
+            &mut k,
+            Some(Watch {
+                key: "id",
+                each: &mut each,
+            }),
+        )
+        .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(seen, ["\"7\"", "8.5", "\"\""]);
+        let mut want = Kinds::STR;
+        want.insert(Kinds::FLOAT);
+        want.insert(Kinds::EMPTY_STR);
+        assert_eq!(k.get("id"), Some(want));
     }
 
     #[test]

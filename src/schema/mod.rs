@@ -14,8 +14,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
 pub(crate) use infer::scan_records;
 pub use infer::KeyKinds;
+pub(crate) use infer::{scan_records_watching, Watch};
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 

@@ -88,7 +88,7 @@ pub enum EncodeError {
 pub(crate) fn writer_properties(meta: &FileMeta, plans: &[(&str, ColumnPlan)]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(1).expect("valid level"),
         ))
         // Chunk statistics give readers min/max and null counts for pruning; page-level
         // indexes would more than double the size of a typical (small) partition file.

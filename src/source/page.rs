@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::BodyError;
-use crate::schema::{scan_records, KeyKinds};
+use crate::schema::{scan_records_watching, KeyKinds, Watch};
 
 #[derive(Debug)]
 pub struct Page {
@@ -38,55 +38,97 @@ struct Envelope<'a> {
     results: &'a RawValue,
 }
 
+/// The envelope without its records: what [`sliced`] parses.
+#[derive(Deserialize)]
+struct Head {
+    count: u64,
+    next: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    results: [IgnoredAny; 0],
+}
+
+/// Where a page body's `results` array lies, found without reading the records: DRF writes
+/// `count`, `next` and `previous`, then `results` last. So the body up to the first
+/// `"results"`, closed with `"results":[]}`, must be a whole envelope, and the array must run
+/// from the `[` after that key to the `]` before the body's closing `}`. Returns `count`,
+/// whether `next` is set, and the array's range; `None` when the body is not laid out so (the
+/// caller then parses it whole). The array itself is read once, by the key scan, which
+/// rejects anything that is not one array of records (and the caller then parses the body
+/// whole, to tell what it is).
+fn sliced(body: &[u8]) -> Option<(u64, bool, Range<usize>)> {
+    const KEY: &[u8] = b"\"results\"";
+    let at = body.windows(KEY.len()).position(|w| w == KEY)?;
+    let after_key = body[at + KEY.len()..].trim_ascii_start();
+    let after_colon = after_key.strip_prefix(b":")?.trim_ascii_start();
+    let start = body.len() - after_colon.len();
+    let end = body
+        .trim_ascii_end()
+        .strip_suffix(b"}")?
+        .trim_ascii_end()
+        .len();
+    if body.get(start) != Some(&b'[') || end <= start || body[end - 1] != b']' {
+        return None;
+    }
+    let mut head = Vec::with_capacity(at + 14);
+    head.extend_from_slice(&body[..at]);
+    head.extend_from_slice(b"\"results\":[]}");
+    let head: Head = serde_json::from_slice(&head).ok()?;
+    Some((head.count, head.next.is_some(), start..end))
+}
+
 impl Page {
     /// Parses and scans a page body; with `unique_key`, also takes the digests of that key's
     /// values. The error says what is wrong, without the body.
     pub fn parse(number: u32, body: Bytes, unique_key: Option<&str>) -> Result<Page, BodyError> {
+        if let Some((count, has_next, results)) = sliced(&body) {
+            if let Ok(page) = Self::scanned(number, count, has_next, &body, results, unique_key) {
+                return Ok(page);
+            }
+        }
         let envelope: Envelope = serde_json::from_slice(&body).map_err(BodyError::NotAPage)?;
         let (count, has_next) = (envelope.count, envelope.next.is_some());
         let results = envelope.results.get();
         let start = results.as_ptr() as usize - body.as_ptr() as usize;
-        Self::scanned(
-            number,
-            count,
-            has_next,
-            &body,
-            results,
-            start..start + results.len(),
-            unique_key,
-        )
+        let range = start..start + results.len();
+        Self::scanned(number, count, has_next, &body, range, unique_key)
     }
 
     /// A plain JSON array of records (the answer of an endpoint that does not page), as the
     /// one and last page of its listing.
     pub fn from_array(body: Bytes, unique_key: Option<&str>) -> Result<Page, BodyError> {
         // Whitespace around the array is allowed; the scan rejects anything else.
-        let text = std::str::from_utf8(&body).map_err(|_| BodyError::NotAnArray)?;
-        let trimmed = text.trim();
+        let trimmed = body.trim_ascii();
+        if trimmed.is_empty() {
+            return Err(BodyError::NotAnArray);
+        }
         let start = trimmed.as_ptr() as usize - body.as_ptr() as usize;
         let range = start..start + trimmed.len();
-        let mut page = Self::scanned(1, 0, false, &body, trimmed, range, unique_key)?;
+        let mut page = Self::scanned(1, 0, false, &body, range, unique_key)?;
         page.count = page.records as u64;
         Ok(page)
     }
 
-    /// A page whose records are `json`, which is `body[results]`, already checked to be UTF-8
-    /// (a second check would be another pass over every page).
+    /// A page whose records are `body[results]`. Strings are checked to be UTF-8 as they are
+    /// read (here, and by the Arrow decoder), not in a pass of their own.
     fn scanned(
         number: u32,
         count: u64,
         has_next: bool,
         body: &Bytes,
-        json: &str,
         results: Range<usize>,
         unique_key: Option<&str>,
     ) -> Result<Page, BodyError> {
+        let json = &body[results.clone()];
         let mut keys = KeyKinds::default();
-        let records = scan_records(json, &mut keys).map_err(BodyError::NotRecords)?;
-        let ids = match unique_key {
-            Some(key) => ids::digests(json, key).map_err(BodyError::NotRecords)?,
-            None => Vec::new(),
-        };
+        let mut ids = Vec::new();
+        // The unique key's digests are taken in the same pass as the keys' kinds.
+        let mut each = |raw: &str| ids.push(digest(raw));
+        let watch = unique_key.map(|key| Watch {
+            key,
+            each: &mut each,
+        });
+        let records =
+            scan_records_watching(json, &mut keys, watch).map_err(BodyError::NotRecords)?;
         Ok(Page {
             number,
             count,
@@ -105,74 +147,17 @@ impl Page {
     }
 }
 
-/// The values of one key of every record, as digests: enough to tell whether a record was seen
-/// twice (two different values share a digest with odds of about n² / 2⁶⁵, which would only
-/// make a consistent snapshot be read again).
-mod ids {
-    use std::fmt;
+/// A value of the listing's unique key (its raw JSON text) as a digest: enough to tell whether
+/// a record was seen twice (two different values share a digest with odds of about n² / 2⁶⁵,
+/// which would only make a consistent snapshot be read again).
+fn digest(raw: &str) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use serde_json::value::RawValue;
-
-    pub(super) fn digests(results_json: &str, key: &str) -> Result<Vec<u64>, serde_json::Error> {
-        let mut out = Vec::new();
-        let mut de = serde_json::Deserializer::from_str(results_json);
-        de.deserialize_seq(Records { key, out: &mut out })?;
-        Ok(out)
-    }
-
-    struct Records<'k, 'o> {
-        key: &'k str,
-        out: &'o mut Vec<u64>,
-    }
-
-    impl<'de> Visitor<'de> for Records<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of records")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(id) = seq.next_element_seed(Record(self.key))? {
-                self.out.extend(id);
-            }
-            Ok(())
-        }
-    }
-
-    struct Record<'k>(&'k str);
-
-    impl<'de> DeserializeSeed<'de> for Record<'_> {
-        type Value = Option<u64>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Record<'_> {
-        type Value = Option<u64>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a record (a JSON object)")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
-            let mut id = None;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == self.0 {
-                    let raw: &'de RawValue = map.next_value()?;
-                    // "123" and 123 name the same record: the column holds the same text.
-                    let text = raw.get();
-                    let text = text
-                        .strip_prefix('"')
-                        .and_then(|t| t.strip_suffix('"'))
-                        .unwrap_or(text);
-                    id = Some(BuildHasherDefault::<DefaultHasher>::default().hash_one(text));
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(id)
-        }
-    }
+    // "123" and 123 name the same record: the column holds the same text.
+    let text = raw
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(raw);
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
 }
 
 #[cfg(test)]
@@ -223,8 +208,45 @@ mod tests {
             br#"{"results": []}"#,
             br#"{"count": 1, "results": [1]}"#,
             br#"{"count": 1, "results": [{"a": 1}"#,
+            br#"{"count": 1, "results": [{"a": 1}]"#,
+            br#"{"count": 1, "results": [{"a": 1}], "results": 5}"#,
+            br#"{"count": 1, "results": [{"a": 1}] ]}"#,
         ] {
             assert!(Page::parse(1, Bytes::from_static(body), None).is_err());
         }
+    }
+
+    /// The envelope read from the prefix gives the same page as a whole parse, and a body laid
+    /// out otherwise is parsed whole.
+    #[test]
+    fn the_sliced_envelope_agrees_with_a_whole_parse() {
+        let bodies: [&[u8]; 6] = [
+            br#"{"count":2,"next":"http://h/x?page=2","previous":null,"results":[{"a":1},{"a":"x"}]}"#,
+            b"{ \"count\" : 2 ,\n \"next\": null, \"results\" :\n [ {\"a\": 1}, {\"a\": \"x\"} ] \n}\n",
+            br#"{"results":[{"a":1},{"a":"x"}],"count":2,"next":null}"#,
+            br#"{"count":2,"next":null,"results":[{"a":1},{"a":"x"}],"extra":[1]}"#,
+            br#"{"count":2,"next":"a\"results\":[]}","results":[{"a":1},{"a":"x\"results\":[]}"}]}"#,
+            br#"{"count":2,"next":null,"results":[{"a":1}, {"a":"x"}]}"#,
+        ];
+        for body in bodies {
+            let page = Page::parse(1, Bytes::from_static(body), Some("a")).unwrap();
+            let envelope: Envelope = serde_json::from_slice(body).unwrap();
+            assert_eq!(
+                page.count,
+                envelope.count,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(page.has_next, envelope.next.is_some());
+            assert_eq!(page.results_json(), envelope.results.get().as_bytes());
+            assert_eq!((page.records, page.ids.len()), (2, 2));
+        }
+        assert!(sliced(bodies[0]).is_some());
+        assert!(sliced(bodies[1]).is_some());
+        assert!(sliced(bodies[2]).is_none(), "results first");
+        assert!(
+            sliced(bodies[3]).is_some(),
+            "found, then rejected by the scan"
+        );
     }
 }

@@ -1,0 +1,160 @@
+//! Micro-benchmark of the passes over one API page: `cargo bench --bench page_passes`.
+//!
+//! A page of 500 simulated call outcomes (the benchmark's quirks: about 45 keys, type drift)
+//! goes through each step of what a partition does to it, timed alone: [`Page::parse`] (the
+//! envelope, the key scan and the unique key's digests), with a whole serde parse of the
+//! envelope beside it for reference, and the Arrow decoding under the dataset schema; and the
+//! timestamp parsers, fixed-position against chrono's. Prints nanoseconds per record (or per
+//! value) and MB/s of the page's JSON. `PASSES_MS` sets the time per step (default 1500).
+
+#[path = "../examples/cube_sim/main.rs"]
+#[allow(dead_code)]
+mod cube_sim;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use cube_extract::decode::{DecodeError, PageDecoder, RecordBatch};
+use cube_extract::schema::{DatasetSchema, KnownFields};
+use cube_extract::source::Page;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Runs `f` for at least `min` and returns the mean time of one call.
+fn time<T>(min: Duration, mut f: impl FnMut() -> T) -> Duration {
+    for _ in 0..3 {
+        black_box(f());
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < min {
+        black_box(f());
+        n += 1;
+    }
+    start.elapsed() / n
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[allow(dead_code)]
+    count: u64,
+    #[allow(dead_code)]
+    next: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    results: &'a RawValue,
+}
+
+fn main() {
+    let min = Duration::from_millis(
+        std::env::var("PASSES_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1500),
+    );
+    let cfg = cube_sim::SimConfig {
+        quirks: cube_sim::Quirks::parse("odd-keys,case-keys,new-keys,drift").unwrap(),
+        rows_per_day: 1000,
+        ..cube_sim::SimConfig::default()
+    };
+    let day = NaiveDate::from_ymd_opt(2024, 3, 20).unwrap();
+    let mut records = cube_sim::records(&cfg, 101, day);
+    records.truncate(500);
+    let n = records.len();
+    let body = serde_json::json!({
+        "count": n, "next": null, "previous": null,
+        "results": records.into_iter().map(serde_json::Value::Object).collect::<Vec<_>>(),
+    });
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+    let page = Page::parse(1, body.clone(), Some("crm__customer_id")).unwrap();
+    let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
+    schema.merge(&page.keys, day);
+
+    let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+    let mbps = |d: Duration| body.len() as f64 / d.as_secs_f64() / 1e6;
+    let envelope = time(min, || {
+        serde_json::from_slice::<Envelope>(&body)
+            .unwrap()
+            .results
+            .get()
+            .len()
+    });
+    let scanned = time(min, || Page::parse(1, body.clone(), None).unwrap().records);
+    let with_ids = time(min, || {
+        Page::parse(1, body.clone(), Some("crm__customer_id"))
+            .unwrap()
+            .records
+    });
+    let decoded = time(min, || {
+        let mut d = PageDecoder::new(schema.decode_arrow(), schema.arrow(), n).unwrap();
+        let mut rows = 0;
+        let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
+            rows += b.num_rows();
+            Ok(())
+        };
+        d.push(page.results_json(), &mut sink).unwrap();
+        d.finish(&mut sink).unwrap();
+        rows
+    });
+    println!(
+        "page of {n} records, {} bytes of JSON, {} columns",
+        body.len(),
+        schema.arrow().fields().len()
+    );
+    println!("| step | ns per record | MB/s |");
+    println!("|---|---:|---:|");
+    for (step, d) in [
+        (
+            "(reference) a whole serde parse of the envelope, `results` as RawValue",
+            envelope,
+        ),
+        (
+            "Page::parse without a unique key (envelope, key scan)",
+            scanned,
+        ),
+        ("Page::parse with the unique key's digests", with_ids),
+        ("Arrow decoding (tape + column decoders)", decoded),
+    ] {
+        println!("| {step} | {:.0} | {:.0} |", per(d), mbps(d));
+    }
+
+    let naive: Vec<String> = (0..1000)
+        .map(|i| format!("2019-08-{:02} {:02}:{:02}", 1 + i % 28, i % 24, i % 60))
+        .collect();
+    let zoned: Vec<String> = (0..1000)
+        .map(|i| format!("2020-02-{:02}T10:{:02}:06.477+0100", 1 + i % 28, i % 60))
+        .collect();
+    let t_naive = time(min, || {
+        naive
+            .iter()
+            .filter_map(|s| cube_extract::decode::parse_naive_timestamp(s))
+            .sum::<i64>()
+    });
+    let t_zoned = time(min, || {
+        zoned
+            .iter()
+            .filter_map(|s| cube_extract::decode::parse_zoned_timestamp(s))
+            .sum::<i64>()
+    });
+    let t_naive_general = time(min, || {
+        naive
+            .iter()
+            .filter_map(|s| cube_extract::decode::parse_naive_general(s))
+            .sum::<i64>()
+    });
+    let t_zoned_general = time(min, || {
+        zoned
+            .iter()
+            .filter_map(|s| cube_extract::decode::parse_zoned_general(s))
+            .sum::<i64>()
+    });
+    let ns = |d: Duration| d.as_nanos() as f64 / 1000.0;
+    println!(
+        "timestamps, ns per value: naive {:.1} (chrono's formats {:.1}), zoned {:.1} (chrono's {:.1})",
+        ns(t_naive),
+        ns(t_naive_general),
+        ns(t_zoned),
+        ns(t_zoned_general)
+    );
+}
