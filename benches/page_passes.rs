@@ -8,7 +8,6 @@
 //! value) and MB/s of the page's JSON. `PASSES_MS` sets the time per step (default 1500).
 
 #[path = "../examples/cube_sim/main.rs"]
-#[allow(dead_code)]
 mod cube_sim;
 
 use std::hint::black_box;
