@@ -15,11 +15,11 @@ use arrow_array::builder::{BooleanBuilder, PrimitiveBuilder, StringBuilder};
 use arrow_array::types::{
     ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
-use arrow_array::ArrayRef;
 pub use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, StructArray};
 use arrow_json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
 use arrow_json::ReaderBuilder;
-use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef, TimeUnit};
+use arrow_schema::{ArrowError, DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate};
 
@@ -144,10 +144,15 @@ struct ContractDecoders {
 impl DecoderFactory for ContractDecoders {
     fn make_default_decoder(
         &self,
-        _ctx: &DecoderContext,
+        ctx: &DecoderContext,
         field: &FieldRef,
         _is_nullable: bool,
     ) -> Result<Option<Box<dyn ArrayDecoder>>, ArrowError> {
+        // The records themselves: the dataset has no struct columns (a nested value is a
+        // Utf8 column's JSON text), so the one struct is the root.
+        if let DataType::Struct(fields) = field.data_type() {
+            return Ok(Some(Box::new(RecordsDecoder::new(ctx, fields)?)));
+        }
         let column = field.name().clone();
         let data_type = field.data_type().clone();
         let kind = match field.data_type() {
@@ -167,6 +172,91 @@ impl DecoderFactory for ContractDecoders {
             rows: 0,
             empty: self.empty.clone(),
         })))
+    }
+}
+
+/// Decodes the records (the root struct) into their columns. Each record's keys are matched
+/// to columns by predicting that a record carries its keys in the previous record's order
+/// (records of a listing do), which costs a string comparison a key; arrow-json's own struct
+/// decoder hashes every key with SipHash once a schema has 16 fields or more. A key given
+/// twice counts with its last value, and a key the schema lacks is skipped, as arrow-json does.
+struct RecordsDecoder {
+    fields: Fields,
+    columns: Vec<Box<dyn ArrayDecoder>>,
+    /// Column of each key, for keys out of the predicted order.
+    index: std::collections::HashMap<String, usize>,
+    /// The columns of the previous record's keys, in its order: the prediction.
+    previous: Vec<usize>,
+    current: Vec<usize>,
+    /// Tape position of each column's value in each row (column-major; 0, the tape's null,
+    /// where a record lacks the key).
+    positions: Vec<u32>,
+}
+
+impl RecordsDecoder {
+    fn new(ctx: &DecoderContext, fields: &Fields) -> Result<Self, ArrowError> {
+        let columns = fields
+            .iter()
+            .map(|f| ctx.make_decoder(f, true))
+            .collect::<Result<_, _>>()?;
+        let mut index = std::collections::HashMap::with_capacity(fields.len());
+        for (i, f) in fields.iter().enumerate() {
+            index.entry(f.name().clone()).or_insert(i);
+        }
+        Ok(RecordsDecoder {
+            fields: fields.clone(),
+            columns,
+            index,
+            previous: Vec::new(),
+            current: Vec::new(),
+            positions: Vec::new(),
+        })
+    }
+
+    /// The column of the `k`-th key of a record, `name`.
+    fn column_of(&self, k: usize, name: &str) -> Option<usize> {
+        match self.previous.get(k) {
+            Some(&c) if self.fields[c].name() == name => Some(c),
+            _ => self.index.get(name).copied(),
+        }
+    }
+}
+
+impl ArrayDecoder for RecordsDecoder {
+    fn decode(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
+        let rows = pos.len();
+        self.positions.clear();
+        self.positions.resize(self.fields.len() * rows, 0);
+        for (row, &p) in pos.iter().enumerate() {
+            let TapeElement::StartObject(end) = tape.get(p) else {
+                return Err(tape.error(p, "{"));
+            };
+            self.current.clear();
+            let mut cur = p + 1;
+            while cur < end {
+                let TapeElement::String(s) = tape.get(cur) else {
+                    return Err(tape.error(cur, "field name"));
+                };
+                if let Some(c) = self.column_of(self.current.len(), tape.get_string(s)) {
+                    self.positions[c * rows + row] = cur + 1;
+                    self.current.push(c);
+                }
+                cur = tape.next(cur + 1, "field value")?;
+            }
+            std::mem::swap(&mut self.previous, &mut self.current);
+        }
+        let arrays = self
+            .columns
+            .iter_mut()
+            .enumerate()
+            .map(|(c, d)| d.decode(tape, &self.positions[c * rows..(c + 1) * rows]))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(StructArray::try_new_with_length(
+            self.fields.clone(),
+            arrays,
+            None,
+            rows,
+        )?))
     }
 }
 
@@ -759,6 +849,51 @@ mod tests {
         assert_eq!(empty.get("I"), Some(&vec![0, 4]));
         assert_eq!(empty.get("B"), Some(&vec![1]));
         assert_eq!(empty.get("S"), None, "a Utf8 column holds its \"\" itself");
+    }
+
+    /// Keys in changing orders, missing, unknown or given twice land in their columns.
+    #[test]
+    fn records_with_keys_in_any_order_decode_to_their_columns() {
+        let b = decode(
+            vec![
+                Field::new("a", DataType::Int64, true),
+                Field::new("b", DataType::Utf8, true),
+                Field::new("c", DataType::Boolean, true),
+            ],
+            r#"[{"a": 1, "b": "x", "c": true}, {"c": false, "a": 2, "b": "y"},
+                {"b": "z"}, {"x": 9, "a": 4, "a": 5}, {}, {"c": null, "b": {"n": [1]}, "a": 6}]"#,
+        )
+        .unwrap();
+        let a = b.column(0).as_primitive::<Int64Type>();
+        let s = b.column(1).as_string::<i32>();
+        let c = b.column(2).as_boolean();
+        assert_eq!(b.num_rows(), 6);
+        assert_eq!(
+            (0..6)
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>(),
+            [Some(1), Some(2), None, Some(5), None, Some(6)]
+        );
+        assert_eq!(
+            (0..6)
+                .map(|i| s.is_valid(i).then(|| s.value(i)))
+                .collect::<Vec<_>>(),
+            [
+                Some("x"),
+                Some("y"),
+                Some("z"),
+                None,
+                None,
+                Some(r#"{"n":[1]}"#)
+            ]
+        );
+        assert_eq!(
+            (0..6)
+                .map(|i| c.is_valid(i).then(|| c.value(i)))
+                .collect::<Vec<_>>(),
+            [Some(true), Some(false), None, None, None, None]
+        );
+        assert!(decode(vec![Field::new("a", DataType::Int64, true)], "[1]").is_err());
     }
 
     #[test]
