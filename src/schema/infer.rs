@@ -97,15 +97,17 @@ pub(crate) fn scan_records_watching(
     into: &mut KeyKinds,
     watch: Option<Watch<'_>>,
 ) -> Result<usize, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(results_json);
-    let mut scan = Scan {
+    let scan = Scan {
         keys: into,
         watch,
         watched_slot: None,
     };
-    let n = RecordsSeed(&mut scan).deserialize(&mut de)?;
-    de.end()?;
-    Ok(n)
+    // One check of the whole array is cheaper than serde_json's check of each string; bytes
+    // that are not UTF-8 are read as they are, for an error that says where.
+    match std::str::from_utf8(results_json) {
+        Ok(text) => scan.run(serde_json::Deserializer::from_str(text)),
+        Err(_) => scan.run(serde_json::Deserializer::from_slice(results_json)),
+    }
 }
 
 /// What a scan fills and watches.
@@ -117,6 +119,15 @@ struct Scan<'a, 'w> {
 }
 
 impl Scan<'_, '_> {
+    fn run<'de, R: serde_json::de::Read<'de>>(
+        mut self,
+        mut de: serde_json::Deserializer<R>,
+    ) -> Result<usize, serde_json::Error> {
+        let n = RecordsSeed(&mut self).deserialize(&mut de)?;
+        de.end()?;
+        Ok(n)
+    }
+
     fn is_watched(&mut self, slot: usize) -> bool {
         match (&self.watch, self.watched_slot) {
             (None, _) => false,
