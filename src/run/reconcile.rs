@@ -146,7 +146,7 @@ impl Reconciler<'_> {
                     if !unknown.is_empty() {
                         return Ok(Err(Brought::Ahead(unknown)));
                     }
-                    let (out, rows) = rewrite(old, arrow, meta, &policy, out)?;
+                    let (out, rows) = rewrite(old, &info, arrow, meta, &policy, out)?;
                     let bytes = out.complete().map_err(EncodeError::from)?;
                     Ok::<_, PartitionError>(Ok((bytes, rows, info.version)))
                 })

@@ -7,7 +7,9 @@ use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
@@ -193,6 +195,8 @@ fn column_plans<'s>(
 /// A stored file's Arrow schema and what its metadata says about it.
 pub struct FileInfo {
     pub schema: SchemaRef,
+    /// Its footer, parsed once for every use (a rewrite reads it too).
+    footer: ArrowReaderMetadata,
     /// The dataset schema version it was written under (absent in foreign files).
     pub version: Option<u64>,
     /// Its columns holding HMAC digests.
@@ -205,14 +209,14 @@ pub struct FileInfo {
 
 /// Reads a Parquet file's Arrow schema and metadata.
 pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-    let kv = builder.metadata().file_metadata().key_value_metadata();
+    let footer = ArrowReaderMetadata::load(bytes, ArrowReaderOptions::default())?;
+    let kv = footer.metadata().file_metadata().key_value_metadata();
     let value = |key: &str| {
         kv.and_then(|kv| kv.iter().find(|k| k.key == key))
             .and_then(|k| k.value.clone())
     };
     Ok(FileInfo {
-        schema: builder.schema().clone(),
+        schema: footer.schema().clone(),
         version: value(SCHEMA_VERSION_KEY).and_then(|v| v.parse().ok()),
         hashed: value(HASHED_KEY)
             .and_then(|v| serde_json::from_str(&v).ok())
@@ -221,6 +225,7 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
         empty_strings: value(EMPTY_STRINGS_KEY)
             .and_then(|v| EmptyStrings::from_json(&v))
             .unwrap_or_default(),
+        footer,
     })
 }
 
@@ -236,29 +241,27 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
 /// file, not the whole file's.
 pub fn rewrite<W: Write + Send>(
     bytes: Bytes,
+    info: &FileInfo,
     target: SchemaRef,
     meta: FileMeta,
     policy: &Policy,
     out: W,
 ) -> Result<(W, usize), EncodeError> {
-    let info = file_info(&bytes)?;
-    let metadata = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
-        .metadata()
-        .clone();
-    let plan = RewritePlan::new(&info, &target, &meta)?;
+    let metadata = info.footer.metadata().clone();
+    let plan = RewritePlan::new(info, &target, &meta)?;
     let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
     let mut writer = SerializedFileWriter::new(
         out,
         parquet_schema.root_schema_ptr(),
         Arc::new(writer_properties(&meta, &[])),
     )?;
-    let mut empty = plan.kept_empty_strings(&info, &target);
+    let mut empty = plan.kept_empty_strings(info, &target);
     let mut rows = 0;
     for (g, group) in metadata.row_groups().iter().enumerate() {
         let n = group.num_rows() as usize;
         let start = rows as u64;
         rows += n;
-        let old = plan.read_sources(&bytes, &metadata, g, n)?;
+        let old = plan.read_sources(&bytes, info, g, n)?;
         let arrays: Vec<ArrayRef> = plan
             .encoded
             .fields()
@@ -358,7 +361,7 @@ impl RewritePlan {
     fn read_sources(
         &self,
         bytes: &Bytes,
-        metadata: &parquet::file::metadata::ParquetMetaData,
+        info: &FileInfo,
         g: usize,
         n: usize,
     ) -> Result<RecordBatch, EncodeError> {
@@ -368,15 +371,16 @@ impl RewritePlan {
             )));
         }
         let mask = ProjectionMask::roots(
-            metadata.file_metadata().schema_descr(),
+            info.footer.metadata().file_metadata().schema_descr(),
             self.sources.clone(),
         );
-        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
-            .with_row_groups(vec![g])
-            .with_projection(mask)
-            .with_batch_size(n.max(1))
-            .build()?
-            .collect::<Result<Vec<_>, _>>()?;
+        let batches =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), info.footer.clone())
+                .with_row_groups(vec![g])
+                .with_projection(mask)
+                .with_batch_size(n.max(1))
+                .build()?
+                .collect::<Result<Vec<_>, _>>()?;
         let schema = batches
             .first()
             .map_or_else(|| Arc::new(arrow_schema::Schema::empty()), |b| b.schema());
@@ -508,8 +512,10 @@ mod tests {
             Field::new("e", DataType::Int64, true),
             Field::new("new", DataType::Utf8, true),
         ]));
+        let info = file_info(&file).unwrap();
         let (file, rows) = rewrite(
             file,
+            &info,
             target.clone(),
             meta(2),
             &Policy::default(),
@@ -544,8 +550,10 @@ mod tests {
     }
 
     fn rewritten(file: Bytes, target: &SchemaRef) -> Bytes {
+        let info = file_info(&file).unwrap();
         let (out, _) = rewrite(
             file,
+            &info,
             target.clone(),
             FileMeta::default(),
             &Policy::default(),
@@ -653,8 +661,10 @@ mod tests {
             Field::new("n", DataType::Float64, true),
             Field::new("new", DataType::Boolean, true),
         ]));
+        let info = file_info(&file).unwrap();
         let (out, rows) = rewrite(
             file.clone(),
+            &info,
             target,
             meta(2),
             &Policy::default(),
