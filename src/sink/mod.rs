@@ -1,6 +1,5 @@
 //! The output side: where files live, Parquet encoding, atomic placement, the ledger.
 
-mod column_plan;
 pub(crate) mod empty_strings;
 mod ledger;
 pub(crate) mod parquet;

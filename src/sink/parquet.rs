@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, SchemaRef};
@@ -20,7 +22,6 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
-use super::column_plan::ColumnPlan;
 use super::empty_strings::{empty_rows, restored, EmptyStrings, EMPTY_STRINGS_KEY};
 use crate::privacy::Policy;
 
@@ -85,9 +86,8 @@ pub enum EncodeError {
     Io(#[from] std::io::Error),
 }
 
-/// Writer settings; `plans` say how columns are written where they differ from the default
-/// (dictionary, zstd).
-pub(crate) fn writer_properties(meta: &FileMeta, plans: &[(&str, ColumnPlan)]) -> WriterProperties {
+/// Writer settings; `plain` lists the columns written without a dictionary.
+pub fn writer_properties(meta: &FileMeta, plain: &[&str]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid level"),
@@ -100,14 +100,8 @@ pub(crate) fn writer_properties(meta: &FileMeta, plans: &[(&str, ColumnPlan)]) -
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_created_by(concat!("cube-extract ", env!("CARGO_PKG_VERSION")).to_owned())
         .set_key_value_metadata(Some(meta.key_values()));
-    for (column, plan) in plans {
-        if !plan.dictionary {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
-        }
-        if !plan.compressed {
-            builder = builder
-                .set_column_compression(ColumnPath::from(*column), Compression::UNCOMPRESSED);
-        }
+    for column in plain {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     builder.build()
 }
@@ -115,7 +109,9 @@ pub(crate) fn writer_properties(meta: &FileMeta, plans: &[(&str, ColumnPlan)]) -
 /// Encodes batches of one partition into a Parquet file written to `W`.
 ///
 /// The Parquet writer is opened at the first batch, which decides per column whether a
-/// dictionary and compression pay (see [`ColumnPlan`]).
+/// dictionary pays: parquet-rs would dictionary-encode every column until the dictionary
+/// outgrows its page limit, and for the many columns that are (nearly) unique per row (ids,
+/// phones, e-mails, timestamps) a dictionary plus indexes is larger and slower than plain values.
 pub struct PartitionWriter<W: Write + Send = Vec<u8>> {
     /// Until the first batch: where and how to open the writer.
     pending: Option<Pending<W>>,
@@ -158,15 +154,21 @@ impl<W: Write + Send> PartitionWriter<W> {
     /// The Parquet writer, opened with column settings chosen from `sample` if not open yet.
     fn open(&mut self, sample: Option<&RecordBatch>) -> Result<&mut ArrowWriter<W>, EncodeError> {
         if let Some(Pending { out, schema, meta }) = self.pending.take() {
-            let plans = match sample {
-                Some(batch) => column_plans(&schema, batch.columns(), false),
+            let plain: Vec<&str> = match sample {
+                Some(batch) => schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .filter(|(_, column)| !dictionary_pays(column.as_ref()))
+                    .map(|(field, _)| field.name().as_str())
+                    .collect(),
                 None => Vec::new(),
             };
             // The Parquet logical types already say everything our Arrow types need
             // (UTC-adjusted timestamps read back as zoned, the rest as naive), so the embedded
             // Arrow schema copy is dropped: it is a large part of a small file's footer.
             let options = ArrowWriterOptions::new()
-                .with_properties(writer_properties(&meta, &plans))
+                .with_properties(writer_properties(&meta, &plain))
                 .with_skip_arrow_metadata(true);
             self.writer = Some(ArrowWriter::try_new_with_options(
                 out,
@@ -178,18 +180,53 @@ impl<W: Write + Send> PartitionWriter<W> {
     }
 }
 
-/// Each column's plan, judged on `arrays` (the whole columns when `whole`).
-fn column_plans<'s>(
-    schema: &'s SchemaRef,
-    arrays: &[ArrayRef],
-    whole: bool,
-) -> Vec<(&'s str, ColumnPlan)> {
-    schema
-        .fields()
-        .iter()
-        .zip(arrays)
-        .map(|(field, array)| (field.name().as_str(), ColumnPlan::of(array.as_ref(), whole)))
-        .collect()
+/// Whether a dictionary is worth it for a column, judged on a sample: at most one distinct
+/// value per two non-null values (the rule of thumb DuckDB's writer also lands near).
+fn dictionary_pays(column: &dyn Array) -> bool {
+    let values = column.len() - column.null_count();
+    if values == 0 {
+        return false;
+    }
+    let limit = values / 2;
+    let distinct = match column.data_type() {
+        DataType::Utf8 => count_distinct(column.as_string::<i32>().iter().flatten(), limit),
+        DataType::Int64 => {
+            count_distinct(column.as_primitive::<Int64Type>().iter().flatten(), limit)
+        }
+        DataType::Float64 => count_distinct(
+            column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .map(f64::to_bits),
+            limit,
+        ),
+        DataType::Timestamp(_, _) => count_distinct(
+            column
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .flatten(),
+            limit,
+        ),
+        DataType::Date32 => {
+            count_distinct(column.as_primitive::<Date32Type>().iter().flatten(), limit)
+        }
+        // Booleans are bit-packed either way.
+        _ => return true,
+    };
+    distinct <= limit
+}
+
+/// Distinct values, counted up to just past `limit`.
+fn count_distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>, limit: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for v in values {
+        seen.insert(v);
+        if seen.len() > limit {
+            break;
+        }
+    }
+    seen.len()
 }
 
 /// A stored file's Arrow schema and what its metadata says about it.
@@ -445,8 +482,7 @@ fn spliced(
     }
 }
 
-/// Encodes whole columns into column chunks, each with a dictionary and compression only
-/// where they pay.
+/// Encodes whole columns into column chunks, each with a dictionary only where it pays.
 fn encode_columns(
     schema: &SchemaRef,
     arrays: &[ArrayRef],
@@ -455,7 +491,14 @@ fn encode_columns(
     if arrays.is_empty() {
         return Ok(Vec::new());
     }
-    let props = Arc::new(writer_properties(meta, &column_plans(schema, arrays, true)));
+    let plain: Vec<&str> = schema
+        .fields()
+        .iter()
+        .zip(arrays)
+        .filter(|(_, a)| !dictionary_pays(a.as_ref()))
+        .map(|(f, _)| f.name().as_str())
+        .collect();
+    let props = Arc::new(writer_properties(meta, &plain));
     let parquet_schema = ArrowSchemaConverter::new().convert(schema)?;
     // The factory takes its schema and settings from a file writer; this one only lends them.
     let lender =
