@@ -15,7 +15,7 @@ use crate::error::Outcome;
 use crate::logging::DETAIL;
 use crate::privacy::{Policy, PolicyError};
 use crate::settings::StoreSettings;
-use crate::sink::parquet::{file_info, rewrite, EncodeError};
+use crate::sink::parquet::{file_info, narrowed_columns, rewrite, EncodeError};
 use crate::sink::{
     Committed, Destination, Ledger, LedgerRecord, Paths, SchemaStore, StoreError, Target,
 };
@@ -29,12 +29,13 @@ const MAX_REWRITES_AT_ONCE: usize = 8;
 pub(crate) struct Rewritten {
     pub(crate) files: usize,
     pub(crate) bytes: u64,
-    /// Files left as they are because they hold columns the target does not know (another
-    /// writer's, whose schema change had not reached this writer): a rewrite would lose them.
+    /// Files left as they are because they hold columns the target does not know, or holds
+    /// narrower (another writer's change, which had not reached this writer): a rewrite would
+    /// lose their values.
     pub(crate) ahead: Vec<Ahead>,
 }
 
-/// A file holding columns the target neither has nor drops.
+/// A file holding columns the target neither has nor drops, or holds narrower.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Ahead {
     pub(crate) unit: Unit,
@@ -45,7 +46,7 @@ pub(crate) struct Ahead {
 enum Brought {
     /// Rewritten (or recorded anew): the bytes written, 0 when the file already fitted.
     Done(u64),
-    /// Left as it is: it holds these columns the target does not know.
+    /// Left as it is: it holds these columns the target does not know or would narrow.
     Ahead(Vec<String>),
 }
 
@@ -142,9 +143,12 @@ impl Reconciler<'_> {
                     if info.schema.fields() == arrow.fields() && info.hashed == meta.hashed {
                         return Ok(Err(Brought::Done(0)));
                     }
-                    let unknown = to.unknown_columns(&info.schema);
-                    if !unknown.is_empty() {
-                        return Ok(Err(Brought::Ahead(unknown)));
+                    // A rewrite never loses a value: not to a target that lacks a column of
+                    // the file, nor to one that holds a column narrower than the file does.
+                    let mut ahead = to.unknown_columns(&info.schema);
+                    ahead.extend(narrowed_columns(&old, &info, &arrow)?);
+                    if !ahead.is_empty() {
+                        return Ok(Err(Brought::Ahead(ahead)));
                     }
                     let (out, rows) = rewrite(old, &info, arrow, meta, &policy, out)?;
                     let bytes = out.complete().map_err(EncodeError::from)?;
@@ -199,8 +203,9 @@ pub(crate) enum ReconcileError {
     #[error("{0}; the files not yet rewritten keep their old columns: run reconcile again")]
     Rewrite(#[source] PartitionError),
     #[error(
-        "{files} files hold columns the dataset schema lacks (partition {first} has {columns}), \
-         so they were left as they are: extract those partitions again, then run reconcile"
+        "{files} files hold columns the dataset schema lacks or holds narrower (partition {first} \
+         has {columns}), so they were left as they are: extract those partitions again, then run \
+         reconcile"
     )]
     Ahead {
         files: usize,
@@ -289,33 +294,42 @@ pub(crate) async fn reconcile_dataset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{PageDecoder, BATCH_ROWS};
     use crate::schema::test_schema_with as schema_with;
     use crate::sink::parquet::PartitionWriter;
     use crate::sink::DestinationSpec;
     use arrow_array::RecordBatch;
 
-    /// A file holding a column the target does not know (another writer's, whose schema change
-    /// this writer never saw) is left as it is and reported, not rewritten without it.
-    #[tokio::test]
-    async fn a_rewrite_never_loses_a_column_the_target_does_not_know() {
+    /// Writes the records `theirs` (a JSON array) as a file of their own schema, then brings
+    /// the destination to a newer schema made from the records `ours`. Returns what that did
+    /// and whether the file is byte for byte as it was.
+    async fn reconcile_one(theirs: &str, ours: &str) -> (Rewritten, Unit, bool) {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
         let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
-        let theirs = Target::of(&schema_with(r#"[{"x": 7}]"#));
-        let mut ours = schema_with(r#"[{"y": "a"}]"#);
-        ours.version = theirs.version + 1;
-        let ours = Target::of(&ours);
+        let their_target = Target::of(&schema_with(theirs));
+        let mut our_schema = schema_with(ours);
+        our_schema.version = their_target.version + 1;
+        let our_target = Target::of(&our_schema);
 
         let unit = Unit::campaign_day(101, chrono::NaiveDate::from_ymd_opt(2019, 8, 20).unwrap());
-        let columns = theirs
-            .arrow
-            .fields()
-            .iter()
-            .map(|f| arrow_array::new_null_array(f.data_type(), 1))
-            .collect();
-        let batch = RecordBatch::try_new(theirs.arrow.clone(), columns).unwrap();
-        let mut w = PartitionWriter::new(Vec::new(), theirs.arrow.clone(), theirs.meta.clone());
-        w.write(&batch).unwrap();
+        let mut w = PartitionWriter::new(
+            Vec::new(),
+            their_target.arrow.clone(),
+            their_target.meta.clone(),
+        );
+        let mut decoder = PageDecoder::new(
+            their_target.decode.clone(),
+            their_target.arrow.clone(),
+            BATCH_ROWS,
+        )
+        .unwrap();
+        let mut sink = |batch: RecordBatch| -> Result<(), PartitionError> {
+            w.write(&batch)?;
+            Ok(())
+        };
+        decoder.push(theirs.as_bytes(), &mut sink).unwrap();
+        decoder.finish(&mut sink).unwrap();
         let file = bytes::Bytes::from(w.finish(&Default::default()).unwrap());
         let path = paths.data_file(&unit);
         dest.put_state(&path, file.clone()).await.unwrap();
@@ -325,7 +339,7 @@ mod tests {
             rows: 1,
             pages: 1,
             file: Some(path.to_string()),
-            schema_version: theirs.version,
+            schema_version: their_target.version,
             committed_at: now(),
         };
         Ledger::new(&dest, &paths)
@@ -341,9 +355,18 @@ mod tests {
             cpu: &cpu,
             every_file: false,
         }
-        .reconcile(&ours, 2)
+        .reconcile(&our_target, 2)
         .await
         .unwrap();
+        let unchanged = dest.get(&path).await.unwrap() == Some(file);
+        (done, unit, unchanged)
+    }
+
+    /// A file holding a column the target does not know (another writer's, whose schema change
+    /// this writer never saw) is left as it is and reported, not rewritten without it.
+    #[tokio::test]
+    async fn a_rewrite_never_loses_a_column_the_target_does_not_know() {
+        let (done, unit, unchanged) = reconcile_one(r#"[{"x": 7}]"#, r#"[{"y": "a"}]"#).await;
         assert_eq!(
             done.ahead,
             vec![Ahead {
@@ -352,6 +375,28 @@ mod tests {
             }]
         );
         assert_eq!(done.files, 0);
-        assert_eq!(dest.get(&path).await.unwrap(), Some(file));
+        assert!(unchanged);
+    }
+
+    /// Nor does it narrow a column another writer widened: 41.5 would become 41 and "Ja" null
+    /// (the S3 fan-out under load: a writer whose schema lagged rewrote another's files).
+    #[tokio::test]
+    async fn a_rewrite_never_narrows_a_column_another_writer_widened() {
+        let (done, unit, unchanged) = reconcile_one(
+            r#"[{"f": 41.5, "s": "Ja", "e": ""}]"#,
+            r#"[{"f": 41, "s": true, "e": 3}]"#,
+        )
+        .await;
+        assert_eq!(
+            done.ahead,
+            vec![Ahead {
+                unit,
+                columns: vec!["f".to_owned(), "s".to_owned()]
+            }]
+        );
+        assert!(unchanged);
+        // A column that held only "" may still become typed.
+        let (done, _, unchanged) = reconcile_one(r#"[{"e": ""}]"#, r#"[{"e": 3}]"#).await;
+        assert!(done.ahead.is_empty() && done.files == 1 && !unchanged);
     }
 }

@@ -266,6 +266,54 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
     })
 }
 
+/// The columns of a file that a rewrite to `target` would narrow, losing values: a type the
+/// target's does not widen (`Float64` to `Int64`, `Utf8` to `Boolean`, ...), except a `Utf8`
+/// column that holds only `""` and null, which may become typed (it was a column of empty
+/// values so far). A target that narrows is behind the file: another writer widened the
+/// column, and this one has not seen that generation of the schema yet.
+pub fn narrowed_columns(
+    bytes: &Bytes,
+    info: &FileInfo,
+    target: &SchemaRef,
+) -> Result<Vec<String>, EncodeError> {
+    let mut narrowed = Vec::new();
+    let mut text = Vec::new();
+    for (i, field) in info.schema.fields().iter().enumerate() {
+        let Ok(wanted) = target.field_with_name(field.name()) else {
+            continue;
+        };
+        match (field.data_type(), wanted.data_type()) {
+            (from, to) if from == to => {}
+            (DataType::Int64, DataType::Float64) => {}
+            (DataType::Int64 | DataType::Float64 | DataType::Boolean, DataType::Utf8) => {}
+            (DataType::Utf8, DataType::Int64 | DataType::Float64 | DataType::Boolean) => {
+                text.push(i)
+            }
+            _ => narrowed.push(field.name().clone()),
+        }
+    }
+    if !text.is_empty() {
+        let mask =
+            ProjectionMask::roots(info.footer.metadata().file_metadata().schema_descr(), text);
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), info.footer.clone())
+                .with_projection(mask)
+                .build()?;
+        let mut holds_text = std::collections::BTreeSet::new();
+        for batch in reader {
+            let batch = batch?;
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                let strings = column.as_string::<i32>();
+                if strings.iter().flatten().any(|v| !v.is_empty()) {
+                    holds_text.insert(field.name().clone());
+                }
+            }
+        }
+        narrowed.extend(holds_text);
+    }
+    Ok(narrowed)
+}
+
 /// Rewrites a file to `target` into `out`: columns it lacks become null, narrower types are
 /// cast up (a column widened to `Utf8` gets back the `""` the file lists for it), dropped
 /// columns go. Columns `meta` lists as hashed that the file holds in the clear
@@ -664,6 +712,44 @@ mod tests {
         ));
         let c = b.column(0).as_string::<i32>();
         assert_eq!((c.value(0), c.is_null(1), c.value(2)), ("true", true, ""));
+    }
+
+    /// A target behind the file (a column another writer widened) would lose values: such
+    /// columns are named, and a column of only `""` may still become typed.
+    #[test]
+    fn a_rewrite_that_would_narrow_a_column_is_named() {
+        let file_schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("t", DataType::Utf8, true),
+            Field::new("e", DataType::Utf8, true),
+            Field::new("i", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            file_schema,
+            vec![
+                Arc::new(arrow_array::Float64Array::from(vec![41.5])),
+                Arc::new(StringArray::from(vec![Some("Ja")])),
+                Arc::new(StringArray::from(vec![Some("")])),
+                Arc::new(Int64Array::from(vec![7])),
+            ],
+        )
+        .unwrap();
+        let file = file_of(&batch, &EmptyStrings::default());
+        let info = file_info(&file).unwrap();
+        let behind = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Int64, true),
+            Field::new("t", DataType::Boolean, true),
+            Field::new("e", DataType::Boolean, true),
+            Field::new("i", DataType::Float64, true),
+        ]));
+        assert_eq!(narrowed_columns(&file, &info, &behind).unwrap(), ["f", "t"]);
+        let ahead = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Utf8, true),
+            Field::new("t", DataType::Utf8, true),
+            Field::new("e", DataType::Int64, true),
+            Field::new("i", DataType::Utf8, true),
+        ]));
+        assert!(narrowed_columns(&file, &info, &ahead).unwrap().is_empty());
     }
 
     /// The compressed bytes of column `i` of row group 0.
