@@ -13,12 +13,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(page) = Page::parse(1, Bytes::copy_from_slice(data), Some("crm__customer_id")) else {
         return;
     };
-    let whole: serde_json::Value =
-        serde_json::from_slice(data).expect("a page that parses is JSON");
-    assert_eq!(whole["count"].as_u64(), Some(page.count), "count");
-    assert_eq!(!whole["next"].is_null(), page.has_next, "next");
-    let results = whole["results"].as_array().expect("results is an array");
-    assert_eq!(results.len(), page.records, "records");
+    // What a whole parse reads agrees with the envelope read from the prefix. (serde reads a
+    // struct from an array too, `[1, null, []]`, and skips over a number out of `Value`'s
+    // range, 1e400, in a key it ignores: only an object that `Value` reads is compared.)
+    let whole = serde_json::from_slice::<serde_json::Value>(data).ok();
+    if let Some(whole) = whole.filter(|w| w.is_object()) {
+        assert_eq!(whole["count"].as_u64(), Some(page.count), "count");
+        assert_eq!(!whole["next"].is_null(), page.has_next, "next");
+        let results = whole["results"].as_array().expect("results is an array");
+        assert_eq!(results.len(), page.records, "records");
+    }
     let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
     let day = chrono::NaiveDate::from_ymd_opt(2019, 8, 14).unwrap();
     schema.merge(&page.keys, day);
