@@ -62,6 +62,13 @@ impl EmptyStrings {
         }
     }
 
+    /// The file's key/value entry; `None` when no column held `""`.
+    pub fn key_value(&self) -> Option<parquet::file::metadata::KeyValue> {
+        (!self.is_empty()).then(|| {
+            parquet::file::metadata::KeyValue::new(EMPTY_STRINGS_KEY.to_owned(), self.to_json())
+        })
+    }
+
     /// The metadata value: each column's rows as a list (runs of consecutive rows as
     /// `[first, last]`) or a bitmap, whichever is shorter.
     pub fn to_json(&self) -> String {

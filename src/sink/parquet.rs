@@ -142,11 +142,8 @@ impl<W: Write + Send> PartitionWriter<W> {
     pub fn finish(mut self, empty: &EmptyStrings) -> Result<W, EncodeError> {
         self.open(None)?;
         let mut writer = self.writer.expect("opened above");
-        if !empty.is_empty() {
-            writer.append_key_value_metadata(KeyValue::new(
-                EMPTY_STRINGS_KEY.to_owned(),
-                empty.to_json(),
-            ));
+        if let Some(kv) = empty.key_value() {
+            writer.append_key_value_metadata(kv);
         }
         Ok(writer.into_inner()?)
     }
@@ -340,7 +337,7 @@ pub fn rewrite<W: Write + Send>(
         parquet_schema.root_schema_ptr(),
         Arc::new(writer_properties(&meta, &[])),
     )?;
-    let mut empty = plan.kept_empty_strings(info, &target);
+    let mut empty = kept_empty_strings(info, &target);
     let mut rows = 0;
     for (g, group) in metadata.row_groups().iter().enumerate() {
         let n = group.num_rows() as usize;
@@ -384,11 +381,8 @@ pub fn rewrite<W: Write + Send>(
         }
         group_writer.close()?;
     }
-    if !empty.is_empty() {
-        writer.append_key_value_metadata(KeyValue::new(
-            EMPTY_STRINGS_KEY.to_owned(),
-            empty.to_json(),
-        ));
+    if let Some(kv) = empty.key_value() {
+        writer.append_key_value_metadata(kv);
     }
     Ok((writer.into_inner()?, rows))
 }
@@ -427,20 +421,6 @@ impl RewritePlan {
         })
     }
 
-    /// The `""` rows of the file that the new file keeps listing: those of columns that stay
-    /// typed (copied, or widened from one number type to another). A column that becomes
-    /// `Utf8` holds its `""` itself from now on.
-    fn kept_empty_strings(&self, info: &FileInfo, target: &SchemaRef) -> EmptyStrings {
-        let mut kept = EmptyStrings::default();
-        for field in target.fields() {
-            let rows = info.empty_strings.rows(field.name());
-            if !rows.is_empty() && field.data_type() != &DataType::Utf8 {
-                kept.insert(field.name().clone(), rows.to_vec());
-            }
-        }
-        kept
-    }
-
     /// The source columns of row group `g` (`n` rows), decoded; an empty batch when the file
     /// has none of them.
     fn read_sources(
@@ -471,6 +451,20 @@ impl RewritePlan {
             .map_or_else(|| Arc::new(arrow_schema::Schema::empty()), |b| b.schema());
         Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
     }
+}
+
+/// The `""` rows of a file that its rewrite to `target` keeps listing: those of columns that
+/// stay typed (copied, or widened from one number type to another). A column that becomes
+/// `Utf8` holds its `""` itself from then on.
+fn kept_empty_strings(info: &FileInfo, target: &SchemaRef) -> EmptyStrings {
+    let mut kept = EmptyStrings::default();
+    for field in target.fields() {
+        let rows = info.empty_strings.rows(field.name());
+        if !rows.is_empty() && field.data_type() != &DataType::Utf8 {
+            kept.insert(field.name().clone(), rows.to_vec());
+        }
+    }
+    kept
 }
 
 /// How one column's hashing changes in a rewrite.
