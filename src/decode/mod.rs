@@ -193,6 +193,13 @@ enum Value {
     TimestampUtc,
 }
 
+/// A value where a string (or null) is expected.
+enum Text<'t> {
+    Null,
+    Empty,
+    Value(&'t str),
+}
+
 struct ColumnDecoder {
     column: String,
     /// The column's Arrow type (a timestamp's carries its zone).
@@ -233,22 +240,42 @@ impl ColumnDecoder {
         ))
     }
 
-    /// `Ok(None)` for null and `""` (both null outside Utf8 columns), the string at `p` if it is
-    /// one, an error for anything else.
-    fn text<'t>(&self, tape: &Tape<'t>, p: u32, what: &str) -> Result<Option<&'t str>, ArrowError> {
+    /// The value at `p` if it is null or a string (both `""` and null are null outside Utf8
+    /// columns); an error for anything else.
+    fn text<'t>(&self, tape: &Tape<'t>, p: u32, what: &str) -> Result<Text<'t>, ArrowError> {
         match tape.get(p) {
-            TapeElement::Null => Ok(None),
-            TapeElement::String(i) => {
-                let s = tape.get_string(i);
-                Ok(if s.is_empty() { None } else { Some(s) })
-            }
+            TapeElement::Null => Ok(Text::Null),
+            TapeElement::String(i) => Ok(match tape.get_string(i) {
+                "" => Text::Empty,
+                s => Text::Value(s),
+            }),
             _ => Err(self.bad(what, tape, p)),
         }
     }
 
-    /// Whether the value at `p` is `""`.
-    fn is_empty_string(tape: &Tape<'_>, p: u32) -> bool {
-        matches!(tape.get(p), TapeElement::String(i) if tape.get_string(i).is_empty())
+    /// One batch's values under the column's value rule.
+    fn decode_values(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
+        match self.kind {
+            Value::JsonText => Ok(self.json_text(tape, pos)),
+            Value::Int64 => self.numbers::<Int64Type>(tape, pos, "an integer", |s| s.parse().ok()),
+            Value::Float64 => {
+                self.numbers::<Float64Type>(tape, pos, "a number", |s| s.parse().ok())
+            }
+            Value::Boolean => self.booleans(tape, pos),
+            Value::Date32 => self.parsed::<Date32Type>(tape, pos, "a date", parse_date),
+            Value::Timestamp => self.parsed::<TimestampMicrosecondType>(
+                tape,
+                pos,
+                "a local timestamp",
+                parse_naive_timestamp,
+            ),
+            Value::TimestampUtc => self.parsed::<TimestampMicrosecondType>(
+                tape,
+                pos,
+                "a timestamp with offset",
+                parse_zoned_timestamp,
+            ),
+        }
     }
 
     /// Utf8: strings as they are, numbers and booleans as their JSON text (objects and arrays
@@ -292,13 +319,12 @@ impl ColumnDecoder {
                 }
                 // Anything else must be null or "".
                 _ => match self.text(tape, p, what)? {
-                    None => {
-                        if Self::is_empty_string(tape, p) {
-                            empty.push(row as u64);
-                        }
+                    Text::Null => None,
+                    Text::Empty => {
+                        empty.push(row as u64);
                         None
                     }
-                    Some(_) => return Err(self.bad(what, tape, p)),
+                    Text::Value(_) => return Err(self.bad(what, tape, p)),
                 },
             };
             b.append_option(v);
@@ -316,13 +342,12 @@ impl ColumnDecoder {
                 TapeElement::True => b.append_value(true),
                 TapeElement::False => b.append_value(false),
                 _ => match self.text(tape, p, "a boolean")? {
-                    None => {
-                        if Self::is_empty_string(tape, p) {
-                            empty.push(row as u64);
-                        }
+                    Text::Null => b.append_null(),
+                    Text::Empty => {
+                        empty.push(row as u64);
                         b.append_null()
                     }
-                    Some(_) => return Err(self.bad("a boolean", tape, p)),
+                    Text::Value(_) => return Err(self.bad("a boolean", tape, p)),
                 },
             }
         }
@@ -341,8 +366,8 @@ impl ColumnDecoder {
         let mut b = PrimitiveBuilder::<T>::with_capacity(pos.len());
         for &p in pos {
             let v = match self.text(tape, p, what)? {
-                None => None,
-                Some(s) => Some(parse(s).ok_or_else(|| self.bad(what, tape, p))?),
+                Text::Null | Text::Empty => None,
+                Text::Value(s) => Some(parse(s).ok_or_else(|| self.bad(what, tape, p))?),
             };
             b.append_option(v);
         }
@@ -355,32 +380,6 @@ impl ArrayDecoder for ColumnDecoder {
         let array = self.decode_values(tape, pos);
         self.rows += pos.len() as u64;
         array
-    }
-}
-
-impl ColumnDecoder {
-    fn decode_values(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
-        match self.kind {
-            Value::JsonText => Ok(self.json_text(tape, pos)),
-            Value::Int64 => self.numbers::<Int64Type>(tape, pos, "an integer", |s| s.parse().ok()),
-            Value::Float64 => {
-                self.numbers::<Float64Type>(tape, pos, "a number", |s| s.parse().ok())
-            }
-            Value::Boolean => self.booleans(tape, pos),
-            Value::Date32 => self.parsed::<Date32Type>(tape, pos, "a date", parse_date),
-            Value::Timestamp => self.parsed::<TimestampMicrosecondType>(
-                tape,
-                pos,
-                "a local timestamp",
-                parse_naive_timestamp,
-            ),
-            Value::TimestampUtc => self.parsed::<TimestampMicrosecondType>(
-                tape,
-                pos,
-                "a timestamp with offset",
-                parse_zoned_timestamp,
-            ),
-        }
     }
 }
 

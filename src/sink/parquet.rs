@@ -467,7 +467,7 @@ fn kept_empty_strings(info: &FileInfo, target: &SchemaRef) -> EmptyStrings {
     kept
 }
 
-/// How one column's hashing changes in a rewrite.
+/// How a rewrite brings one column to the target: cast up, `""` given back, hashed or not.
 struct Conform<'p> {
     was_hashed: bool,
     hash: bool,

@@ -59,8 +59,6 @@ pub enum BodyError {
     NotAPage(#[source] serde_json::Error),
     #[error("`results` is not an array of flat records ({0})")]
     NotRecords(#[source] serde_json::Error),
-    #[error("the response is not a JSON array of records")]
-    NotAnArray,
     #[error("expected a JSON array of campaigns ({0})")]
     NotCampaigns(#[source] serde_json::Error),
     #[error("a campaign has no numeric campaign__id")]
