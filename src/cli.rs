@@ -47,6 +47,9 @@ pub enum Command {
     /// Bring every file of a dataset to its current schema: the fan-in step after several
     /// writers extracted into one destination at once.
     Reconcile(ReconcileArgs),
+    /// What a destination holds of a table, from its ledger and schema (no API access): per
+    /// campaign or CRM the committed days, gaps, empty days, rows, files and the newest commit.
+    Status(StatusArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -71,6 +74,30 @@ pub struct ReconcileArgs {
     /// Only warnings and errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Destination the dataset was extracted to: a local directory, file:///path, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub dest: String,
+    /// Which table.
+    #[arg(long, value_enum, default_value_t = Table::CallOutcomes)]
+    pub table: Table,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these campaigns (repeat or separate with commas); with --expect-from, a campaign
+    /// the destination lacks counts as missing every day.
+    #[arg(long = "campaign", value_name = "ID", value_delimiter = ',')]
+    pub campaigns: Vec<String>,
+    /// Exit 1 unless every day from this one to --expect-to is committed (empty days count),
+    /// for every campaign (or CRM) held or named; YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd.
+    #[arg(long, value_name = "DATE", requires = "expect_to")]
+    pub expect_from: Option<String>,
+    /// Last day of --expect-from's range, inclusive.
+    #[arg(long, value_name = "DATE", requires = "expect_from")]
+    pub expect_to: Option<String>,
 }
 
 #[derive(Debug, Args)]

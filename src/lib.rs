@@ -11,6 +11,7 @@ pub mod commands;
 mod datasets;
 pub mod decode;
 pub mod error;
+mod inventory;
 mod logging;
 mod privacy;
 mod report;

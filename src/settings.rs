@@ -4,12 +4,12 @@ use chrono::NaiveDate;
 use reqwest::header::HeaderValue;
 use url::Url;
 
-use crate::cli::ExtractArgs;
+use crate::cli::{ExtractArgs, StatusArgs};
 use crate::datasets::{Dataset, ScopeKind};
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
-use crate::unit::{Crm, CrmType};
+use crate::unit::{Crm, CrmType, Scope};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CampaignSelection {
@@ -122,6 +122,8 @@ pub(crate) enum UsageError {
     ToWithoutFrom,
     #[error("--to {to} is before --from {from}; swap them or fix the range")]
     ToBeforeFrom { from: NaiveDate, to: NaiveDate },
+    #[error("--expect-to {to} is before --expect-from {from}; swap them or fix the range")]
+    ExpectToBeforeFrom { from: NaiveDate, to: NaiveDate },
 }
 
 impl Settings {
@@ -181,19 +183,7 @@ impl Settings {
                 include_archived: args.include_archived,
             })
         } else {
-            let mut ids = Vec::new();
-            for raw in args
-                .campaigns
-                .iter()
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-            {
-                match raw.parse::<u64>() {
-                    Ok(id) if !ids.contains(&id) => ids.push(id),
-                    Ok(_) => {}
-                    Err(_) => return Err(UsageError::NotACampaignId(raw.to_owned())),
-                }
-            }
+            let ids = campaign_ids(&args.campaigns)?;
             if ids.is_empty() {
                 return Err(if any(|d| d.scope() == ScopeKind::Campaign) {
                     UsageError::NoCampaign
@@ -232,6 +222,76 @@ impl Settings {
             },
             resume: args.resume,
             report: args.report.clone(),
+        })
+    }
+}
+
+/// `--campaign` values, deduplicated, in the order given.
+fn campaign_ids(given: &[String]) -> Result<Vec<u64>, UsageError> {
+    let mut ids = Vec::new();
+    for raw in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match raw.parse::<u64>() {
+            Ok(id) if !ids.contains(&id) => ids.push(id),
+            Ok(_) => {}
+            Err(_) => return Err(UsageError::NotACampaignId(raw.to_owned())),
+        }
+    }
+    Ok(ids)
+}
+
+/// What `cube-extract status` was asked.
+pub(crate) struct StatusSettings {
+    pub(crate) store: StoreSettings,
+    pub(crate) dataset: Dataset,
+    /// `--campaign`: only these scopes (and, with `expect`, each of them is expected).
+    pub(crate) scopes: Vec<Scope>,
+    /// `--expect-from`/`--expect-to`.
+    pub(crate) expect: Option<(NaiveDate, NaiveDate)>,
+    pub(crate) json: bool,
+}
+
+impl StatusSettings {
+    pub(crate) fn resolve(
+        args: &StatusArgs,
+        dataset: Dataset,
+        today: NaiveDate,
+    ) -> Result<StatusSettings, UsageError> {
+        let scopes: Vec<Scope> = campaign_ids(&args.campaigns)?
+            .into_iter()
+            .map(Scope::Campaign)
+            .collect();
+        if !scopes.is_empty() && dataset.scope() != ScopeKind::Campaign {
+            return Err(UsageError::NotApplicable {
+                option: "campaign",
+                tables: dataset.name.to_owned(),
+                fix: "its partitions are CRMs or the whole account; drop --campaign",
+            });
+        }
+        let expect = match (&args.expect_from, &args.expect_to) {
+            (Some(from), Some(to)) => {
+                if !dataset.by_day() && !dataset.keeps_history() {
+                    return Err(UsageError::NotApplicable {
+                        option: "expect-from/--expect-to",
+                        tables: dataset.name.to_owned(),
+                        fix: "it holds one snapshot that each run replaces, not days; drop them",
+                    });
+                }
+                let from = parse_day(from, "--expect-from", today)?;
+                let to = parse_day(to, "--expect-to", today)?;
+                if to < from {
+                    return Err(UsageError::ExpectToBeforeFrom { from, to });
+                }
+                Some((from, to))
+            }
+            // clap makes each need the other.
+            _ => None,
+        };
+        Ok(StatusSettings {
+            store: StoreSettings::resolve(&args.dest)?,
+            dataset,
+            scopes,
+            expect,
+            json: args.json,
         })
     }
 }

@@ -5,6 +5,7 @@ mod completions;
 mod extract;
 mod reconcile;
 mod schema;
+mod status;
 
 use crate::cli::{Cli, Command, Table};
 use crate::datasets::{self, Dataset};
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Sync(args) => extract::run(&args, &datasets::ALL),
         Command::Reconcile(args) => reconcile::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Status(args) => status::run(&args),
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::cube_sim::Faults;
+use crate::cube_sim::{Faults, Quirks};
 use crate::support::*;
 
 /// Every stderr line is one JSON object with a timestamp, a level and a message.
@@ -293,8 +293,35 @@ fn four_writers_at_once_then_reconcile_give_one_uniform_dataset(backend: Backend
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Before the fan-in: every day of every campaign is there, with the simulator's rows;
+    // files some writer committed under an older schema are not yet in the final layout.
+    let all_days = days("2019-08-01", "2019-08-28");
+    let (before, code) = status(
+        &ws,
+        &["--expect-from", "2019-08-01", "--expect-to", "2019-08-28"],
+    );
+    assert_eq!(code, 0, "{before}");
+    for (scope, campaign) in before["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([101, 102, 103])
+    {
+        assert_eq!(scope["campaign_id"], campaign);
+        assert_eq!(
+            scope["ranges"],
+            serde_json::json!([["2019-08-01", "2019-08-28"]])
+        );
+        let (rows, files, empty) = truth(&cfg, campaign, &all_days);
+        assert_eq!(scope["rows"], rows);
+        assert_eq!(scope["files"], files);
+        assert_eq!(scope["empty_days"], serde_json::json!(empty));
+    }
     let out = run_bin_env(&["reconcile", "--dest", &dest], &ws.env());
     out.assert_code(0);
+    let (after, _) = status(&ws, &[]);
+    assert_eq!(after["not_in_final_layout"], 0, "{after}");
+    assert_eq!(after["rows"], before["rows"]);
 
     let view = ws.view();
     let data = read_dataset(&view);
@@ -345,7 +372,10 @@ fn four_writers_at_once_then_reconcile_give_one_uniform_dataset(backend: Backend
     );
 }
 
-on_every_backend!(four_writers_at_once_then_reconcile_give_one_uniform_dataset);
+on_every_backend!(
+    four_writers_at_once_then_reconcile_give_one_uniform_dataset,
+    status_tells_what_a_run_with_a_failed_and_an_empty_day_committed,
+);
 
 #[test]
 fn reconcile_of_a_destination_without_the_dataset_exits_2() {
@@ -371,4 +401,193 @@ fn completions_are_printed_for_each_shell() {
         );
     }
     run_bin(&["completions", "tcsh"]).assert_code(2);
+}
+
+/// `status --json` of a call-outcomes destination, as parsed JSON, and its exit code.
+fn status(ws: &Workspace, extra: &[&str]) -> (Value, i32) {
+    let dest = ws.dest_arg();
+    let mut args = vec!["status", "--dest", &dest, "--json"];
+    args.extend_from_slice(extra);
+    let out = run_bin_env(&args, &ws.env());
+    let json = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {}", out.all_output()));
+    (json, out.code)
+}
+
+/// The simulator's truth for one campaign over `days`, minus `failed` days: (rows, files,
+/// empty days).
+fn truth(cfg: &SimConfig, campaign: u64, days: &[chrono::NaiveDate]) -> (u64, u64, Vec<String>) {
+    let counts: Vec<(chrono::NaiveDate, usize)> = days
+        .iter()
+        .map(|&d| (d, cube_sim::row_count(cfg, campaign, d)))
+        .collect();
+    let rows = counts.iter().map(|(_, n)| *n as u64).sum();
+    let files = counts.iter().filter(|(_, n)| *n > 0).count() as u64;
+    let empty = counts
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(d, _)| d.to_string())
+        .collect();
+    (rows, files, empty)
+}
+
+/// A run with one failed day (every campaign) and one empty day: `status` tells the committed
+/// ranges, the gap, the empty day, rows and files as the simulator has them; `--expect-from`
+/// exits 1 naming the failed day until a `--resume` run fills it.
+fn status_tells_what_a_run_with_a_failed_and_an_empty_day_committed(backend: Backend) {
+    let cfg = SimConfig {
+        quirks: Quirks {
+            empty_days: true,
+            ..Quirks::default()
+        },
+        faults: Faults {
+            failing_days: vec![day("2019-08-05")],
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = cube_sim::start(cfg.clone());
+    let ws = Workspace::on(backend);
+    let range = [
+        "--campaign",
+        "101,102",
+        "--from",
+        "2019-08-03",
+        "--to",
+        "2019-08-09",
+    ];
+    ws.extract(&sim, &range).assert_code(1);
+
+    let (status_json, code) = status(&ws, &[]);
+    assert_eq!(
+        code, 0,
+        "without --expect-from, status only tells: {status_json}"
+    );
+    let scopes = status_json["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 2);
+    let committed = [
+        days("2019-08-03", "2019-08-04"),
+        days("2019-08-06", "2019-08-09"),
+    ]
+    .concat();
+    for (scope, campaign) in scopes.iter().zip([101, 102]) {
+        assert_eq!(scope["campaign_id"], campaign);
+        assert_eq!(
+            scope["ranges"],
+            serde_json::json!([["2019-08-03", "2019-08-04"], ["2019-08-06", "2019-08-09"]])
+        );
+        assert_eq!(
+            scope["gaps"],
+            serde_json::json!([["2019-08-05", "2019-08-05"]])
+        );
+        let (rows, files, empty) = truth(&cfg, campaign, &committed);
+        assert_eq!(
+            empty,
+            ["2019-08-07"],
+            "the simulator's empty day is the 7th"
+        );
+        assert_eq!(scope["empty_days"], serde_json::json!(empty));
+        assert_eq!(scope["rows"], rows);
+        assert_eq!(scope["files"], files);
+        assert_eq!(scope["partitions"], committed.len());
+        assert_eq!(
+            scope["newest_commit"]["committed_at"]
+                .as_str()
+                .map(str::len),
+            Some(29)
+        );
+    }
+    assert_eq!(status_json["not_in_final_layout"], 0);
+
+    let (asked, code) = status(
+        &ws,
+        &["--expect-from", "2019-08-03", "--expect-to", "2019-08-09"],
+    );
+    assert_eq!(code, 1, "a failed day makes the range incomplete");
+    assert_eq!(
+        asked["expected"]["missing"],
+        serde_json::json!([
+            {"campaign_id": 101, "date": "2019-08-05"},
+            {"campaign_id": 102, "date": "2019-08-05"}
+        ])
+    );
+    // A campaign the destination never got misses every day; one range it has is complete.
+    let (named, code) = status(
+        &ws,
+        &[
+            "--campaign",
+            "103",
+            "--expect-from",
+            "2019-08-06",
+            "--expect-to",
+            "2019-08-07",
+        ],
+    );
+    assert_eq!(
+        (code, named["expected"]["missing"].as_array().unwrap().len()),
+        (1, 2)
+    );
+    let (_, code) = status(
+        &ws,
+        &["--expect-from", "2019-08-06", "--expect-to", "2019-08-09"],
+    );
+    assert_eq!(code, 0);
+
+    sim.set_failing_days(vec![]);
+    let mut resume = range.to_vec();
+    resume.push("--resume");
+    ws.extract(&sim, &resume).assert_code(0);
+    let (healed, code) = status(
+        &ws,
+        &["--expect-from", "2019-08-03", "--expect-to", "2019-08-09"],
+    );
+    assert_eq!(code, 0, "{healed}");
+    let all = days("2019-08-03", "2019-08-09");
+    for (scope, campaign) in healed["scopes"].as_array().unwrap().iter().zip([101, 102]) {
+        assert_eq!(
+            scope["ranges"],
+            serde_json::json!([["2019-08-03", "2019-08-09"]])
+        );
+        assert_eq!(scope["gaps"], serde_json::json!([]));
+        assert_eq!(scope["rows"], truth(&cfg, campaign, &all).0);
+    }
+}
+
+/// A destination that does not exist, or holds no such table, exits 2 with one sentence.
+#[test]
+fn status_of_a_missing_destination_or_table_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let out = run_bin(&["status", "--dest", missing.to_str().unwrap()]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(!missing.exists(), "status creates nothing");
+    let out = run_bin(&[
+        "status",
+        "--dest",
+        dir.path().to_str().unwrap(),
+        "--table",
+        "customers",
+    ]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("holds no customers dataset"),
+        "{}",
+        out.stderr
+    );
+    let out = run_bin(&[
+        "status",
+        "--dest",
+        dir.path().to_str().unwrap(),
+        "--expect-from",
+        "2019-08-09",
+        "--expect-to",
+        "2019-08-01",
+    ]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("before --expect-from"),
+        "{}",
+        out.stderr
+    );
 }
