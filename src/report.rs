@@ -82,6 +82,9 @@ pub struct Report {
     pub files_rewritten: usize,
     /// Set when the run stopped before extracting (exit 2) or could not finish its bookkeeping.
     pub error: Option<String>,
+    /// Why `sync` skipped the table (status `skipped`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl Report {
@@ -103,6 +106,7 @@ impl Report {
             schema_changes: Vec::new(),
             files_rewritten: 0,
             error: None,
+            warning: None,
         }
     }
 
@@ -156,6 +160,14 @@ impl Report {
         self.set_outcome(outcome);
         self.status = "failed";
         self.error = Some(error);
+        self.finished = finished;
+    }
+
+    /// A table `sync` left out (`why`): nothing to extract, nothing wrong.
+    pub fn skipped(&mut self, why: String, finished: String) {
+        self.set_outcome(Outcome::Done);
+        self.status = "skipped";
+        self.warning = Some(why);
         self.finished = finished;
     }
 

@@ -99,6 +99,10 @@ pub struct Faults {
     /// CRMs (data owner id, CRM type) the credentials may not read: their customers and
     /// custom-field definitions answer 403.
     pub forbidden_crms: Vec<(u64, String)>,
+    /// Endpoints the account does not serve, by their last path segment (e.g.
+    /// `product_registrations`): not routed, so every request answers 404 `{"detail":"Not
+    /// found."}`, as a Cube without that module does. Read when the server starts.
+    pub unserved: Vec<String>,
 }
 
 /// Misbehaviours of the real API that can be switched on. Data quirks: `drift`, `new_keys`,

@@ -45,7 +45,14 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         ),
     ];
     let mut router = Router::new();
+    let unserved = sim.cfg.faults.unserved.clone();
     for (path, handler) in routes {
+        if unserved
+            .iter()
+            .any(|e| path.rsplit('/').next() == Some(e.as_str()))
+        {
+            continue;
+        }
         // Every path answers with and without a trailing slash.
         router = router
             .route(path, handler.clone())

@@ -30,7 +30,9 @@
 //! `{"detail":"Internal error."}`; `inserts_while_paging` [--inserts-while-paging K, also on
 //! dump]: a live table, where each listing request for page >= 2 first inserts one record at
 //! the front of every non-empty (campaign, day) of its range, until a day has K inserts (see
-//! `records_at`, `final_records`). `RequestLog::fault` names the fault that answered a request.
+//! `records_at`, `final_records`); `unserved` [--unserved ENDPOINT, repeatable]: an endpoint the
+//! account does not serve answers 404 `{"detail":"Not found."}` (read when the server starts).
+//! `RequestLog::fault` names the fault that answered a request.
 //! At runtime: `SimHandle::set_faults`, `SimHandle::set_failing_days` (counters keep counting).
 //!
 //! As a module of a Rust integration test:
@@ -157,6 +159,10 @@ struct FaultArgs {
     /// The customers and custom fields of this CRM (OWNER:TYPE) answer 403; repeatable.
     #[arg(long = "forbidden-crm", value_name = "OWNER:TYPE", value_parser = parse_crm)]
     forbidden_crms: Vec<(u64, String)>,
+    /// An endpoint the account does not serve, by its last path segment (e.g.
+    /// product_registrations): every request to it answers 404; repeatable.
+    #[arg(long = "unserved", value_name = "ENDPOINT")]
+    unserved: Vec<String>,
 }
 
 fn parse_crm(text: &str) -> Result<(u64, String), String> {
@@ -262,6 +268,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         drop_every: f.drop_every,
         failing_days: f.failing_days,
         forbidden_crms: f.forbidden_crms,
+        unserved: f.unserved,
         ..data.faults.clone()
     };
     let cfg = SimConfig {

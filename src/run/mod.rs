@@ -45,6 +45,8 @@ pub(crate) enum RunError {
     HistoryChanged { table: &'static str, kept: bool },
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
+    #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of a campaign it lists); leave {table} out, or check --base-url")]
+    Unserved { table: &'static str, url: String },
     #[error("{0}")]
     Auth(#[source] SourceError),
     #[error("{0}")]
@@ -180,6 +182,7 @@ async fn execute(
     shutdown: &Shutdown,
     reports: &mut [(Dataset, Report)],
 ) -> Option<Signal> {
+    let sectioned = reports.len() > 1;
     let mut planned: Vec<(usize, Run)> = Vec::new();
     let mut todo: Vec<(usize, Unit)> = Vec::new();
     for (i, (dataset, report)) in reports.iter_mut().enumerate() {
@@ -188,6 +191,11 @@ async fn execute(
             .await
         {
             Err(signal) => return Some(signal),
+            // `sync` copies what the account has: a table it does not serve is skipped.
+            Ok(Err(e @ RunError::Unserved { .. })) if sectioned => {
+                tracing::warn!("skipping {}: {e}", dataset.name);
+                report.skipped(e.to_string(), now());
+            }
             Ok(Err(e)) => report.stopped(e.outcome(), e.to_string(), now()),
             Ok(Ok((run, units))) => {
                 tracing::info!(

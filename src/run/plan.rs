@@ -90,6 +90,29 @@ impl Context {
     }
 }
 
+/// Whether the account serves a campaign table: page 1 of the first partition to do is fetched
+/// (and kept for that partition's read, so it costs no request). DRF answers page 1 of every
+/// listing it serves, empty or not (its "Invalid page." 404 is for pages past the end), so a 404
+/// there, for a campaign the account lists, means the endpoint is not there. Any other answer is
+/// left to the partition.
+async fn check_served(
+    client: &CubeClient,
+    dataset: &Dataset,
+    first: Option<&Unit>,
+) -> Result<(), RunError> {
+    let Some(unit) = first.filter(|_| dataset.scope() == ScopeKind::Campaign) else {
+        return Ok(());
+    };
+    match client.first_page_kept(dataset, unit).await {
+        Err(SourceError::NotFound { url }) => Err(RunError::Unserved {
+            table: dataset.name,
+            // The endpoint, without the day's query.
+            url: url.split('?').next().unwrap_or(&url).to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The ids of the selected campaigns, in the order given (or listed).
 fn select_campaigns(
     selection: &CampaignSelection,
@@ -373,6 +396,13 @@ pub(super) async fn plan(
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     adopt_history(&mut schema, &dataset, settings, existed)?;
     let labels_changed = schema.set_labels(context.labels.clone());
+    let ledger = Ledger::new(&dest, &paths);
+    let committed = ledger.load().await.map_err(RunError::StateWrite)?;
+    let units = units(&dataset, context, settings, schema.keep_history);
+    let mut skipped = Vec::new();
+    let todo = partitions(&ledger, &dataset, settings, units, &committed, &mut skipped).await?;
+    check_served(&context.client, &dataset, todo.first()).await?;
+    report.partitions.extend(skipped);
     // Committed before any file is written under the new settings or with the new labels.
     if policy_changed || labels_changed || !existed {
         SchemaStore::new(&dest, &paths)
@@ -380,18 +410,6 @@ pub(super) async fn plan(
             .await
             .map_err(RunError::StateWrite)?;
     }
-    let ledger = Ledger::new(&dest, &paths);
-    let committed = ledger.load().await.map_err(RunError::StateWrite)?;
-    let units = units(&dataset, context, settings, schema.keep_history);
-    let todo = partitions(
-        &ledger,
-        &dataset,
-        settings,
-        units,
-        &committed,
-        &mut report.partitions,
-    )
-    .await?;
     let run = Run::new(context, dest, paths, dataset, settings, schema, base);
     Ok((run, todo))
 }

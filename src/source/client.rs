@@ -315,6 +315,18 @@ impl CubeClient {
         url
     }
 
+    /// Fetches page 1 of a unit's listing while planning, to learn whether the account serves
+    /// the endpoint at all; the body is kept for the unit's first read, so it costs no request.
+    pub(crate) async fn first_page_kept(
+        &self,
+        dataset: &Dataset,
+        unit: &Unit,
+    ) -> Result<(), SourceError> {
+        self.get_kept(&self.page_url(dataset, unit, 1))
+            .await
+            .map(drop)
+    }
+
     /// Fetches page `number` of a unit's listing: its URL and raw body (parse with
     /// [`Page::parse`], off the async workers).
     pub(crate) async fn page_body(

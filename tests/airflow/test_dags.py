@@ -84,3 +84,66 @@ def test_airflow_dags_load_in_a_dagbag():
         for t in bag.dags[dag_id].tasks:
             if t.task_id not in ("months",):
                 assert t.retries == 3, (dag_id, t.task_id)
+
+
+SIM_BIN = Path(os.environ.get("CUBE_SIM_BIN") or REPO / "target/debug/examples/cube_sim")
+
+
+@pytest.fixture
+def sim_without_product_registrations():
+    """A simulated Cube account without the product-registrations module (404 on its endpoint)."""
+    import subprocess
+
+    if not SIM_BIN.is_file():
+        pytest.fail(f"{SIM_BIN} not found; run `cargo build --all-targets` first", pytrace=False)
+    proc = subprocess.Popen([str(SIM_BIN), "serve", "--port", "0", "--unserved", "product_registrations"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("listening on "), line
+    yield line.split()[-1]
+    proc.terminate()
+    proc.wait()
+
+
+def test_airflow_daily_dag_skips_a_table_the_account_does_not_serve(tmp_path, extract_bin,
+                                                                     sim_without_product_registrations):
+    """`airflow dags test cube_extract_daily` against an account without product registrations:
+    the sync task succeeds at its first try; every other table is extracted, and none is
+    written for product registrations."""
+    import json
+    import subprocess
+    import sys
+
+    airflow = Path(sys.executable).parent / "airflow"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(AIRFLOW),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "CUBE_EXTRACT_BIN": str(extract_bin),
+        "CUBE_BASE_URL": sim_without_product_registrations,
+        "CUBE_TOKEN": "sim-token",
+        "CUBE_EXTRACT_DEST": str(tmp_path / "lake"),
+    }
+    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
+    test = subprocess.run([str(airflow), "dags", "test", "cube_extract_daily", "2024-03-02"], env=env,
+                          capture_output=True, text=True)
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    runs = subprocess.run([str(airflow), "tasks", "states-for-dag-run", "cube_extract_daily",
+                           "manual__2024-03-02T00:00:00+00:00", "-o", "json"],
+                          env=env, capture_output=True, text=True)
+    assert runs.returncode == 0, runs.stderr[-3000:]
+    # The last line is the JSON list (Airflow may log before it).
+    states = {t["task_id"]: t["state"] for t in json.loads(runs.stdout.strip().splitlines()[-1])}
+    assert states == {"sync": "success"}, states
+    assert "Marking task as UP_FOR_RETRY" not in test.stdout, "the first try succeeded"
+    assert "skipping product_registrations" in test.stdout + test.stderr
+    lake = tmp_path / "lake"
+    assert (lake / "call_outcomes").is_dir()
+    assert not (lake / "product_registrations").exists()
+    assert not (lake / "_cube_extract" / "product_registrations").exists()
+    status = subprocess.run([str(extract_bin), "status", "--dest", str(lake), "--json",
+                             "--expect-from", "2024-03-02", "--expect-to", "2024-03-02"],
+                            capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["expected"]["complete"] is True

@@ -8,6 +8,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::cube_sim::Faults;
 use crate::support::*;
 
 const KEY: &str = "a test key, not a secret";
@@ -233,7 +234,73 @@ fn product_registrations_land_in_their_own_table_with_every_guarantee(backend: B
     }
 }
 
-on_every_backend!(product_registrations_land_in_their_own_table_with_every_guarantee);
+/// An account without product registrations (404 on page 1 of a campaign it lists): the
+/// table's own command exits 2 before anything is written, naming the table and the endpoint;
+/// `sync` skips it with a warning, says so in its report and extracts the rest.
+fn a_table_the_account_does_not_serve_exits_2_alone_and_is_skipped_by_sync(backend: Backend) {
+    let cfg = SimConfig {
+        faults: Faults {
+            unserved: vec!["product_registrations".into()],
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = cube_sim::start(cfg);
+    let ws = Workspace::on(backend);
+    let range = [
+        "--campaign",
+        "101,102",
+        "--from",
+        "2019-08-01",
+        "--to",
+        "2019-08-02",
+    ];
+    let out = ws.extract_with("product-registrations", &sim, &range, &[]);
+    out.assert_code(2);
+    let said = out.all_output();
+    assert!(
+        said.contains("does not serve product_registrations")
+            && said.contains("/api/v1/campaigns/101/product_registrations/ answered 404"),
+        "{said}"
+    );
+    assert_eq!(out.report()["exit_code"], 2);
+    let view = ws.view();
+    let written = if view.exists() {
+        all_files(&view)
+    } else {
+        Vec::new()
+    };
+    assert!(written.is_empty(), "nothing is written: {written:?}");
+
+    let out = ws.extract_with("sync", &sim, &range, &[]);
+    out.assert_code(0);
+    let tables = &out.report()["tables"];
+    assert_eq!(tables["product_registrations"]["status"], "skipped");
+    assert!(tables["product_registrations"]["warning"]
+        .as_str()
+        .is_some_and(|w| w.contains("does not serve product_registrations")));
+    assert_eq!(out.report()["status"], "ok");
+    assert!(
+        out.stderr.contains("skipping product_registrations"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tables["call_outcomes"]["status"], "ok");
+    assert_eq!(
+        tables["call_outcomes"]["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(!view.join("product_registrations").exists());
+    assert!(!view.join("_cube_extract/product_registrations").exists());
+}
+
+on_every_backend!(
+    product_registrations_land_in_their_own_table_with_every_guarantee,
+    a_table_the_account_does_not_serve_exits_2_alone_and_is_skipped_by_sync,
+);
 
 /// The original personal values the simulator serves for these partitions.
 fn personal_values(cfg: &SimConfig, campaigns: &[u64], range: &[chrono::NaiveDate]) -> Vec<String> {
