@@ -2,6 +2,7 @@
 
 use chrono::NaiveDate;
 use reqwest::header::HeaderValue;
+use object_store::path::Path;
 use url::Url;
 
 use crate::cli::{ExtractArgs, StatusArgs};
@@ -60,10 +61,18 @@ impl StoreSettings {
     }
 
     /// Opens the destination (creating a local directory) and checks that it answers, before
-    /// anything of `dataset` is written.
+    /// anything of `dataset` is read or written.
     pub(crate) async fn open(&self, dataset: Dataset) -> Result<Destination, StoreError> {
         let dest = Destination::open(&self.dest)?;
         dest.check(&Paths::new(&dataset).state_root()).await?;
+        Ok(dest)
+    }
+
+    /// As [`StoreSettings::open`], for a command that writes: also checks that the destination
+    /// takes a write (a probe object under `_cube_extract/`, deleted at once).
+    pub(crate) async fn open_for_writing(&self, dataset: Dataset) -> Result<Destination, StoreError> {
+        let dest = self.open(dataset).await?;
+        dest.check_writable(&Path::from(crate::sink::STATE_DIR)).await?;
         Ok(dest)
     }
 }

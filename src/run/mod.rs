@@ -134,6 +134,14 @@ pub(crate) async fn extract(
             )
         })
         .collect();
+    // The destination must take writes before a request goes to the API.
+    if let Err(e) = settings.store.open_for_writing(datasets[0]).await {
+        let e = RunError::Destination(e);
+        for (_, report) in &mut reports {
+            report.stopped(e.outcome(), e.to_string(), now());
+        }
+        return reports;
+    }
     let context = match shutdown
         .unless_stopped(Context::new(settings, &mut reports[0].1))
         .await

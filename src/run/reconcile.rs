@@ -236,7 +236,7 @@ pub(crate) async fn reconcile_dataset(
     dataset: Dataset,
 ) -> Result<(), ReconcileError> {
     let dest = store
-        .open(dataset)
+        .open_for_writing(dataset)
         .await
         .map_err(ReconcileError::Destination)?;
     let paths = Paths::new(&dataset);

@@ -155,6 +155,8 @@ pub enum Unusable {
     },
     #[error("{path} cannot be read: {first_line}")]
     Unreadable { path: String, first_line: String },
+    #[error("{probe} cannot be written ({first_line}); give these credentials (or this user) write access to it, or choose another --dest")]
+    ReadOnly { probe: String, first_line: String },
 }
 
 /// An opened destination: every read and write of the tool goes through it.
@@ -261,6 +263,30 @@ impl Destination {
         Err(StoreError::Unusable {
             dest: self.display.clone(),
             problem,
+            source: Box::new(e),
+        })
+    }
+
+    /// Checks the destination takes writes before anything is fetched: writes a small object
+    /// under `dir` (the tool's state folder) and deletes it. A destination that can be listed
+    /// but not written (a read-only directory, a bucket policy without `s3:PutObject`) fails
+    /// here, not at its first partition.
+    pub async fn check_writable(&self, dir: &Path) -> Result<(), StoreError> {
+        let probe = dir.clone().join(format!("write-probe-{:016x}", rand::random::<u64>()));
+        let written = self
+            .store
+            .put(&probe, PutPayload::from_static(b"cube-extract write probe\n"))
+            .await;
+        let result = match written {
+            Ok(_) => self.store.delete(&probe).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| StoreError::Unusable {
+            dest: self.display.clone(),
+            problem: Unusable::ReadOnly {
+                probe: format!("{}/{probe}", self.display),
+                first_line: first_line(&error_chain(&e)),
+            },
             source: Box::new(e),
         })
     }
