@@ -76,6 +76,8 @@ pub struct Report {
     pub pages: usize,
     pub requests: u64,
     pub retries: u64,
+    /// Requests to the object store that failed and were retried.
+    pub storage_retries: u64,
     pub bytes_written: u64,
     pub partitions: Vec<PartitionReport>,
     pub schema_changes: Vec<SchemaChange>,
@@ -101,6 +103,7 @@ impl Report {
             pages: 0,
             requests: 0,
             retries: 0,
+            storage_retries: 0,
             bytes_written: 0,
             partitions: Vec::new(),
             schema_changes: Vec::new(),
@@ -224,6 +227,7 @@ pub struct SyncReport<'r> {
     /// Requests and retries of the one client every table shares (each section repeats them).
     pub requests: u64,
     pub retries: u64,
+    pub storage_retries: u64,
     pub bytes_written: u64,
     pub tables: std::collections::BTreeMap<&'static str, &'r Report>,
 }
@@ -246,6 +250,7 @@ impl<'r> SyncReport<'r> {
             rows: all().map(|r| r.rows).sum(),
             requests: all().map(|r| r.requests).max().unwrap_or(0),
             retries: all().map(|r| r.retries).max().unwrap_or(0),
+            storage_retries: all().map(|r| r.storage_retries).sum(),
             bytes_written: all().map(|r| r.bytes_written).sum(),
             tables,
         }

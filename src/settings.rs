@@ -1,8 +1,8 @@
 //! Resolved settings: the command line checked, parsed and merged with the environment, once.
 
 use chrono::NaiveDate;
-use reqwest::header::HeaderValue;
 use object_store::path::Path;
+use reqwest::header::HeaderValue;
 use url::Url;
 
 use crate::cli::{ExtractArgs, StatusArgs};
@@ -70,9 +70,13 @@ impl StoreSettings {
 
     /// As [`StoreSettings::open`], for a command that writes: also checks that the destination
     /// takes a write (a probe object under `_cube_extract/`, deleted at once).
-    pub(crate) async fn open_for_writing(&self, dataset: Dataset) -> Result<Destination, StoreError> {
+    pub(crate) async fn open_for_writing(
+        &self,
+        dataset: Dataset,
+    ) -> Result<Destination, StoreError> {
         let dest = self.open(dataset).await?;
-        dest.check_writable(&Path::from(crate::sink::STATE_DIR)).await?;
+        dest.check_writable(&Path::from(crate::sink::STATE_DIR))
+            .await?;
         Ok(dest)
     }
 }

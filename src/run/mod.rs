@@ -263,6 +263,7 @@ async fn execute(
                 }
             }
         }
+        report.storage_retries = run.dest.storage_retries();
         report.schema_changes = run.into_changes();
     }
     stopped_by

@@ -6,6 +6,7 @@ pub(crate) mod parquet;
 mod paths;
 mod schema_store;
 mod store;
+mod store_http;
 mod target;
 pub(crate) mod upload;
 

@@ -18,6 +18,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::store_http::{self, FailedAttempts};
 use super::upload::{Chunk, CHUNK_BYTES};
 
 use crate::error::error_chain;
@@ -129,6 +130,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Setting(#[from] store_http::BadSetting),
     #[error("{dest}/{path} is not a valid dataset schema ({source}); restore it from a backup or extract into a new --dest")]
     BadSchema {
         dest: String,
@@ -166,6 +169,8 @@ pub struct Destination {
     /// The directory of a local destination; `None` for object stores.
     local_root: Option<std::path::PathBuf>,
     display: String,
+    /// Failed attempts of requests to an object store (object_store retried them).
+    failed: Arc<FailedAttempts>,
 }
 
 impl Destination {
@@ -177,6 +182,7 @@ impl Destination {
             dest: display.clone(),
             source: Box::new(source),
         };
+        let failed = Arc::new(FailedAttempts::default());
         let (store, local_root): (Arc<dyn ObjectStore>, _) = match spec {
             DestinationSpec::Local(path) => {
                 std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
@@ -187,7 +193,10 @@ impl Destination {
                 (Arc::new(fs), Some(path.clone()))
             }
             DestinationSpec::S3 { bucket, prefix } => {
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut builder = store_http::configure(
+                    AmazonS3Builder::from_env().with_bucket_name(bucket),
+                    &failed,
+                )?;
                 if std::env::var_os("AWS_REGION").is_none()
                     && std::env::var_os("AWS_DEFAULT_REGION").is_none()
                 {
@@ -211,7 +220,13 @@ impl Destination {
             store,
             local_root,
             display,
+            failed,
         })
+    }
+
+    /// Storage requests that failed and were retried (by object_store) so far.
+    pub fn storage_retries(&self) -> u64 {
+        self.failed.count()
     }
 
     pub fn display(&self) -> &str {
@@ -272,10 +287,15 @@ impl Destination {
     /// but not written (a read-only directory, a bucket policy without `s3:PutObject`) fails
     /// here, not at its first partition.
     pub async fn check_writable(&self, dir: &Path) -> Result<(), StoreError> {
-        let probe = dir.clone().join(format!("write-probe-{:016x}", rand::random::<u64>()));
+        let probe = dir
+            .clone()
+            .join(format!("write-probe-{:016x}", rand::random::<u64>()));
         let written = self
             .store
-            .put(&probe, PutPayload::from_static(b"cube-extract write probe\n"))
+            .put(
+                &probe,
+                PutPayload::from_static(b"cube-extract write probe\n"),
+            )
             .await;
         let result = match written {
             Ok(_) => self.store.delete(&probe).await,
@@ -332,23 +352,41 @@ impl Destination {
     }
 
     /// Creates a state object only if none exists at `path` (atomically: a hard link on local
-    /// disk, `If-None-Match: *` on S3). Returns `false` if one existed.
+    /// disk, `If-None-Match: *` on S3). Returns `false` if another one existed.
+    ///
+    /// A conditional create is not idempotent, so object_store does not retry one whose answer
+    /// was lost (a timeout, a reset): whether it happened is unknown. The object is read back
+    /// then: our bytes mean it happened, other bytes that another writer won, none that it did
+    /// not happen, and it is tried again.
     pub async fn create_state(&self, path: &Path, bytes: Bytes) -> Result<bool, StoreError> {
-        let opts = object_store::PutOptions {
-            mode: object_store::PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(path, PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(
+        const TRIES: u32 = 3;
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let opts = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            let error = match self
+                .store
+                .put_opts(path, PutPayload::from(bytes.clone()), opts)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let exists = matches!(
+                error,
                 object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(false),
-            Err(e) => Err(self.io("creating", path, e)),
+                    | object_store::Error::Precondition { .. }
+            );
+            match self.get(path).await {
+                Ok(Some(found)) => return Ok(found == bytes),
+                Ok(None) if !exists && tried < TRIES => {
+                    tracing::warn!(path = %path, error = %error_chain(&error), "creating a state object failed and it is not there; trying again");
+                }
+                _ => return Err(self.io("creating", path, error)),
+            }
         }
     }
 

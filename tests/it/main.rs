@@ -24,4 +24,5 @@ mod operations;
 mod reliability;
 mod s3_dest;
 mod snapshots;
+mod store_faults;
 mod usage;

@@ -123,6 +123,23 @@ impl S3Server {
         assert!(status.is_success(), "creating bucket {bucket}: {status}");
     }
 
+    /// Multipart uploads begun in `bucket` and neither completed nor aborted.
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        let url = format!("{}/{bucket}?uploads", self.endpoint);
+        let body = runtime().block_on(async {
+            reqwest::Client::new()
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        assert!(body.contains("ListMultipartUploadsResult"), "{body}");
+        body.matches("<Upload>").count()
+    }
+
     /// Every key under `prefix` in `bucket`.
     pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let store = self.store(bucket);

@@ -1,0 +1,515 @@
+//! A failing object store: an HTTP proxy on 127.0.0.1 in front of the shared S3 server that
+//! answers every Nth request of a kind (PUT, multipart part, complete, GET, LIST, ...) with
+//! 500, 503 `SlowDown` (S3's XML error body), a reset connection, or a stall.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+/// The kind of an S3 request, from its method and query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A whole-object PUT.
+    Put,
+    /// `POST ?uploads`: a multipart upload begins.
+    Initiate,
+    /// `PUT ?partNumber&uploadId`.
+    Part,
+    /// `POST ?uploadId`: the upload completes (the object appears).
+    Complete,
+    /// `DELETE ?uploadId`.
+    Abort,
+    Get,
+    Head,
+    List,
+    /// `DELETE`, or `POST ?delete` (several objects at once).
+    Delete,
+}
+
+/// What the proxy does instead of forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 `InternalError`.
+    InternalError,
+    /// 503 `SlowDown`, S3's way of asking a client to back off.
+    SlowDown,
+    /// The connection is closed without an answer.
+    Reset,
+    /// No answer for this long, then the connection is closed.
+    Stall(Duration),
+}
+
+/// Every `every`th request of `op` (counted from 1) whose path contains `path_contains` gets
+/// `fault`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    pub op: Op,
+    pub every: u32,
+    pub fault: Fault,
+    pub path_contains: &'static str,
+}
+
+impl Rule {
+    pub fn every(every: u32, op: Op, fault: Fault) -> Rule {
+        Rule {
+            op,
+            every,
+            fault,
+            path_contains: "",
+        }
+    }
+
+    /// The same, for paths containing `part` only.
+    pub fn on(self, part: &'static str) -> Rule {
+        Rule {
+            path_contains: part,
+            ..self
+        }
+    }
+}
+
+struct ProxyState {
+    upstream: String,
+    client: reqwest::Client,
+    rules: Mutex<Vec<Rule>>,
+    /// Requests each rule (by index) matched so far.
+    seen: Mutex<HashMap<usize, u32>>,
+    injected: Mutex<Vec<(Op, Fault)>>,
+}
+
+pub struct FaultProxy {
+    pub endpoint: String,
+    state: Arc<ProxyState>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FaultProxy {
+    /// A proxy in front of the shared S3 server, with these rules.
+    pub fn start(rules: &[Rule]) -> FaultProxy {
+        let state = Arc::new(ProxyState {
+            upstream: crate::support::S3Server::shared().endpoint.clone(),
+            client: reqwest::Client::builder().no_gzip().build().unwrap(),
+            rules: Mutex::new(rules.to_vec()),
+            seen: Mutex::default(),
+            injected: Mutex::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new()
+            .fallback(forward)
+            .layer(DefaultBodyLimit::disable())
+            .with_state(state.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        FaultProxy {
+            endpoint,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    /// The environment that points the binary at the proxy (and gives up on a stalled request
+    /// after 1 s).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = crate::support::S3Server::shared().env();
+        for (k, v) in &mut env {
+            if k == "AWS_ENDPOINT_URL" {
+                *v = self.endpoint.clone();
+            }
+        }
+        env.push(("AWS_TIMEOUT".into(), "1s".into()));
+        env
+    }
+
+    /// Replaces the rules, counting afresh.
+    pub fn set_rules(&self, rules: &[Rule]) {
+        *self.state.rules.lock().unwrap() = rules.to_vec();
+        self.state.seen.lock().unwrap().clear();
+    }
+
+    /// The faults injected so far, in order.
+    pub fn injected(&self) -> Vec<(Op, Fault)> {
+        self.state.injected.lock().unwrap().clone()
+    }
+}
+
+fn op_of(method: &Method, uri: &Uri) -> Op {
+    let query = uri.query().unwrap_or("");
+    let has = |key: &str| query.split('&').any(|p| p.split('=').next() == Some(key));
+    // `/bucket` or `/bucket/` is the bucket itself: a GET there lists.
+    let bucket_only = uri.path().trim_matches('/').split('/').count() <= 1;
+    match *method {
+        Method::PUT if has("partNumber") => Op::Part,
+        Method::PUT => Op::Put,
+        Method::POST if has("uploads") => Op::Initiate,
+        Method::POST if has("uploadId") => Op::Complete,
+        // `POST ?delete`: several objects deleted in one request.
+        Method::POST => Op::Delete,
+        Method::DELETE if has("uploadId") => Op::Abort,
+        Method::DELETE => Op::Delete,
+        Method::HEAD => Op::Head,
+        Method::GET if bucket_only || has("list-type") => Op::List,
+        _ => Op::Get,
+    }
+}
+
+fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
+    );
+    (status, [("content-type", "application/xml")], body).into_response()
+}
+
+async fn forward(
+    State(proxy): State<Arc<ProxyState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let op = op_of(&method, &uri);
+    // Keys as written (object_store escapes the `=` of partition folders).
+    let path = uri.path().replace("%3D", "=");
+    // Each rule counts the requests it matches.
+    let fault = {
+        let rules = proxy.rules.lock().unwrap();
+        let mut seen = proxy.seen.lock().unwrap();
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.op == op && path.contains(r.path_contains))
+            .map(|(i, r)| {
+                let n = seen.entry(i).or_insert(0);
+                *n += 1;
+                (*n % r.every == 0).then_some(r.fault)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .next()
+    };
+    if let Some(fault) = fault {
+        proxy.injected.lock().unwrap().push((op, fault));
+        match fault {
+            Fault::InternalError => {
+                return s3_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )
+            }
+            Fault::SlowDown => {
+                return s3_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                )
+            }
+            Fault::Stall(d) => {
+                tokio::time::sleep(d).await;
+                // Unwinding the connection's task closes it without an answer; resume_unwind
+                // skips the panic hook, so nothing is printed.
+                std::panic::resume_unwind(Box::new("injected stall"));
+            }
+            Fault::Reset => std::panic::resume_unwind(Box::new("injected reset")),
+        }
+    }
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = proxy
+        .client
+        .request(method, format!("{}{path_and_query}", proxy.upstream))
+        .body(body);
+    for (name, value) in &headers {
+        if name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = answer.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if !matches!(name.as_str(), "transfer-encoding" | "connection") {
+            out_headers.insert(name.clone(), value.clone());
+        }
+    }
+    let bytes = answer.bytes().await.unwrap_or_default();
+    (status, out_headers, bytes).into_response()
+}
+
+use crate::support::*;
+
+fn sim_with(quirks: Quirks) -> (SimConfig, SimHandle) {
+    let cfg = SimConfig {
+        quirks,
+        ..SimConfig::default()
+    };
+    (cfg.clone(), cube_sim::start(cfg))
+}
+
+/// `extract` through the proxy: the workspace's S3 settings with the proxy's endpoint.
+fn extract_through(ws: &Workspace, proxy: &FaultProxy, sim: &SimHandle, args: &[&str]) -> Outcome {
+    let env = proxy.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    ws.extract_with("call-outcomes", sim, args, &env)
+}
+
+/// Only committed partitions' files are under the table root, and no multipart upload is open.
+fn assert_nothing_partial(ws: &Workspace, report: &serde_json::Value) {
+    let server = S3Server::shared();
+    let committed: Vec<String> = report["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["file"].as_str().map(|f| format!("lake/{f}")))
+        .collect();
+    for key in server.keys(ws.bucket(), "lake/call_outcomes") {
+        assert!(
+            committed.contains(&key) || !key.ends_with(".parquet") || key.is_empty(),
+            "{key} is under the table root but no committed partition has it"
+        );
+        assert!(key.ends_with("/part-00000.parquet"), "{key}");
+    }
+    assert_eq!(
+        server.open_uploads(ws.bucket()),
+        0,
+        "an upload was left open"
+    );
+}
+
+/// A storm of 500s, 503 SlowDowns, resets and stalls on every kind of request. object_store's
+/// retries ride out most of it; a run ends exact (exit 0) or with exit 1 naming the partitions it
+/// could not place, with nothing partial under the table root, and `--resume` (in the same storm)
+/// completes it. Every failed attempt is in the reports' `storage_retries`, and logged.
+#[test]
+fn a_storm_of_storage_faults_ends_exact_or_resumable_and_is_counted() {
+    use Fault::*;
+    let (cfg, sim) = sim_with(Quirks {
+        drift: true,
+        ..Quirks::default()
+    });
+    let ws = Workspace::on(Backend::S3);
+    let proxy = FaultProxy::start(&[
+        Rule::every(3, Op::Put, SlowDown),
+        Rule::every(5, Op::Put, InternalError),
+        Rule::every(7, Op::Put, Stall(Duration::from_secs(3))),
+        Rule::every(4, Op::Get, InternalError),
+        Rule::every(3, Op::List, SlowDown),
+        Rule::every(4, Op::List, Reset),
+        Rule::every(2, Op::Delete, Reset),
+    ]);
+    let mut args = vec![
+        "--campaign",
+        "101,102",
+        "--from",
+        "2019-08-12",
+        "--to",
+        "2019-08-17",
+    ];
+    let mut counted = 0;
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let out = extract_through(&ws, &proxy, &sim, &args);
+        let report = out.report();
+        counted += report["storage_retries"].as_u64().unwrap();
+        if runs == 1 {
+            assert!(
+                out.stderr.contains("storage request failed"),
+                "retries are logged: {}",
+                out.stderr
+            );
+        }
+        assert_nothing_partial(&ws, report);
+        if out.code == 0 {
+            break;
+        }
+        out.assert_code(1);
+        let failed: Vec<&serde_json::Value> = report["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"] == "failed")
+            .collect();
+        assert!(
+            !failed.is_empty() || report["error"].is_string(),
+            "exit 1 names what failed: {report}"
+        );
+        assert!(
+            runs < 4,
+            "the storm should not stop three runs in a row: {report}"
+        );
+        if runs == 1 {
+            args.push("--resume");
+        }
+    }
+    let injected = proxy.injected();
+    assert!(injected.len() >= 10, "the storm was too mild: {injected:?}");
+    for kind in [
+        SlowDown,
+        InternalError,
+        Reset,
+        Stall(Duration::from_secs(3)),
+    ] {
+        assert!(
+            injected.iter().any(|(_, f)| *f == kind),
+            "no {kind:?} in {injected:?}"
+        );
+    }
+    assert_eq!(
+        counted,
+        injected.len() as u64,
+        "every failed attempt is counted once"
+    );
+    let data = read_dataset(&ws.view());
+    let expected = expected_rows(
+        &cfg,
+        &[101, 102],
+        &days("2019-08-12", "2019-08-17"),
+        &data.schema_json,
+    );
+    assert_rows(&data.rows, &expected);
+}
+
+/// A partition whose data file the store keeps refusing (every try, past the retries): exit 1
+/// naming it, nothing of it under the table root, the others committed; `--resume` once the store
+/// heals fetches it alone and the table is exact.
+#[test]
+fn a_file_the_store_keeps_refusing_fails_its_partition_alone_and_resume_completes_it() {
+    let (cfg, sim) = sim_with(Quirks::default());
+    let ws = Workspace::on(Backend::S3);
+    let proxy = FaultProxy::start(&[Rule::every(1, Op::Put, Fault::InternalError)
+        .on("call_outcomes/campaign_id=102/date=2019-08-02")]);
+    let range = [
+        "--campaign",
+        "101,102",
+        "--from",
+        "2019-08-01",
+        "--to",
+        "2019-08-03",
+    ];
+    let mut env = proxy.env();
+    env.push(("CUBE_EXTRACT_STORAGE_RETRIES".into(), "2".into()));
+    env.push(("CUBE_EXTRACT_STORAGE_BACKOFF_MS".into(), "10".into()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = ws.extract_with("call-outcomes", &sim, &range, &env_refs);
+    out.assert_code(1);
+    let failed: Vec<&serde_json::Value> = out.report()["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", out.report());
+    assert_eq!(
+        (
+            failed[0]["campaign_id"].as_u64(),
+            failed[0]["date"].as_str()
+        ),
+        (Some(102), Some("2019-08-02"))
+    );
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("date=2019-08-02"),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(
+        out.report()["storage_retries"],
+        3,
+        "one try and two retries"
+    );
+    assert_nothing_partial(&ws, out.report());
+
+    proxy.set_rules(&[]);
+    let mut resume = range.to_vec();
+    resume.push("--resume");
+    let before = listing_requests(&sim).len();
+    let out = ws.extract_with("call-outcomes", &sim, &resume, &env_refs);
+    out.assert_code(0);
+    let fetched: Vec<String> = listing_requests(&sim)[before..]
+        .iter()
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert_eq!(
+        fetched,
+        ["20190802"],
+        "only the failed partition is fetched again"
+    );
+    let data = read_dataset(&ws.view());
+    let expected = expected_rows(
+        &cfg,
+        &[101, 102],
+        &days("2019-08-01", "2019-08-03"),
+        &data.schema_json,
+    );
+    assert_rows(&data.rows, &expected);
+}
+
+/// A multipart upload whose completion keeps failing: the partition fails (exit 1), the upload
+/// is aborted (none left open), nothing is visible, and `--resume` completes it.
+#[test]
+fn a_multipart_upload_that_cannot_complete_is_aborted_and_resume_completes_it() {
+    let cfg = SimConfig {
+        quirks: Quirks {
+            wide: true,
+            ..Quirks::default()
+        },
+        rows_per_day: 14000,
+        page_size: 1000,
+        ..SimConfig::default()
+    };
+    let sim = cube_sim::start(cfg.clone());
+    let ws = Workspace::on(Backend::S3);
+    let proxy = FaultProxy::start(&[
+        Rule::every(2, Op::Part, Fault::SlowDown),
+        Rule::every(1, Op::Complete, Fault::InternalError),
+    ]);
+    let mut env = proxy.env();
+    env.push(("CUBE_EXTRACT_STORAGE_RETRIES".into(), "2".into()));
+    env.push(("CUBE_EXTRACT_STORAGE_BACKOFF_MS".into(), "10".into()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let range = ["--campaign", "101", "--from", "2019-08-01"];
+    let out = ws.extract_with("call-outcomes", &sim, &range, &env_refs);
+    out.assert_code(1);
+    assert_eq!(out.report()["partitions"][0]["status"], "failed");
+    assert!(
+        proxy.injected().iter().any(|(op, _)| *op == Op::Part),
+        "parts were uploaded"
+    );
+    assert_nothing_partial(&ws, out.report());
+    assert!(S3Server::shared()
+        .keys(ws.bucket(), "lake/call_outcomes")
+        .is_empty());
+
+    proxy.set_rules(&[Rule::every(2, Op::Part, Fault::SlowDown)]);
+    let mut resume = range.to_vec();
+    resume.push("--resume");
+    let out = ws.extract_with("call-outcomes", &sim, &resume, &env_refs);
+    out.assert_code(0);
+    assert_nothing_partial(&ws, out.report());
+    let data = read_dataset(&ws.view());
+    let expected = expected_rows(
+        &cfg,
+        &[101],
+        &days("2019-08-01", "2019-08-01"),
+        &data.schema_json,
+    );
+    assert_rows(&data.rows, &expected);
+}
