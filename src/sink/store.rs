@@ -123,6 +123,14 @@ pub enum StoreError {
         #[source]
         source: Box<object_store::Error>,
     },
+    #[error("{dest} is full: {op} {path} found no space left on the device; free space (or choose another --dest), then run again with --resume")]
+    Full {
+        op: &'static str,
+        path: String,
+        dest: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("uploading {path} in {dest} failed: {}", error_chain(source))]
     Upload {
         path: String,
@@ -139,6 +147,13 @@ pub enum StoreError {
         #[source]
         source: SchemaFileError,
     },
+}
+
+/// Whether a local write failed for want of space (ENOSPC). object_store's local errors keep
+/// the `io::Error` only in their message, so the message is what can be read.
+fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let text = error_chain(e);
+    text.contains("No space left on device") || text.contains("os error 28")
 }
 
 /// Why a destination that opened does not answer as one, with the fix.
@@ -312,6 +327,14 @@ impl Destination {
     }
 
     fn io(&self, op: &'static str, path: &Path, source: object_store::Error) -> StoreError {
+        if is_disk_full(&source) {
+            return StoreError::Full {
+                op,
+                path: path.to_string(),
+                dest: self.display.clone(),
+                source: Box::new(source),
+            };
+        }
         StoreError::Io {
             op,
             path: path.to_string(),
@@ -483,6 +506,14 @@ impl Staged<'_> {
         };
         if let Err(source) = writer.shutdown().await {
             let _ = self.dest.store.delete(&self.target).await;
+            if is_disk_full(&source) {
+                return Err(StoreError::Full {
+                    op: "uploading",
+                    path: self.path.to_string(),
+                    dest: self.dest.display.clone(),
+                    source: Box::new(source),
+                });
+            }
             return Err(StoreError::Upload {
                 path: self.path.to_string(),
                 dest: self.dest.display.clone(),

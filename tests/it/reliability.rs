@@ -423,3 +423,122 @@ fn the_token_appears_in_no_output_and_no_byte_under_dest() {
     }
     assert!(files > 6);
 }
+
+/// A tmpfs of `size` mounted at a fresh directory, unmounted when dropped. Mounting needs
+/// root (CI runs as root); without it the test says so and fails rather than pass untested.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill it, which needs root: run the tests as root"
+        );
+        SmallDisk { dir }
+    }
+
+    fn grow(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// A local destination that fills up: exit 1, each partition that could not be written names
+/// the destination as full, nothing partial is under the table root (every file there is a
+/// whole Parquet file), every ledger entry is whole, and `--resume` once space is freed
+/// completes the table exactly.
+#[test]
+fn a_full_disk_exits_1_leaves_nothing_partial_and_resume_completes_once_space_is_freed() {
+    let (cfg, sim) = faulty(Faults::default(), 500);
+    let disk = SmallDisk::mount("600k");
+    let dest = disk.dir.path().join("lake");
+    let report = disk.dir.path().join("..").join("full-report.json");
+    let report = tempfile::NamedTempFile::new()
+        .map(|f| f.path().to_owned())
+        .unwrap_or(report);
+    let args = |resume: bool| {
+        let mut a = vec![
+            "call-outcomes".to_owned(),
+            "--base-url".into(),
+            sim.base_url(),
+            "--token".into(),
+            TOKEN.into(),
+            "--campaign".into(),
+            "101,102,103".into(),
+            "--from".into(),
+            "2019-08-01".into(),
+            "--to".into(),
+            "2019-08-20".into(),
+            "--dest".into(),
+            dest.display().to_string(),
+            "--report".into(),
+            report.display().to_string(),
+        ];
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let out = run_bin(&args(false));
+    out.assert_code(1);
+    let full: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let failed: Vec<&serde_json::Value> = full["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "failed")
+        .collect();
+    assert!(!failed.is_empty(), "600k cannot hold the month");
+    for p in &failed {
+        let error = p["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("{} is full", dest.display())) && error.contains("--resume"),
+            "{error}"
+        );
+    }
+    for file in all_files(&dest.join("call_outcomes")) {
+        let f = std::fs::File::open(&file).unwrap();
+        parquet::file::reader::SerializedFileReader::new(f)
+            .unwrap_or_else(|e| panic!("{} is not a whole Parquet file: {e}", file.display()));
+    }
+    assert_clean_table_root(&dest);
+    for entry in all_files(&dest.join("_cube_extract/call_outcomes/ledger")) {
+        let text = std::fs::read(&entry).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&text)
+            .unwrap_or_else(|e| panic!("{} is not whole: {e}", entry.display()));
+    }
+    let staging = dest.join("_cube_extract/call_outcomes/staging");
+    assert!(
+        !staging.exists() || all_files(&staging).is_empty(),
+        "staging is left empty"
+    );
+
+    disk.grow("64m");
+    run_bin(&args(true)).assert_code(0);
+    let data = read_dataset(&dest);
+    let expected = expected_rows(
+        &cfg,
+        &[101, 102, 103],
+        &days("2019-08-01", "2019-08-20"),
+        &data.schema_json,
+    );
+    assert_rows(&data.rows, &expected);
+}
