@@ -82,8 +82,11 @@ impl<'r> Partition<'r> {
         let outcome = match shutdown.unless_stopped(self.read()).await {
             Err(_) => return None,
             Ok(Err(e)) => Err(e),
-            // From here on the partition runs to the end, signal or not.
-            Ok(Ok(read)) => self.commit(read, &mut report).await,
+            Ok(Ok(read)) => match self.commit(read, &mut report, shutdown).await {
+                Ok(Placed::Abandoned) => return None,
+                Ok(Placed::Committed) => Ok(()),
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(()) => {
@@ -101,11 +104,15 @@ impl<'r> Partition<'r> {
     }
 
     /// Places the file (or, for an empty day, removes the old one) and records the partition.
+    /// A file that is visible is recorded, signal or not. Before that, a signal abandons the
+    /// partition while parts of its multipart upload are still going up (the upload is then
+    /// aborted); the one request or rename that makes the file visible is let be.
     async fn commit(
         &self,
         read: Read<'_>,
         report: &mut PartitionReport,
-    ) -> Result<(), PartitionError> {
+        shutdown: &Shutdown,
+    ) -> Result<Placed, PartitionError> {
         let run = self.run;
         let path = run.paths.data_file(&self.unit);
         report.rows = read.rows;
@@ -129,6 +136,13 @@ impl<'r> Partition<'r> {
                 report.status = PartitionStatus::Empty;
             }
             Some((staged, bytes, version)) => {
+                let mut staged = staged;
+                // Until every part is up, a signal abandons the partition (and so aborts its
+                // upload); placing is then one request, and runs to the end.
+                match shutdown.unless_stopped(staged.upload_parts()).await {
+                    Err(_signal) => return Ok(Placed::Abandoned),
+                    Ok(uploaded) => uploaded?,
+                }
                 staged.place().await?;
                 record.file = Some(path.to_string());
                 record.schema_version = version;
@@ -141,7 +155,7 @@ impl<'r> Partition<'r> {
         Ledger::new(&run.dest, &run.paths)
             .record(&self.unit, &record)
             .await?;
-        Ok(())
+        Ok(Placed::Committed)
     }
 
     /// Reads the listing until one read is complete and consistent, a bounded number of times.
@@ -409,6 +423,13 @@ impl<'r> Partition<'r> {
             })
             .await
     }
+}
+
+/// How committing a partition ended, short of an error.
+enum Placed {
+    Committed,
+    /// A signal came before the file was visible: nothing of the partition is.
+    Abandoned,
 }
 
 /// Turns pages into the partition's Parquet file, on blocking threads. One decoder serves

@@ -271,8 +271,10 @@ pub(crate) async fn reconcile_dataset(
         every_file: true,
     }
     .reconcile(&Target::of(&schema), MAX_REWRITES_AT_ONCE)
-    .await
-    .map_err(ReconcileError::Rewrite)?;
+    .await;
+    // A failed rewrite's upload is aborted; wait for that before exiting.
+    dest.settle_aborts().await;
+    let done = done.map_err(ReconcileError::Rewrite)?;
     if let Some(first) = done.ahead.first() {
         return Err(ReconcileError::Ahead {
             files: done.ahead.len(),

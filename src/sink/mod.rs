@@ -1,6 +1,7 @@
 //! The output side: where files live, Parquet encoding, atomic placement, the ledger.
 
 pub(crate) mod empty_strings;
+mod in_flight;
 mod ledger;
 pub(crate) mod parquet;
 mod paths;

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::in_flight::{Aborts, Upload};
 use super::store_http::{self, FailedAttempts};
 use super::upload::{Chunk, CHUNK_BYTES};
 
@@ -129,14 +128,7 @@ pub enum StoreError {
         path: String,
         dest: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("uploading {path} in {dest} failed: {}", error_chain(source))]
-    Upload {
-        path: String,
-        dest: String,
-        #[source]
-        source: std::io::Error,
+        source: Box<object_store::Error>,
     },
     #[error("{0}")]
     Setting(#[from] store_http::BadSetting),
@@ -151,7 +143,7 @@ pub enum StoreError {
 
 /// Whether a local write failed for want of space (ENOSPC). object_store's local errors keep
 /// the `io::Error` only in their message, so the message is what can be read.
-fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+fn is_disk_full(e: &object_store::Error) -> bool {
     let text = error_chain(e);
     text.contains("No space left on device") || text.contains("os error 28")
 }
@@ -186,6 +178,8 @@ pub struct Destination {
     display: String,
     /// Failed attempts of requests to an object store (object_store retried them).
     failed: Arc<FailedAttempts>,
+    /// Aborts of uploads dropped unfinished, to wait for before the process exits.
+    aborts: Arc<Aborts>,
 }
 
 impl Destination {
@@ -236,7 +230,13 @@ impl Destination {
             local_root,
             display,
             failed,
+            aborts: Arc::default(),
         })
+    }
+
+    /// Waits for the aborts of uploads dropped unfinished (see [`Upload`]).
+    pub async fn settle_aborts(&self) {
+        self.aborts.settle().await;
     }
 
     /// Storage requests that failed and were retried (by object_store) so far.
@@ -428,19 +428,24 @@ impl Destination {
             Some(_) => staging.join(format!("{:016x}.parquet", rand::random::<u64>())),
             None => path.clone(),
         };
-        let mut writer = BufWriter::with_capacity(self.store.clone(), target.clone(), CHUNK_BYTES)
-            .with_max_concurrency(2);
+        // Dropped unfinished (the partition abandoned on a signal), the upload is aborted.
+        let mut upload = Upload::new(
+            self.store.clone(),
+            target.clone(),
+            CHUNK_BYTES,
+            self.aborts.clone(),
+        );
         loop {
             match chunks.recv().await {
                 Some(Chunk::Data(bytes)) => {
-                    if let Err(e) = writer.put(bytes).await {
-                        let _ = writer.abort().await;
+                    if let Err(e) = upload.put(bytes).await {
+                        upload.abort().await;
                         return Err(self.io("uploading", path, e));
                     }
                 }
                 Some(Chunk::Done) => break,
                 None => {
-                    let _ = writer.abort().await;
+                    upload.abort().await;
                     return Ok(None);
                 }
             }
@@ -449,10 +454,11 @@ impl Destination {
             dest: self,
             path: path.clone(),
             target,
-            writer: Some(writer),
+            upload: Some(upload),
         };
         if self.local_root.is_some() {
             // Local files are written whole under staging now; placing them is a rename.
+            staged.upload_parts().await?;
             staged.finish_writing().await?;
         }
         Ok(Some(staged))
@@ -495,36 +501,40 @@ pub struct Staged<'a> {
     /// Where the bytes go: `path` itself on S3, a file under staging on local disk.
     target: Path,
     /// The upload, until it is completed.
-    writer: Option<BufWriter>,
+    upload: Option<Upload>,
 }
 
 impl Staged<'_> {
-    /// Completes the upload of what was buffered (on S3, this makes the object visible).
-    async fn finish_writing(&mut self) -> Result<(), StoreError> {
-        let Some(mut writer) = self.writer.take() else {
+    /// Waits until every part of a multipart upload is up, so that placing the file is one
+    /// request. A signal may drop this wait: the upload is then aborted (see [`Upload`]).
+    pub async fn upload_parts(&mut self) -> Result<(), StoreError> {
+        let Some(upload) = &mut self.upload else {
             return Ok(());
         };
-        if let Err(source) = writer.shutdown().await {
-            let _ = self.dest.store.delete(&self.target).await;
-            if is_disk_full(&source) {
-                return Err(StoreError::Full {
-                    op: "uploading",
-                    path: self.path.to_string(),
-                    dest: self.dest.display.clone(),
-                    source: Box::new(source),
-                });
+        if let Err(e) = upload.upload_parts().await {
+            if let Some(upload) = self.upload.take() {
+                upload.abort().await;
             }
-            return Err(StoreError::Upload {
-                path: self.path.to_string(),
-                dest: self.dest.display.clone(),
-                source,
-            });
+            return Err(self.dest.io("uploading", &self.path, e));
         }
         Ok(())
     }
 
-    /// Makes the file visible at its final path, in one atomic step: the last PUT (or the
-    /// multipart completion) on S3, a rename on local disk.
+    /// Completes the upload (on S3, this makes the object visible).
+    async fn finish_writing(&mut self) -> Result<(), StoreError> {
+        self.upload_parts().await?;
+        let Some(upload) = self.upload.take() else {
+            return Ok(());
+        };
+        if let Err(e) = upload.finish().await {
+            let _ = self.dest.store.delete(&self.target).await;
+            return Err(self.dest.io("uploading", &self.path, e));
+        }
+        Ok(())
+    }
+
+    /// Makes the file visible at its final path, in one atomic step: the PUT (or the multipart
+    /// completion) on S3, a rename on local disk.
     pub async fn place(mut self) -> Result<(), StoreError> {
         self.finish_writing().await?;
         if self.target != self.path {

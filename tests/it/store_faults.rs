@@ -81,6 +81,8 @@ struct ProxyState {
     /// Requests each rule (by index) matched so far.
     seen: Mutex<HashMap<usize, u32>>,
     injected: Mutex<Vec<(Op, Fault)>>,
+    /// Notified at each injected fault.
+    injecting: std::sync::Condvar,
 }
 
 pub struct FaultProxy {
@@ -98,6 +100,7 @@ impl FaultProxy {
             rules: Mutex::new(rules.to_vec()),
             seen: Mutex::default(),
             injected: Mutex::default(),
+            injecting: std::sync::Condvar::new(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -137,6 +140,17 @@ impl FaultProxy {
     pub fn set_rules(&self, rules: &[Rule]) {
         *self.state.rules.lock().unwrap() = rules.to_vec();
         self.state.seen.lock().unwrap().clear();
+    }
+
+    /// Waits until `until` holds for the faults injected so far (or a minute has passed).
+    pub fn wait_for(&self, until: impl Fn(&[(Op, Fault)]) -> bool) -> bool {
+        let injected = self.state.injected.lock().unwrap();
+        let (injected, _) = self
+            .state
+            .injecting
+            .wait_timeout_while(injected, Duration::from_secs(60), |i| !until(i))
+            .unwrap();
+        until(&injected)
     }
 
     /// The faults injected so far, in order.
@@ -202,6 +216,7 @@ async fn forward(
     };
     if let Some(fault) = fault {
         proxy.injected.lock().unwrap().push((op, fault));
+        proxy.injecting.notify_all();
         match fault {
             Fault::InternalError => {
                 return s3_error(
@@ -512,4 +527,79 @@ fn a_multipart_upload_that_cannot_complete_is_aborted_and_resume_completes_it() 
         &data.schema_json,
     );
     assert_rows(&data.rows, &expected);
+}
+
+/// SIGINT while a multipart upload is in flight (its part stalled at the store): the run stops
+/// with 130 and aborts the upload instead of leaving it open for a lifecycle rule.
+#[test]
+fn sigint_aborts_the_multipart_uploads_in_flight() {
+    let cfg = SimConfig {
+        quirks: Quirks {
+            wide: true,
+            ..Quirks::default()
+        },
+        rows_per_day: 14000,
+        page_size: 1000,
+        ..SimConfig::default()
+    };
+    let sim = cube_sim::start(cfg);
+    let ws = Workspace::on(Backend::S3);
+    let proxy = FaultProxy::start(&[Rule::every(
+        1,
+        Op::Part,
+        Fault::Stall(Duration::from_secs(40)),
+    )]);
+    let mut env = proxy.env();
+    // The stalled part must not time out before the signal.
+    env.retain(|(k, _)| k != "AWS_TIMEOUT");
+    let dest = ws.dest_arg();
+    let url = sim.base_url();
+    let args = [
+        "call-outcomes",
+        "--base-url",
+        &url,
+        "--token",
+        TOKEN,
+        "--campaign",
+        "101",
+        "--from",
+        "2019-08-01",
+        "--dest",
+        &dest,
+        "-q",
+    ];
+    let child = bin_command(&args, &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        proxy.wait_for(|i| i.iter().any(|(op, _)| *op == Op::Part)),
+        "a part upload began"
+    );
+    assert_eq!(
+        S3Server::shared().open_uploads(ws.bucket()),
+        1,
+        "the upload is open while its part stalls"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        S3Server::shared().open_uploads(ws.bucket()),
+        0,
+        "the upload was aborted"
+    );
+    assert!(S3Server::shared()
+        .keys(ws.bucket(), "lake/call_outcomes")
+        .is_empty());
 }
