@@ -134,14 +134,6 @@ pub(crate) async fn extract(
             )
         })
         .collect();
-    // The destination must take writes before a request goes to the API.
-    if let Err(e) = settings.store.open_for_writing(datasets[0]).await {
-        let e = RunError::Destination(e);
-        for (_, report) in &mut reports {
-            report.stopped(e.outcome(), e.to_string(), now());
-        }
-        return reports;
-    }
     let context = match shutdown
         .unless_stopped(Context::new(settings, &mut reports[0].1))
         .await
@@ -162,6 +154,16 @@ pub(crate) async fn extract(
         }
         Ok(Ok(context)) => context,
     };
+    // The destination must take writes before any page is fetched (and only once the API has
+    // taken the credentials and campaigns: a refused run writes nothing, not even a folder).
+    if let Err(e) = settings.store.open_for_writing(datasets[0]).await {
+        let e = RunError::Destination(e);
+        for (_, report) in &mut reports {
+            report.requests = context.client.requests();
+            report.stopped(e.outcome(), e.to_string(), now());
+        }
+        return reports;
+    }
     for (_, report) in &mut reports {
         report.campaigns = context.campaigns.clone();
     }

@@ -9,16 +9,14 @@ use futures::StreamExt;
 
 use super::budget::CpuSlots;
 use super::place::{self, Streamed};
-use super::{now, PartitionError};
+use super::PartitionError;
 use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::DETAIL;
 use crate::privacy::{Policy, PolicyError};
 use crate::settings::StoreSettings;
 use crate::sink::parquet::{file_info, narrowed_columns, rewrite, EncodeError};
-use crate::sink::{
-    Committed, Destination, Ledger, LedgerRecord, Paths, SchemaStore, StoreError, Target,
-};
+use crate::sink::{Committed, Destination, Ledger, Paths, SchemaStore, StoreError, Target};
 use crate::unit::Unit;
 
 /// Rewrites running at once at most: each holds a file and its rewrite in memory.
@@ -116,19 +114,17 @@ impl Reconciler<'_> {
         target: &Target,
     ) -> Result<Brought, PartitionError> {
         let path = self.paths.data_file(&unit);
+        let ledger = Ledger::new(self.dest, self.paths);
+        // The listing may be older than the unit's entry: another writer may have replaced it
+        // since (written the new, deleted the old). Read it afresh then; a record that still
+        // cannot be read is left to that writer, never made up.
         let mut record = match &recorded {
-            Some(c) => Ledger::new(self.dest, self.paths).read(c).await?,
+            Some(c) => match ledger.read(c).await? {
+                Some(record) => Some(record),
+                None => ledger.read_unit(&unit).await?,
+            },
             None => None,
-        }
-        .unwrap_or_else(|| LedgerRecord {
-            partition: unit.values(self.paths.day_key()),
-            snapshot_at: None,
-            rows: 0,
-            pages: 0,
-            file: None,
-            schema_version: target.version,
-            committed_at: now(),
-        });
+        };
         let mut written = 0;
         if let Some(old) = self.dest.get(&path).await? {
             let to = target.clone();
@@ -161,7 +157,9 @@ impl Reconciler<'_> {
                     staged.place().await?;
                     written = bytes;
                     tracing::info!(target: DETAIL, partition = %unit, rows, from_version = from, to_version = target.version, "rewrote file for the current dataset schema");
-                    record.rows = rows;
+                    if let Some(record) = &mut record {
+                        record.rows = rows;
+                    }
                 }
                 Streamed::GaveUp(Brought::Ahead(columns)) => {
                     tracing::info!(target: DETAIL, partition = %unit, columns = ?columns, "left a file that holds columns another writer added; a later run or reconcile brings it up to date");
@@ -170,15 +168,17 @@ impl Reconciler<'_> {
                 // The file has the target's layout already.
                 Streamed::GaveUp(Brought::Done(_)) => {}
             }
-            record.file = Some(path.to_string());
+            if let Some(record) = &mut record {
+                record.file = Some(path.to_string());
+            }
         }
         // Files nobody recorded stay unrecorded, so --resume fetches their day again.
         let recorded_version = recorded.as_ref().map(|c| c.schema_version);
-        if recorded_version.is_some_and(|v| written > 0 || v != target.version) {
-            record.schema_version = target.version;
-            Ledger::new(self.dest, self.paths)
-                .record(&unit, &record)
-                .await?;
+        if let Some(record) = &mut record {
+            if recorded_version.is_some_and(|v| written > 0 || v != target.version) {
+                record.schema_version = target.version;
+                ledger.record(&unit, record).await?;
+            }
         }
         Ok(Brought::Done(written))
     }
@@ -297,9 +297,11 @@ pub(crate) async fn reconcile_dataset(
 mod tests {
     use super::*;
     use crate::decode::{PageDecoder, BATCH_ROWS};
+    use crate::run::now;
     use crate::schema::test_schema_with as schema_with;
     use crate::sink::parquet::PartitionWriter;
     use crate::sink::DestinationSpec;
+    use crate::sink::LedgerRecord;
     use arrow_array::RecordBatch;
 
     /// Writes the records `theirs` (a JSON array) as a file of their own schema, then brings
@@ -400,5 +402,48 @@ mod tests {
         // A column that held only "" may still become typed.
         let (done, _, unchanged) = reconcile_one(r#"[{"e": ""}]"#, r#"[{"e": 3}]"#).await;
         assert!(done.ahead.is_empty() && done.files == 1 && !unchanged);
+    }
+
+    /// A ledger listing older than a unit's entry (another writer replaced v1 by v2 since): the
+    /// rewrite reads the entry afresh and keeps its rows, never records a made-up empty one.
+    #[tokio::test]
+    async fn a_stale_ledger_listing_never_makes_up_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
+        let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
+        let ledger = Ledger::new(&dest, &paths);
+        let target = Target::of(&schema_with(r#"[{"x": 7}]"#));
+        let unit = Unit::campaign_day(101, chrono::NaiveDate::from_ymd_opt(2019, 8, 20).unwrap());
+        let record = |version| LedgerRecord {
+            partition: unit.values(paths.day_key()),
+            snapshot_at: None,
+            rows: 57,
+            pages: 1,
+            file: None,
+            schema_version: version,
+            committed_at: now(),
+        };
+        ledger.record(&unit, &record(target.version)).await.unwrap();
+        let stale = ledger.load().await.unwrap().remove(&unit).unwrap();
+        ledger
+            .record(&unit, &record(target.version + 1))
+            .await
+            .unwrap();
+        let cpu = CpuSlots::new();
+        let mut newer = target.clone();
+        newer.version += 2;
+        Reconciler {
+            dest: &dest,
+            paths: &paths,
+            policy: &Policy::default(),
+            cpu: &cpu,
+            every_file: false,
+        }
+        .bring_up_to_date(unit, Some(stale), &newer)
+        .await
+        .unwrap();
+        let now = ledger.read_unit(&unit).await.unwrap().unwrap();
+        assert_eq!((now.rows, now.pages), (57, 1), "the record keeps its rows");
+        assert_eq!(now.schema_version, newer.version);
     }
 }

@@ -85,6 +85,27 @@ impl<'a> Ledger<'a> {
             .and_then(|body| serde_json::from_slice(&body).ok()))
     }
 
+    /// The newest record of one unit, from a fresh listing of its entries: for a unit whose
+    /// entry another writer replaced since the ledger was listed.
+    pub async fn read_unit(&self, unit: &Unit) -> Result<Option<LedgerRecord>, StoreError> {
+        let entries: Vec<Path> = self
+            .dest
+            .list(&self.paths.ledger_dir(unit))
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .filter(|p| version_of(p).is_some())
+            .collect();
+        let Some(schema_version) = entries.iter().filter_map(version_of).max() else {
+            return Ok(None);
+        };
+        self.read(&Committed {
+            schema_version,
+            entries,
+        })
+        .await
+    }
+
     /// Records a unit as committed under `record.schema_version`, then drops its older entries.
     pub async fn record(&self, unit: &Unit, record: &LedgerRecord) -> Result<(), StoreError> {
         let path = self.paths.ledger_entry(unit, record.schema_version);

@@ -313,7 +313,7 @@ fn four_writers_at_once_then_reconcile_give_one_uniform_dataset(backend: Backend
             serde_json::json!([["2019-08-01", "2019-08-28"]])
         );
         let (rows, files, empty) = truth(&cfg, campaign, &all_days);
-        assert_eq!(scope["rows"], rows);
+        assert_eq!(scope["rows"], rows, "{scope}");
         assert_eq!(scope["files"], files);
         assert_eq!(scope["empty_days"], serde_json::json!(empty));
     }
