@@ -169,9 +169,13 @@ pub struct ExtractArgs {
     #[arg(long, value_name = "URL")]
     pub dest: Option<String>,
 
-    /// Most requests in flight.
+    /// Most requests in flight. The number in flight adapts below it: halved when the API
+    /// throttles (429/503) or slows down, one more after each healthy round.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_concurrency)]
     pub concurrency: usize,
+    /// Keep --concurrency requests in flight whatever the API answers (no adapting).
+    #[arg(long)]
+    pub fixed_concurrency: bool,
     /// Attempts per request before a partition fails (retries 408, 429, 5xx and transport errors).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_attempts)]
     pub max_attempts: u32,

@@ -64,7 +64,7 @@ impl Progress {
         self.bar.enable_steady_tick(Duration::from_millis(200));
     }
 
-    pub(crate) fn partition_done(&self, rows: u64, failed: bool, retries: u64) {
+    pub(crate) fn partition_done(&self, rows: u64, failed: bool, retries: u64, concurrency: usize) {
         let rows = self.totals.rows.fetch_add(rows, Ordering::Relaxed) + rows;
         let failed = self
             .totals
@@ -72,7 +72,9 @@ impl Progress {
             .fetch_add(u64::from(failed), Ordering::Relaxed)
             + u64::from(failed);
         let rate = rows as f64 / self.bar.elapsed().as_secs_f64().max(0.001);
-        let mut msg = format!("{rows} rows, {rate:.0} rows/s, {retries} retries");
+        let mut msg = format!(
+            "{rows} rows, {rate:.0} rows/s, {retries} retries, {concurrency} in flight at most"
+        );
         if failed > 0 {
             msg.push_str(&format!(", {failed} failed"));
         }

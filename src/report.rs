@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::error::{Outcome, Signal};
 use crate::schema::SchemaChange;
+use crate::source::adaptive::ConcurrencyUsed;
 use crate::unit::Unit;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -78,6 +79,9 @@ pub struct Report {
     pub retries: u64,
     /// Requests to the object store that failed and were retried.
     pub storage_retries: u64,
+    /// The request concurrency used (adaptive up to `--concurrency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyUsed>,
     pub bytes_written: u64,
     pub partitions: Vec<PartitionReport>,
     pub schema_changes: Vec<SchemaChange>,
@@ -104,6 +108,7 @@ impl Report {
             requests: 0,
             retries: 0,
             storage_retries: 0,
+            concurrency: None,
             bytes_written: 0,
             partitions: Vec::new(),
             schema_changes: Vec::new(),
@@ -228,6 +233,9 @@ pub struct SyncReport<'r> {
     pub requests: u64,
     pub retries: u64,
     pub storage_retries: u64,
+    /// The one client's request concurrency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyUsed>,
     pub bytes_written: u64,
     pub tables: std::collections::BTreeMap<&'static str, &'r Report>,
 }
@@ -251,6 +259,7 @@ impl<'r> SyncReport<'r> {
             requests: all().map(|r| r.requests).max().unwrap_or(0),
             retries: all().map(|r| r.retries).max().unwrap_or(0),
             storage_retries: all().map(|r| r.storage_retries).sum(),
+            concurrency: all().find_map(|r| r.concurrency),
             bytes_written: all().map(|r| r.bytes_written).sum(),
             tables,
         }

@@ -34,7 +34,10 @@ pub(crate) struct Settings {
     /// `--keep-history`: snapshot tables keep one snapshot per day.
     pub(crate) keep_history: bool,
     pub(crate) store: StoreSettings,
+    /// `--concurrency`: the most requests in flight.
     pub(crate) concurrency: usize,
+    /// `--fixed-concurrency`: no adapting below it.
+    pub(crate) fixed_concurrency: bool,
     pub(crate) retry: RetryPolicy,
     pub(crate) resume: bool,
     pub(crate) report: Option<std::path::PathBuf>,
@@ -228,6 +231,7 @@ impl Settings {
             keep_history: args.keep_history,
             store,
             concurrency: args.concurrency,
+            fixed_concurrency: args.fixed_concurrency,
             retry: RetryPolicy {
                 max_attempts: args.max_attempts,
                 budget: std::time::Duration::from_secs(args.retry_budget),

@@ -103,6 +103,10 @@ pub struct Faults {
     /// `product_registrations`): not routed, so every request answers 404 `{"detail":"Not
     /// found."}`, as a Cube without that module does. Read when the server starts.
     pub unserved: Vec<String>,
+    /// More than this many requests in flight at once (authenticated ones, counted while they
+    /// wait out `latency_ms`) and the extra ones answer 429 `{"detail":"Request was
+    /// throttled."}`, as a rate limiter in front of the API would; 0 = no limit.
+    pub max_in_flight: u32,
 }
 
 /// Misbehaviours of the real API that can be switched on. Data quirks: `drift`, `new_keys`,

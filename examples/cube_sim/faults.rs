@@ -95,6 +95,10 @@ pub(crate) async fn auth_and_log(
         .is_ok()
         .then(|| sim.served.fetch_add(1, Ordering::SeqCst) + 1);
     let faults = sim.current_faults();
+    // In flight from here until the answer, the latency included.
+    let in_flight = InFlight::enter(&sim);
+    let over_limit =
+        auth.is_ok() && faults.max_in_flight > 0 && in_flight.count > faults.max_in_flight;
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
@@ -106,6 +110,14 @@ pub(crate) async fn auth_and_log(
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            response
+        }
+        Ok(()) if over_limit => {
+            fault = Some("max_in_flight");
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Request was throttled.");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(&faults));
             response
         }
         Ok(()) if every(faults.throttle_every) => {
@@ -143,6 +155,26 @@ pub(crate) async fn auth_and_log(
             at,
         });
     response
+}
+
+/// One request counted in [`Sim::in_flight`] until dropped.
+struct InFlight<'a> {
+    sim: &'a Sim,
+    /// Requests in flight with this one.
+    count: u32,
+}
+
+impl InFlight<'_> {
+    fn enter(sim: &Sim) -> InFlight<'_> {
+        let count = sim.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        InFlight { sim, count }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.sim.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The `Retry-After` value of a throttled request.

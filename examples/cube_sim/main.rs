@@ -31,7 +31,8 @@
 //! dump]: a live table, where each listing request for page >= 2 first inserts one record at
 //! the front of every non-empty (campaign, day) of its range, until a day has K inserts (see
 //! `records_at`, `final_records`); `unserved` [--unserved ENDPOINT, repeatable]: an endpoint the
-//! account does not serve answers 404 `{"detail":"Not found."}` (read when the server starts).
+//! account does not serve answers 404 `{"detail":"Not found."}` (read when the server starts);
+//! `max_in_flight` [--max-in-flight N]: requests beyond N in flight at once answer 429.
 //! `RequestLog::fault` names the fault that answered a request.
 //! At runtime: `SimHandle::set_faults`, `SimHandle::set_failing_days` (counters keep counting).
 //!
@@ -163,6 +164,9 @@ struct FaultArgs {
     /// product_registrations): every request to it answers 404; repeatable.
     #[arg(long = "unserved", value_name = "ENDPOINT")]
     unserved: Vec<String>,
+    /// Requests beyond N in flight at once answer 429 (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_in_flight: u32,
 }
 
 fn parse_crm(text: &str) -> Result<(u64, String), String> {
@@ -269,6 +273,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         failing_days: f.failing_days,
         forbidden_crms: f.forbidden_crms,
         unserved: f.unserved,
+        max_in_flight: f.max_in_flight,
         ..data.faults.clone()
     };
     let cfg = SimConfig {

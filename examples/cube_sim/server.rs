@@ -44,6 +44,8 @@ pub(crate) struct Sim {
     pub(crate) faults: RwLock<Arc<Faults>>,
     /// Requests that passed authentication so far.
     pub(crate) served: AtomicU64,
+    /// Requests being answered now (fault `max_in_flight`).
+    pub(crate) in_flight: std::sync::atomic::AtomicU32,
     /// Inserts so far per (is call outcomes, campaign, day), for `inserts_while_paging`.
     pub(crate) versions: Mutex<HashMap<VersionKey, u32>>,
     /// Changes so far per snapshot listing, for `snapshot_changes`.
@@ -185,6 +187,7 @@ pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<SimHandle> {
         page_cache: Mutex::new(HashMap::new()),
         faults,
         served: AtomicU64::new(0),
+        in_flight: std::sync::atomic::AtomicU32::new(0),
         versions: Mutex::new(HashMap::new()),
         snapshot_versions: Mutex::new(HashMap::new()),
     });

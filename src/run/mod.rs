@@ -172,6 +172,7 @@ pub(crate) async fn extract(
     for (_, report) in &mut reports {
         report.requests = context.client.requests();
         report.retries = context.client.retries();
+        report.concurrency = Some(context.client.concurrency_used());
         if !report.finished.is_empty() {
             continue; // stopped while planning
         }
@@ -232,7 +233,12 @@ async fn execute(
                     let outcome = Partition::new(run, unit).extract(shutdown).await;
                     if let Some(p) = &outcome {
                         let failed = p.status == PartitionStatus::Failed;
-                        progress.partition_done(p.rows as u64, failed, run.client.retries());
+                        progress.partition_done(
+                            p.rows as u64,
+                            failed,
+                            run.client.retries(),
+                            run.client.concurrency(),
+                        );
                     }
                     (i, outcome)
                 }

@@ -16,6 +16,7 @@ use crate::report::{PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KnownFields};
 use crate::settings::{CampaignSelection, Settings};
 use crate::sink::{Base, Committed, Destination, Ledger, Paths, SchemaStore};
+use crate::source::adaptive::Concurrency;
 use crate::source::{Campaign, CubeClient, SourceError};
 use crate::unit::{Crm, CrmType, Scope, Unit};
 
@@ -42,7 +43,10 @@ impl Context {
         let client = CubeClient::new(
             settings.api_root.clone(),
             settings.auth.clone(),
-            settings.concurrency,
+            Concurrency {
+                ceiling: settings.concurrency,
+                adaptive: !settings.fixed_concurrency,
+            },
             settings.retry.clone(),
         )
         .map_err(RunError::Api)?;

@@ -2,15 +2,14 @@
 //! semaphore bounding the requests in flight, retries per [`super::retry`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{redirect, StatusCode};
-use tokio::sync::Semaphore;
 use url::Url;
 
+use super::adaptive::{AdaptiveConcurrency, Concurrency, ConcurrencyUsed, Verdict};
 use super::retry::{is_retryable_status, retry_after, RetryPolicy};
 use super::{BodyError, SourceError};
 use crate::datasets::{Dataset, Endpoint};
@@ -30,7 +29,8 @@ pub(crate) struct CubeClient {
     api_root: Url,
     auth: HeaderValue,
     retry: RetryPolicy,
-    permits: Arc<Semaphore>,
+    /// Requests in flight: adaptive up to `--concurrency`.
+    concurrency: AdaptiveConcurrency,
     /// Requests sent and retried, for the report.
     requests: AtomicU64,
     retries: AtomicU64,
@@ -45,7 +45,7 @@ impl CubeClient {
     pub(crate) fn new(
         api_root: Url,
         mut auth: HeaderValue,
-        concurrency: usize,
+        concurrency: Concurrency,
         retry: RetryPolicy,
     ) -> Result<CubeClient, SourceError> {
         auth.set_sensitive(true);
@@ -74,7 +74,7 @@ impl CubeClient {
             api_root,
             auth,
             retry,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency: AdaptiveConcurrency::new(concurrency.ceiling, concurrency.adaptive),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             fetched: Default::default(),
@@ -89,6 +89,16 @@ impl CubeClient {
     /// Requests sent again so far.
     pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// The limit on requests in flight now.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency.limit()
+    }
+
+    /// The concurrency used so far.
+    pub(crate) fn concurrency_used(&self) -> ConcurrencyUsed {
+        self.concurrency.used()
     }
 
     fn origin(&self) -> String {
@@ -124,13 +134,12 @@ impl CubeClient {
         loop {
             attempt += 1;
             let outcome = {
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .expect("semaphore never closed");
+                let slot = self.concurrency.acquire().await;
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                self.attempt(url).await
+                let sent = Instant::now();
+                let outcome = self.attempt(url).await;
+                slot.done(verdict(&outcome, sent.elapsed()));
+                outcome
             };
             let (error, wait_hint) = match outcome {
                 Attempt::Done(body) => return Ok(body),
@@ -347,6 +356,19 @@ impl CubeClient {
         };
         tracing::debug!(partition = %unit, page = number, bytes = body.len(), "page fetched");
         Ok((url, body))
+    }
+}
+
+/// What one attempt says about the API's load: 429 and 503 ask for fewer requests.
+fn verdict(outcome: &Attempt, took: Duration) -> Verdict {
+    match outcome {
+        Attempt::Done(_) => Verdict::Healthy(took),
+        Attempt::Retry(SourceError::Status { status, .. }, _)
+            if *status == 429 || *status == 503 =>
+        {
+            Verdict::Throttled
+        }
+        _ => Verdict::Neutral,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Cube API side: HTTP client with auth and retries, page parsing, and reading one
 //! partition's pages completely and consistently.
 
+pub(crate) mod adaptive;
 mod client;
 mod listing;
 mod page;

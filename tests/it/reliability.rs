@@ -540,3 +540,78 @@ fn a_full_disk_exits_1_leaves_nothing_partial_and_resume_completes_once_space_is
     );
     assert_rows(&data.rows, &expected);
 }
+
+/// Extracts campaigns 101-103 over 2019-08-01..10 with `--concurrency 16` (and `extra`) into a
+/// fresh local workspace; returns the run and the workspace.
+fn extract_sixteen_at_most(sim: &SimHandle, extra: &[&str]) -> (Outcome, Workspace) {
+    let ws = Workspace::new();
+    let mut args = vec![
+        "--campaign",
+        "101,102,103",
+        "--from",
+        "2019-08-01",
+        "--to",
+        "2019-08-10",
+        "--concurrency",
+        "16",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let out = ws.extract(sim, &args);
+    (out, ws)
+}
+
+/// An API that throttles (429) whatever is beyond 3 requests in flight: the adaptive limit
+/// comes down to it and the run is exact with far fewer retries than with the limit fixed at
+/// the ceiling (measured in the same test).
+#[test]
+fn adaptive_concurrency_meets_a_throttling_api_with_far_fewer_retries_than_a_fixed_one() {
+    let (cfg, sim) = faulty(
+        Faults {
+            max_in_flight: 3,
+            latency_ms: 20,
+            ..Faults::default()
+        },
+        500,
+    );
+    let (adaptive, ws) = extract_sixteen_at_most(&sim, &[]);
+    adaptive.assert_code(0);
+    let data = read_dataset(&ws.dest());
+    let expected = expected_rows(
+        &cfg,
+        &[101, 102, 103],
+        &days("2019-08-01", "2019-08-10"),
+        &data.schema_json,
+    );
+    assert_rows(&data.rows, &expected);
+    let used = &adaptive.report()["concurrency"];
+    assert_eq!(used["ceiling"], 16);
+    assert!(used["min"].as_u64().unwrap() <= 3, "{used}");
+    assert!(used["mean"].as_f64().unwrap() < 16.0, "{used}");
+
+    let (fixed, _) = extract_sixteen_at_most(&sim, &["--fixed-concurrency"]);
+    assert_eq!(fixed.report()["concurrency"]["min"], 16);
+    let (a, f) = (
+        adaptive.report()["retries"].as_u64().unwrap(),
+        fixed.report()["retries"].as_u64().unwrap(),
+    );
+    assert!(a * 3 < f, "adaptive: {a} retries, fixed: {f}");
+}
+
+/// A healthy API: the limit stays at (or comes straight back to) the ceiling.
+#[test]
+fn adaptive_concurrency_stays_at_the_ceiling_with_a_healthy_api() {
+    let (_, sim) = faulty(
+        Faults {
+            latency_ms: 30,
+            ..Faults::default()
+        },
+        500,
+    );
+    let (out, _) = extract_sixteen_at_most(&sim, &[]);
+    out.assert_code(0);
+    let used = &out.report()["concurrency"];
+    assert_eq!(used["final"], 16, "{used}");
+    assert!(used["mean"].as_f64().unwrap() >= 14.0, "{used}");
+    assert_eq!(out.report()["retries"], 0);
+}
