@@ -432,9 +432,13 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn mount(size: &str) -> SmallDisk {
+        Self::mount_with(&format!("size={size}"))
+    }
+
+    fn mount_with(options: &str) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .status()
             .expect("mount runs");
@@ -614,4 +618,36 @@ fn adaptive_concurrency_stays_at_the_ceiling_with_a_healthy_api() {
     assert_eq!(used["final"], 16, "{used}");
     assert!(used["mean"].as_f64().unwrap() >= 14.0, "{used}");
     assert_eq!(out.report()["retries"], 0);
+}
+
+/// A local destination that can be listed but not written (a read-only file system; root can
+/// write to any directory whatever its mode, so a mode would prove nothing here): exit 2 before
+/// any page is fetched, naming the probe.
+#[test]
+fn a_read_only_destination_exits_2_before_any_page_is_fetched() {
+    let (_, sim) = faulty(Faults::default(), 500);
+    let disk = SmallDisk::mount_with("ro,size=1m");
+    let dest = disk.dir.path().display().to_string();
+    let out = run_bin(&[
+        "call-outcomes",
+        "--base-url",
+        &sim.base_url(),
+        "--token",
+        TOKEN,
+        "--campaign",
+        "101",
+        "--from",
+        "2019-08-01",
+        "--dest",
+        &dest,
+    ]);
+    out.assert_code(2);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
+    assert!(
+        errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
+        "{}",
+        errors[0]
+    );
+    assert!(listing_requests(&sim).is_empty(), "no page was fetched");
 }

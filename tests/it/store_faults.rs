@@ -43,6 +43,8 @@ pub enum Fault {
     Reset,
     /// No answer for this long, then the connection is closed.
     Stall(Duration),
+    /// 403 `AccessDenied`, as a bucket policy without the permission answers.
+    AccessDenied,
 }
 
 /// Every `every`th request of `op` (counted from 1) whose path contains `path_contains` gets
@@ -231,6 +233,9 @@ async fn forward(
                     "SlowDown",
                     "Please reduce your request rate.",
                 )
+            }
+            Fault::AccessDenied => {
+                return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied")
             }
             Fault::Stall(d) => {
                 tokio::time::sleep(d).await;
@@ -695,4 +700,29 @@ fn sigkill_during_the_rewrite_window_leaves_whole_files_and_the_next_run_settles
     let status = run_bin_env(&["status", "--dest", &dest, "--json"], &ws.env());
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["not_in_final_layout"], 0, "{status}");
+}
+
+/// A bucket that can be listed but not written (every PUT answers 403 AccessDenied, as a bucket
+/// policy without `s3:PutObject` does): exit 2 before any page is fetched, naming the probe.
+#[test]
+fn a_bucket_that_can_be_listed_but_not_written_exits_2_before_any_page_is_fetched() {
+    let (_, sim) = sim_with(Quirks::default());
+    let ws = Workspace::on(Backend::S3);
+    let proxy = FaultProxy::start(&[Rule::every(1, Op::Put, Fault::AccessDenied)]);
+    let out = extract_through(
+        &ws,
+        &proxy,
+        &sim,
+        &["--campaign", "101", "--from", "2019-08-01"],
+    );
+    out.assert_code(2);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
+    assert!(
+        errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
+        "{}",
+        errors[0]
+    );
+    assert!(listing_requests(&sim).is_empty(), "no page was fetched");
+    assert!(S3Server::shared().keys(ws.bucket(), "lake").is_empty());
 }
