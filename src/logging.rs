@@ -10,6 +10,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
+use crate::source::adaptive::ConcurrencyUsed;
 
 /// The target of the per-partition and per-schema-change events: in human logs they are shown
 /// from `-v` on (a person reads the bar and the summary instead); JSON logs always carry them.
@@ -64,7 +65,13 @@ impl Progress {
         self.bar.enable_steady_tick(Duration::from_millis(200));
     }
 
-    pub(crate) fn partition_done(&self, rows: u64, failed: bool, retries: u64, concurrency: usize) {
+    pub(crate) fn partition_done(
+        &self,
+        rows: u64,
+        failed: bool,
+        retries: u64,
+        concurrency: ConcurrencyUsed,
+    ) {
         let rows = self.totals.rows.fetch_add(rows, Ordering::Relaxed) + rows;
         let failed = self
             .totals
@@ -73,7 +80,8 @@ impl Progress {
             + u64::from(failed);
         let rate = rows as f64 / self.bar.elapsed().as_secs_f64().max(0.001);
         let mut msg = format!(
-            "{rows} rows, {rate:.0} rows/s, {retries} retries, {concurrency} in flight at most"
+            "{rows} rows, {rate:.0} rows/s, {retries} retries, concurrency {} (mean {:.1})",
+            concurrency.last, concurrency.mean
         );
         if failed > 0 {
             msg.push_str(&format!(", {failed} failed"));

@@ -237,7 +237,7 @@ async fn execute(
                             p.rows as u64,
                             failed,
                             run.client.retries(),
-                            run.client.concurrency(),
+                            run.client.concurrency_used(),
                         );
                     }
                     (i, outcome)

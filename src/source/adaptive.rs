@@ -140,6 +140,7 @@ impl AdaptiveConcurrency {
     }
 
     /// The limit now.
+    #[cfg(test)]
     pub(crate) fn limit(&self) -> usize {
         self.lock().limit
     }

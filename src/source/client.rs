@@ -91,11 +91,6 @@ impl CubeClient {
         self.retries.load(Ordering::Relaxed)
     }
 
-    /// The limit on requests in flight now.
-    pub(crate) fn concurrency(&self) -> usize {
-        self.concurrency.limit()
-    }
-
     /// The concurrency used so far.
     pub(crate) fn concurrency_used(&self) -> ConcurrencyUsed {
         self.concurrency.used()
