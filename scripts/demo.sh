@@ -22,3 +22,7 @@ echo "simulator: $BASE_URL"
     --dest out --report "$REPORT"
 
 python3 scripts/summary.py "$REPORT" out/_cube_extract/call_outcomes/schema.json
+
+# What the destination now holds of call outcomes, from its ledger alone; the month is complete.
+echo
+"$BIN" status --dest out --expect-from 2019-08-01 --expect-to 2019-08-31
