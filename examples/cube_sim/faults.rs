@@ -114,19 +114,11 @@ pub(crate) async fn auth_and_log(
         }
         Ok(()) if over_limit => {
             fault = Some("max_in_flight");
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Request was throttled.");
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after(&faults));
-            response
+            throttled(&faults)
         }
         Ok(()) if every(faults.throttle_every) => {
             fault = Some("throttle");
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Request was throttled.");
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after(&faults));
-            response
+            throttled(&faults)
         }
         Ok(()) if every(faults.error_every) => {
             fault = Some("error");
@@ -175,6 +167,15 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.sim.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// DRF's answer to a throttled request.
+fn throttled(faults: &Faults) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Request was throttled.");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after(faults));
+    response
 }
 
 /// The `Retry-After` value of a throttled request.

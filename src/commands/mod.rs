@@ -3,6 +3,7 @@
 
 mod completions;
 mod extract;
+mod read;
 mod reconcile;
 mod schema;
 mod status;

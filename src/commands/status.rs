@@ -6,25 +6,9 @@ use crate::error::Outcome;
 use crate::inventory::{Expected, Heading, Inventory, Status};
 use crate::logging::{self, Progress};
 use crate::run;
-use crate::settings::{StatusSettings, UsageError};
-use crate::sink::{DestinationSpec, Paths, SchemaStore, StoreError};
+use crate::settings::StatusSettings;
 
-/// Why there is no status to show.
-#[derive(Debug, thiserror::Error)]
-enum StatusError {
-    #[error("{0}")]
-    Usage(#[from] UsageError),
-    #[error("--dest {0} does not exist; give the --dest a dataset was extracted to")]
-    NoDestination(String),
-    #[error("{0}; check the destination and its credentials")]
-    Store(#[from] StoreError),
-    #[error("{dest} holds no {table} dataset ({file} is missing); extract into it first, or check --dest and --table")]
-    NoDataset {
-        dest: String,
-        table: &'static str,
-        file: String,
-    },
-}
+use super::read::{open_dataset, Held, ReadError};
 
 pub(super) fn run(args: &StatusArgs) -> Outcome {
     logging::init(LogFormat::Human, 0, false, &Progress::hidden());
@@ -51,25 +35,14 @@ pub(super) fn run(args: &StatusArgs) -> Outcome {
     }
 }
 
-async fn status(settings: &StatusSettings) -> Result<Status, StatusError> {
+async fn status(settings: &StatusSettings) -> Result<Status, ReadError> {
     let dataset = settings.dataset;
     let store = &settings.store;
-    if let DestinationSpec::Local(path) = &store.dest {
-        // Opening a local destination creates it; a status lookup must not.
-        if !path.is_dir() {
-            return Err(StatusError::NoDestination(store.dest.display()));
-        }
-    }
-    let dest = store.open(dataset).await?;
-    let paths = Paths::new(&dataset);
-    let (schema, _) = SchemaStore::new(&dest, &paths)
-        .load()
-        .await?
-        .ok_or_else(|| StatusError::NoDataset {
-            dest: store.dest.display(),
-            table: dataset.name,
-            file: paths.schema_file().to_string(),
-        })?;
+    let Held {
+        dest,
+        paths,
+        schema,
+    } = open_dataset(store, dataset).await?;
     let mut inventory = Inventory::load(&dest, &paths).await?;
     if !settings.scopes.is_empty() {
         inventory

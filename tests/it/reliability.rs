@@ -651,13 +651,6 @@ fn a_read_only_destination_exits_2_before_any_page_is_fetched() {
         "--dest",
         &dest,
     ]);
-    out.assert_code(2);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
-    assert!(
-        errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
-        "{}",
-        errors[0]
-    );
+    assert_refused_by_the_write_probe(&out);
     assert!(listing_requests(&sim).is_empty(), "no page was fetched");
 }

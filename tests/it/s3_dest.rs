@@ -4,15 +4,7 @@ use crate::support::*;
 
 #[test]
 fn a_partition_larger_than_one_chunk_goes_up_as_one_multipart_upload() {
-    let cfg = SimConfig {
-        quirks: Quirks {
-            wide: true,
-            ..Quirks::default()
-        },
-        rows_per_day: 14000,
-        page_size: 1000,
-        ..SimConfig::default()
-    };
+    let cfg = one_multipart_day();
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::on(Backend::S3);
     let out = ws.extract(&sim, &["--campaign", "101", "--from", "2019-08-01"]);

@@ -138,6 +138,15 @@ impl FaultProxy {
         env
     }
 
+    /// As [`FaultProxy::env`], with storage retries that give up after two, quickly: for a
+    /// fault that never stops.
+    pub fn env_giving_up_soon(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push(("CUBE_EXTRACT_STORAGE_RETRIES".into(), "2".into()));
+        env.push(("CUBE_EXTRACT_STORAGE_BACKOFF_MS".into(), "10".into()));
+        env
+    }
+
     /// Replaces the rules, counting afresh.
     pub fn set_rules(&self, rules: &[Rule]) {
         *self.state.rules.lock().unwrap() = rules.to_vec();
@@ -422,9 +431,7 @@ fn a_file_the_store_keeps_refusing_fails_its_partition_alone_and_resume_complete
         "--to",
         "2019-08-03",
     ];
-    let mut env = proxy.env();
-    env.push(("CUBE_EXTRACT_STORAGE_RETRIES".into(), "2".into()));
-    env.push(("CUBE_EXTRACT_STORAGE_BACKOFF_MS".into(), "10".into()));
+    let env = proxy.env_giving_up_soon();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = ws.extract_with("call-outcomes", &sim, &range, &env_refs);
     out.assert_code(1);
@@ -486,24 +493,14 @@ fn a_file_the_store_keeps_refusing_fails_its_partition_alone_and_resume_complete
 /// is aborted (none left open), nothing is visible, and `--resume` completes it.
 #[test]
 fn a_multipart_upload_that_cannot_complete_is_aborted_and_resume_completes_it() {
-    let cfg = SimConfig {
-        quirks: Quirks {
-            wide: true,
-            ..Quirks::default()
-        },
-        rows_per_day: 14000,
-        page_size: 1000,
-        ..SimConfig::default()
-    };
+    let cfg = one_multipart_day();
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::on(Backend::S3);
     let proxy = FaultProxy::start(&[
         Rule::every(2, Op::Part, Fault::SlowDown),
         Rule::every(1, Op::Complete, Fault::InternalError),
     ]);
-    let mut env = proxy.env();
-    env.push(("CUBE_EXTRACT_STORAGE_RETRIES".into(), "2".into()));
-    env.push(("CUBE_EXTRACT_STORAGE_BACKOFF_MS".into(), "10".into()));
+    let env = proxy.env_giving_up_soon();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let range = ["--campaign", "101", "--from", "2019-08-01"];
     let out = ws.extract_with("call-outcomes", &sim, &range, &env_refs);
@@ -538,15 +535,7 @@ fn a_multipart_upload_that_cannot_complete_is_aborted_and_resume_completes_it() 
 /// with 130 and aborts the upload instead of leaving it open for a lifecycle rule.
 #[test]
 fn sigint_aborts_the_multipart_uploads_in_flight() {
-    let cfg = SimConfig {
-        quirks: Quirks {
-            wide: true,
-            ..Quirks::default()
-        },
-        rows_per_day: 14000,
-        page_size: 1000,
-        ..SimConfig::default()
-    };
+    let cfg = one_multipart_day();
     let sim = cube_sim::start(cfg);
     let ws = Workspace::on(Backend::S3);
     let proxy = FaultProxy::start(&[Rule::every(
@@ -715,14 +704,7 @@ fn a_bucket_that_can_be_listed_but_not_written_exits_2_before_any_page_is_fetche
         &sim,
         &["--campaign", "101", "--from", "2019-08-01"],
     );
-    out.assert_code(2);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
-    assert!(
-        errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
-        "{}",
-        errors[0]
-    );
+    assert_refused_by_the_write_probe(&out);
     assert!(listing_requests(&sim).is_empty(), "no page was fetched");
     assert!(S3Server::shared().keys(ws.bucket(), "lake").is_empty());
 }

@@ -577,3 +577,29 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A simulator whose 2019-08-01 of campaign 101 makes a file above one 8 MiB upload chunk, so
+/// that it goes up as a multipart upload (300 custom fields, 14,000 records).
+pub fn one_multipart_day() -> SimConfig {
+    SimConfig {
+        quirks: Quirks {
+            wide: true,
+            ..Quirks::default()
+        },
+        rows_per_day: 14000,
+        page_size: 1000,
+        ..SimConfig::default()
+    }
+}
+
+/// A run refused by the write probe: one error line, naming the probe object and the fix.
+pub fn assert_refused_by_the_write_probe(out: &Outcome) {
+    out.assert_code(2);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
+    assert!(
+        errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
+        "{}",
+        errors[0]
+    );
+}
