@@ -251,9 +251,6 @@ async fn execute(
         }
     }
     let mut stopped_by = shutdown.received();
-    for (_, run) in &planned {
-        run.dest.settle_aborts().await;
-    }
     for (i, run) in planned {
         let report = &mut reports[i].1;
         if stopped_by.is_none() {
@@ -274,7 +271,8 @@ async fn execute(
                 }
             }
         }
-        // Rewrites a signal abandoned leave uploads to abort too.
+        // Uploads of partitions (or rewrites) a signal abandoned are being aborted: wait for
+        // that before the process exits.
         run.dest.settle_aborts().await;
         report.storage_retries = run.dest.storage_retries();
         report.schema_changes = run.into_changes();

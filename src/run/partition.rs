@@ -135,8 +135,7 @@ impl<'r> Partition<'r> {
                 record.schema_version = run.target().await.version;
                 report.status = PartitionStatus::Empty;
             }
-            Some((staged, bytes, version)) => {
-                let mut staged = staged;
+            Some((mut staged, bytes, version)) => {
                 // Until every part is up, a signal abandons the partition (and so aborts its
                 // upload); placing is then one request, and runs to the end.
                 match shutdown.unless_stopped(staged.upload_parts()).await {
