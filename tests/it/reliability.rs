@@ -543,14 +543,7 @@ fn a_full_disk_exits_1_leaves_nothing_partial_and_resume_completes_once_space_is
 
     disk.grow("64m");
     run_bin(&args(true)).assert_code(0);
-    let data = read_dataset(&dest);
-    let expected = expected_rows(
-        &cfg,
-        &[101, 102, 103],
-        &days("2019-08-01", "2019-08-20"),
-        &data.schema_json,
-    );
-    assert_rows(&data.rows, &expected);
+    assert_exact_table(&dest, &cfg, &[101, 102, 103], "2019-08-01", "2019-08-20");
 }
 
 /// Extracts campaigns 101-103 over 2019-08-01..10 with `--concurrency 16` (and `extra`) into a
@@ -588,14 +581,13 @@ fn adaptive_concurrency_meets_a_throttling_api_with_far_fewer_retries_than_a_fix
     );
     let (adaptive, ws) = extract_sixteen_at_most(&sim, &[]);
     adaptive.assert_code(0);
-    let data = read_dataset(&ws.dest());
-    let expected = expected_rows(
+    assert_exact_table(
+        &ws.dest(),
         &cfg,
         &[101, 102, 103],
-        &days("2019-08-01", "2019-08-10"),
-        &data.schema_json,
+        "2019-08-01",
+        "2019-08-10",
     );
-    assert_rows(&data.rows, &expected);
     let used = &adaptive.report()["concurrency"];
     assert_eq!(used["ceiling"], 16);
     assert!(used["min"].as_u64().unwrap() <= 3, "{used}");

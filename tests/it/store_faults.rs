@@ -411,14 +411,7 @@ fn a_storm_of_storage_faults_ends_exact_or_resumable_and_is_counted() {
         "{counted} failed attempts counted, {} faults injected",
         injected.len()
     );
-    let data = read_dataset(&ws.view());
-    let expected = expected_rows(
-        &cfg,
-        &[101, 102],
-        &days("2019-08-12", "2019-08-17"),
-        &data.schema_json,
-    );
-    assert_rows(&data.rows, &expected);
+    assert_exact_table(&ws.view(), &cfg, &[101, 102], "2019-08-12", "2019-08-17");
 }
 
 /// A partition whose data file the store keeps refusing (every try, past the retries): exit 1
@@ -487,14 +480,7 @@ fn a_file_the_store_keeps_refusing_fails_its_partition_alone_and_resume_complete
         ["20190802"],
         "only the failed partition is fetched again"
     );
-    let data = read_dataset(&ws.view());
-    let expected = expected_rows(
-        &cfg,
-        &[101, 102],
-        &days("2019-08-01", "2019-08-03"),
-        &data.schema_json,
-    );
-    assert_rows(&data.rows, &expected);
+    assert_exact_table(&ws.view(), &cfg, &[101, 102], "2019-08-01", "2019-08-03");
 }
 
 /// A multipart upload whose completion keeps failing: the partition fails (exit 1), the upload
@@ -529,14 +515,7 @@ fn a_multipart_upload_that_cannot_complete_is_aborted_and_resume_completes_it() 
     let out = ws.extract_with("call-outcomes", &sim, &resume, &env_refs);
     out.assert_code(0);
     assert_nothing_partial(&ws, out.report());
-    let data = read_dataset(&ws.view());
-    let expected = expected_rows(
-        &cfg,
-        &[101],
-        &days("2019-08-01", "2019-08-01"),
-        &data.schema_json,
-    );
-    assert_rows(&data.rows, &expected);
+    assert_exact_table(&ws.view(), &cfg, &[101], "2019-08-01", "2019-08-01");
 }
 
 /// SIGINT while a multipart upload is in flight (its part stalled at the store): the run stops

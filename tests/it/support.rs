@@ -603,3 +603,11 @@ pub fn assert_refused_by_the_write_probe(out: &Outcome) {
         errors[0]
     );
 }
+
+/// The table under `view` holds exactly what the simulator serves for `campaigns` over
+/// `from..=to` (typed as its schema.json says).
+pub fn assert_exact_table(view: &Path, cfg: &SimConfig, campaigns: &[u64], from: &str, to: &str) {
+    let data = read_dataset(view);
+    let expected = expected_rows(cfg, campaigns, &days(from, to), &data.schema_json);
+    assert_rows(&data.rows, &expected);
+}
