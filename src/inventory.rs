@@ -254,7 +254,7 @@ fn runs(days: &[NaiveDate]) -> Vec<(NaiveDate, NaiveDate)> {
 }
 
 /// The scope as the report and the ledger name it (`campaign_id`, `data_owner_id`/`crm_type`).
-pub(crate) fn scope_values(scope: Scope) -> serde_json::Map<String, Value> {
+fn scope_values(scope: Scope) -> serde_json::Map<String, Value> {
     Unit { scope, day: None }.values("date")
 }
 

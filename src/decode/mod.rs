@@ -386,8 +386,10 @@ impl ArrayDecoder for ColumnDecoder {
 /// Writes the JSON text of the value at `p` (objects and arrays included).
 fn write_json(tape: &Tape<'_>, p: u32, out: &mut String) -> u32 {
     match tape.get(p) {
-        TapeElement::StartObject(end) => {
-            out.push('{');
+        // An object's elements alternate key and value; a list's are values.
+        element @ (TapeElement::StartObject(end) | TapeElement::StartList(end)) => {
+            let object = matches!(element, TapeElement::StartObject(_));
+            out.push(if object { '{' } else { '[' });
             let mut cur = p + 1;
             let mut first = true;
             while cur < end {
@@ -395,25 +397,13 @@ fn write_json(tape: &Tape<'_>, p: u32, out: &mut String) -> u32 {
                     out.push(',');
                 }
                 first = false;
-                cur = write_json(tape, cur, out);
-                out.push(':');
-                cur = write_json(tape, cur, out);
-            }
-            out.push('}');
-            end + 1
-        }
-        TapeElement::StartList(end) => {
-            out.push('[');
-            let mut cur = p + 1;
-            let mut first = true;
-            while cur < end {
-                if !first {
-                    out.push(',');
+                if object {
+                    cur = write_json(tape, cur, out);
+                    out.push(':');
                 }
-                first = false;
                 cur = write_json(tape, cur, out);
             }
-            out.push(']');
+            out.push(if object { '}' } else { ']' });
             end + 1
         }
         TapeElement::String(i) => {
