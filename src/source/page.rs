@@ -54,9 +54,8 @@ struct Head {
 /// rejects anything that is not one array of records (and the caller then parses the body
 /// whole, to tell what it is).
 fn sliced(body: &[u8]) -> Option<(u64, bool, Range<usize>)> {
-    const KEY: &[u8] = b"\"results\"";
-    let at = body.windows(KEY.len()).position(|w| w == KEY)?;
-    let after_key = body[at + KEY.len()..].trim_ascii_start();
+    let at = results_key(body)?;
+    let after_key = body[at + RESULTS.len()..].trim_ascii_start();
     let after_colon = after_key.strip_prefix(b":")?.trim_ascii_start();
     let start = body.len() - after_colon.len();
     let end = body
@@ -72,6 +71,31 @@ fn sliced(body: &[u8]) -> Option<(u64, bool, Range<usize>)> {
     head.extend_from_slice(b"\"results\":[]}");
     let head: Head = serde_json::from_slice(&head).ok()?;
     Some((head.count, head.next.is_some(), start..end))
+}
+
+const RESULTS: &[u8] = b"\"results\"";
+
+/// Where the first string `"results"` starts, found by walking the body's strings: the same
+/// bytes inside another string (a key `"previous\"results"`, say) are not it.
+fn results_key(body: &[u8]) -> Option<usize> {
+    let (mut in_string, mut escaped) = (false, false);
+    for (at, &byte) in body.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if in_string {
+            match byte {
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            if body[at..].starts_with(RESULTS) {
+                return Some(at);
+            }
+            in_string = true;
+        }
+    }
+    None
 }
 
 impl Page {
@@ -206,6 +230,9 @@ mod tests {
             br#"{"count": 1, "results": [{"a": 1}]"#,
             br#"{"count": 1, "results": [{"a": 1}], "results": 5}"#,
             br#"{"count": 1, "results": [{"a": 1}] ]}"#,
+            // Found by the fuzz target: the first `"results"` is inside a key, and the body
+            // has no `results` at all.
+            br#"{"count":1,"next":null,"previous\"results":[{"a":1}]}"#,
         ] {
             assert!(Page::parse(1, Bytes::from_static(body), None).is_err());
         }
@@ -215,13 +242,14 @@ mod tests {
     /// out otherwise is parsed whole.
     #[test]
     fn the_sliced_envelope_agrees_with_a_whole_parse() {
-        let bodies: [&[u8]; 6] = [
+        let bodies: [&[u8]; 7] = [
             br#"{"count":2,"next":"http://h/x?page=2","previous":null,"results":[{"a":1},{"a":"x"}]}"#,
             b"{ \"count\" : 2 ,\n \"next\": null, \"results\" :\n [ {\"a\": 1}, {\"a\": \"x\"} ] \n}\n",
             br#"{"results":[{"a":1},{"a":"x"}],"count":2,"next":null}"#,
             br#"{"count":2,"next":null,"results":[{"a":1},{"a":"x"}],"extra":[1]}"#,
             br#"{"count":2,"next":"a\"results\":[]}","results":[{"a":1},{"a":"x\"results\":[]}"}]}"#,
             br#"{"count":2,"next":null,"results":[{"a":1}, {"a":"x"}]}"#,
+            br#"{"count":2,"next":null,"previous\"results":[],"results":[{"a":1},{"a":"x"}]}"#,
         ];
         for body in bodies {
             let page = Page::parse(1, Bytes::from_static(body), Some("a")).unwrap();
@@ -242,6 +270,10 @@ mod tests {
         assert!(
             sliced(bodies[3]).is_some(),
             "found, then rejected by the scan"
+        );
+        assert!(
+            sliced(bodies[6]).is_some(),
+            "the key inside a key is passed over"
         );
     }
 }
