@@ -3,8 +3,10 @@
 //! A page of 500 simulated call outcomes (the benchmark's quirks: about 45 keys, type drift)
 //! goes through each step of what a partition does to it, timed alone: [`Page::parse`] (the
 //! envelope, the key scan and the unique key's digests), with a whole serde parse of the
-//! envelope beside it for reference, and the Arrow decoding under the dataset schema; and the
-//! timestamp parsers, fixed-position against chrono's. Prints nanoseconds per record (or per
+//! envelope beside it for reference, and the Arrow decoding under the dataset schema, alone and
+//! finding the keys as it goes (what a partition does: `decode_page` replaces the key scan, and
+//! `Page::parse_with` is the envelope with it); and the timestamp parsers, fixed-position
+//! against chrono's. Prints nanoseconds per record (or per
 //! value) and MB/s of the page's JSON. `PASSES_MS` sets the time per step (default 1500; under
 //! `cargo test`, which runs it too, each step runs once).
 
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::NaiveDate;
-use cube_extract::decode::{DecodeError, PageDecoder, RecordBatch};
+use cube_extract::decode::{decode_page, DecodeError, PageDecoder, RecordBatch};
 use cube_extract::schema::{DatasetSchema, KnownFields};
 use cube_extract::source::Page;
 use serde::Deserialize;
@@ -101,6 +103,33 @@ fn main() {
         d.finish(&mut sink).unwrap();
         rows
     });
+    let finding = time(min, || {
+        let (found, _) = decode_page(
+            schema.decode_arrow(),
+            schema.arrow(),
+            n,
+            page.results_json(),
+            Some("crm__customer_id"),
+        )
+        .unwrap();
+        found.records
+    });
+    let parsed_with = time(min, || {
+        let decode = |json: &[u8]| {
+            decode_page(
+                schema.decode_arrow(),
+                schema.arrow(),
+                n,
+                json,
+                Some("crm__customer_id"),
+            )
+            .ok()
+        };
+        let (page, decoded) =
+            Page::parse_with(1, body.clone(), Some("crm__customer_id"), decode).unwrap();
+        assert!(decoded.is_some());
+        page.records
+    });
     println!(
         "page of {n} records, {} bytes of JSON, {} columns",
         body.len(),
@@ -119,6 +148,14 @@ fn main() {
         ),
         ("Page::parse with the unique key's digests", with_ids),
         ("Arrow decoding (tape + column decoders)", decoded),
+        (
+            "Arrow decoding finding keys, kinds and digests (decode_page)",
+            finding,
+        ),
+        (
+            "Page::parse_with decode_page (what a partition does per page)",
+            parsed_with,
+        ),
     ] {
         println!("| {step} | {:.0} | {:.0} |", per(d), mbps(d));
     }

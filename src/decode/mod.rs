@@ -5,7 +5,9 @@
 //! `""` is null in numeric, boolean, date and timestamp columns; a `Utf8` column holds the JSON
 //! text of numbers and booleans; timestamps come in the API's own formats. The rows where an
 //! `Int64`, `Float64` or `Boolean` column held `""` are noted, so that the text can come back
-//! should the column widen to `Utf8` later.
+//! should the column widen to `Utf8` later. The records decoder also finds what the key scan
+//! finds (keys, value kinds, record count, unique-key digests), so that a page is read once:
+//! see [`decode_page`].
 
 mod records;
 mod timestamps;
@@ -24,7 +26,8 @@ use arrow_json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, Tap
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef, TimeUnit};
 
-use records::RecordsDecoder;
+use crate::schema::Found;
+use records::{RecordsDecoder, SharedFound};
 use timestamps::parse_date;
 pub use timestamps::{
     parse_naive_general, parse_naive_timestamp, parse_zoned_general, parse_zoned_timestamp,
@@ -52,6 +55,46 @@ fn message(e: &ArrowError) -> String {
 /// decoders, which arrow-json owns, read by the [`PageDecoder`] that made them.
 type EmptyRows = Arc<Mutex<BTreeMap<String, Vec<u64>>>>;
 
+/// One page's records, decoded whole under one schema.
+pub struct Decoded {
+    /// The schema they were decoded with, fields named by JSON key.
+    pub decode_schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// Column name -> the rows of the page (ascending) where that typed column held `""`.
+    pub empty_strings: BTreeMap<String, Vec<u64>>,
+}
+
+/// Decodes one page's `results` array under `decode_schema` (named as `target`), finding on the
+/// way what the key scan finds; `batch_rows` sizes the decoder's buffers (the page's records, as
+/// far as known). An error when the records do not fit the schema (a value of another type)
+/// or are not records.
+pub fn decode_page(
+    decode_schema: SchemaRef,
+    target: SchemaRef,
+    batch_rows: usize,
+    results_json: &[u8],
+    unique_key: Option<&str>,
+) -> Result<(Found, Decoded), DecodeError> {
+    let mut decoder = PageDecoder::build(decode_schema.clone(), target, batch_rows, unique_key)?;
+    let mut batches = Vec::new();
+    let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
+        batches.push(b);
+        Ok(())
+    };
+    decoder.push(results_json, &mut sink)?;
+    decoder.finish(&mut sink)?;
+    let found = decoder.take_found();
+    let empty_strings = decoder.take_empty_strings();
+    Ok((
+        found,
+        Decoded {
+            decode_schema,
+            batches,
+            empty_strings,
+        },
+    ))
+}
+
 /// Streams the `results` arrays of a partition's pages into batches of `target` schema.
 pub struct PageDecoder {
     inner: arrow_json::reader::Decoder,
@@ -60,6 +103,10 @@ pub struct PageDecoder {
     target: SchemaRef,
     batch_rows: usize,
     empty: EmptyRows,
+    found: SharedFound,
+    /// Rows handed out so far, and at the last [`PageDecoder::take_empty_strings`].
+    rows: u64,
+    taken_at: u64,
 }
 
 impl PageDecoder {
@@ -71,12 +118,24 @@ impl PageDecoder {
         target: SchemaRef,
         batch_rows: usize,
     ) -> Result<PageDecoder, DecodeError> {
+        Self::build(decode_schema, target, batch_rows, None)
+    }
+
+    fn build(
+        decode_schema: SchemaRef,
+        target: SchemaRef,
+        batch_rows: usize,
+        unique_key: Option<&str>,
+    ) -> Result<PageDecoder, DecodeError> {
         let empty = EmptyRows::default();
+        let found = SharedFound::default();
         let inner = ReaderBuilder::new(decode_schema.clone())
             .with_batch_size(batch_rows.clamp(1, BATCH_ROWS))
             .with_flatten(true)
             .with_decoder_factory(Arc::new(ContractDecoders {
                 empty: empty.clone(),
+                found: found.clone(),
+                unique_key: unique_key.map(str::to_owned),
             }))
             .build_decoder()
             .map_err(DecodeError)?;
@@ -86,20 +145,33 @@ impl PageDecoder {
             target,
             batch_rows: batch_rows.clamp(1, BATCH_ROWS),
             empty,
+            found,
+            rows: 0,
+            taken_at: 0,
         })
     }
 
-    /// Column name -> the rows (ascending, counted from the first row this decoder decoded)
+    /// Column name -> the rows (ascending, counted from the first row after the last take)
     /// where that `Int64`, `Float64` or `Boolean` column held `""`, which it holds as null.
-    pub fn empty_strings(&self) -> BTreeMap<String, Vec<u64>> {
-        let by_key = self.empty.lock().unwrap_or_else(|e| e.into_inner());
+    /// Take them after [`PageDecoder::finish`], so that every row pushed is counted.
+    pub fn take_empty_strings(&mut self) -> BTreeMap<String, Vec<u64>> {
+        let by_key = std::mem::take(&mut *self.empty.lock().unwrap_or_else(|e| e.into_inner()));
+        let from = self.taken_at;
+        self.taken_at = self.rows;
         by_key
-            .iter()
+            .into_iter()
             .filter_map(|(key, rows)| {
-                let i = self.decode.index_of(key).ok()?;
-                Some((self.target.field(i).name().clone(), rows.clone()))
+                let i = self.decode.index_of(&key).ok()?;
+                let rows = rows.into_iter().map(|r| r - from).collect();
+                Some((self.target.field(i).name().clone(), rows))
             })
             .collect()
+    }
+
+    /// What the records decoded so far held (keys, kinds, count, unique-key digests); the next
+    /// take starts afresh.
+    pub fn take_found(&mut self) -> Found {
+        std::mem::take(&mut *self.found.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Feeds one page's `results` array; hands every full batch to `sink`.
@@ -136,6 +208,7 @@ impl PageDecoder {
             // Same arrays, renamed from JSON keys to column names.
             let batch = RecordBatch::try_new(self.target.clone(), batch.columns().to_vec())
                 .map_err(DecodeError)?;
+            self.rows += batch.num_rows() as u64;
             sink(batch)?;
         }
         Ok(())
@@ -146,6 +219,8 @@ impl PageDecoder {
 #[derive(Debug)]
 struct ContractDecoders {
     empty: EmptyRows,
+    found: SharedFound,
+    unique_key: Option<String>,
 }
 
 impl DecoderFactory for ContractDecoders {
@@ -158,7 +233,12 @@ impl DecoderFactory for ContractDecoders {
         // The records themselves: the dataset has no struct columns (a nested value is a
         // Utf8 column's JSON text), so the one struct is the root.
         if let DataType::Struct(fields) = field.data_type() {
-            return Ok(Some(Box::new(RecordsDecoder::new(ctx, fields)?)));
+            return Ok(Some(Box::new(RecordsDecoder::new(
+                ctx,
+                fields,
+                self.found.clone(),
+                self.unique_key.clone(),
+            )?)));
         }
         let column = field.name().clone();
         let data_type = field.data_type().clone();
@@ -576,7 +656,7 @@ mod tests {
             .unwrap();
         d.finish(&mut sink).unwrap();
         assert_eq!(rows, 5);
-        let empty = d.empty_strings();
+        let empty = d.take_empty_strings();
         assert_eq!(empty.get("I"), Some(&vec![0, 4]));
         assert_eq!(empty.get("B"), Some(&vec![1]));
         assert_eq!(empty.get("S"), None, "a Utf8 column holds its \"\" itself");

@@ -1,32 +1,49 @@
-//! The records of a page (the root struct) into their columns.
+//! The records of a page (the root struct) into their columns; on the way, what the key scan
+//! would find (each key's value kinds, the record count, the unique key's digests), so that a
+//! page decoded once needs no scan of its own.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, StructArray};
 use arrow_json::reader::{ArrayDecoder, DecoderContext, Tape, TapeElement};
 use arrow_schema::{ArrowError, Fields};
 
-/// Decodes the records (the root struct) into their columns. Each record's keys are matched
-/// to columns by predicting that a record carries its keys in the previous record's order
-/// (records of a listing do), which costs a string comparison a key; arrow-json's own struct
-/// decoder hashes every key with SipHash once a schema has 16 fields or more. A key given
-/// twice counts with its last value, and a key the schema lacks is skipped, as arrow-json does.
+use crate::schema::{id_digest, number_kind, Found, Kinds};
+
+/// What the records decoder found, read by the [`super::PageDecoder`] that made it (arrow-json
+/// owns the decoder itself).
+pub(super) type SharedFound = Arc<Mutex<Found>>;
+
+/// Decodes the records (the root struct) into their columns. Each key is looked up through
+/// [`crate::schema::KeyKinds`], which predicts that a record carries its keys in the listing's
+/// order (records of a listing do): a string comparison a key, where arrow-json's own struct
+/// decoder hashes every key with SipHash once a schema has 16 fields or more. A key given twice
+/// counts with its last value, and a key the schema lacks is skipped, as arrow-json does; both
+/// are recorded in the keys found, as the scan records them.
 pub(super) struct RecordsDecoder {
     fields: Fields,
     columns: Vec<Box<dyn ArrayDecoder>>,
-    /// Column of each key, for keys out of the predicted order.
+    /// Column of each key, by name.
     index: HashMap<String, usize>,
-    /// The columns of the previous record's keys, in its order: the prediction.
-    previous: Vec<usize>,
-    current: Vec<usize>,
+    found: SharedFound,
+    /// The column of each key slot of `found.keys` (`None`: a key the schema lacks).
+    slot_columns: Vec<Option<usize>>,
+    unique_key: Option<String>,
+    /// The unique key's slot, once seen.
+    watched_slot: Option<usize>,
     /// Tape position of each column's value in each row (column-major; 0, the tape's null,
     /// where a record lacks the key).
     positions: Vec<u32>,
 }
 
 impl RecordsDecoder {
-    pub(super) fn new(ctx: &DecoderContext, fields: &Fields) -> Result<Self, ArrowError> {
+    pub(super) fn new(
+        ctx: &DecoderContext,
+        fields: &Fields,
+        found: SharedFound,
+        unique_key: Option<String>,
+    ) -> Result<Self, ArrowError> {
         let columns = fields
             .iter()
             .map(|f| ctx.make_decoder(f, true))
@@ -39,18 +56,86 @@ impl RecordsDecoder {
             fields: fields.clone(),
             columns,
             index,
-            previous: Vec::new(),
-            current: Vec::new(),
+            found,
+            slot_columns: Vec::new(),
+            unique_key,
+            watched_slot: None,
             positions: Vec::new(),
         })
     }
 
-    /// The column of the `k`-th key of a record, `name`.
-    fn column_of(&self, k: usize, name: &str) -> Option<usize> {
-        match self.previous.get(k) {
-            Some(&c) if self.fields[c].name() == name => Some(c),
-            _ => self.index.get(name).copied(),
+    /// Walks the records at `pos`: notes where each column's values are, and what the keys
+    /// carried.
+    fn walk(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<(), ArrowError> {
+        let rows = pos.len();
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        // Taken (emptied) since the last batch: the slots start again.
+        if found.keys.len() < self.slot_columns.len() {
+            self.slot_columns.clear();
+            self.watched_slot = None;
         }
+        for (row, &p) in pos.iter().enumerate() {
+            let TapeElement::StartObject(end) = tape.get(p) else {
+                return Err(tape.error(p, "{"));
+            };
+            let mut watched_value = None;
+            let mut cur = p + 1;
+            while cur < end {
+                let TapeElement::String(s) = tape.get(cur) else {
+                    return Err(tape.error(cur, "field name"));
+                };
+                let name = tape.get_string(s);
+                let slot = found.keys.slot(name);
+                if slot == self.slot_columns.len() {
+                    self.slot_columns.push(self.index.get(name).copied());
+                    if self.unique_key.as_deref() == Some(name) {
+                        self.watched_slot = Some(slot);
+                    }
+                }
+                let value = cur + 1;
+                found.keys.add(slot, kind_of(tape, value)?);
+                if let Some(c) = self.slot_columns[slot] {
+                    self.positions[c * rows + row] = value;
+                }
+                if self.watched_slot == Some(slot) {
+                    watched_value = Some(value);
+                }
+                cur = tape.next(value, "field value")?;
+            }
+            if let Some(text) = watched_value.and_then(|v| id_text(tape, v)) {
+                found.ids.push(id_digest(text));
+            }
+        }
+        found.records += rows;
+        Ok(())
+    }
+}
+
+/// The kind of the value at `p`, as the key scan classifies it.
+fn kind_of(tape: &Tape<'_>, p: u32) -> Result<Kinds, ArrowError> {
+    Ok(match tape.get(p) {
+        TapeElement::Null => Kinds::NULL,
+        TapeElement::True | TapeElement::False => Kinds::BOOL,
+        TapeElement::String(i) if tape.get_string(i).is_empty() => Kinds::EMPTY_STR,
+        TapeElement::String(_) => Kinds::STR,
+        // The tape takes any run of number characters; the scan takes JSON numbers only.
+        TapeElement::Number(i) => {
+            number_kind(tape.get_string(i)).ok_or_else(|| tape.error(p, "a JSON number"))?
+        }
+        TapeElement::StartObject(_) | TapeElement::StartList(_) => Kinds::NESTED,
+        // Only produced when serialising Rust values into the tape, never from JSON text.
+        _ => return Err(tape.error(p, "a JSON value")),
+    })
+}
+
+/// The text of a unique key's value that the digest is taken of (as the key scan takes it).
+fn id_text<'t>(tape: &Tape<'t>, p: u32) -> Option<&'t str> {
+    match tape.get(p) {
+        TapeElement::String(i) | TapeElement::Number(i) => Some(tape.get_string(i)),
+        TapeElement::True => Some("true"),
+        TapeElement::False => Some("false"),
+        TapeElement::Null => Some("null"),
+        _ => None,
     }
 }
 
@@ -59,24 +144,7 @@ impl ArrayDecoder for RecordsDecoder {
         let rows = pos.len();
         self.positions.clear();
         self.positions.resize(self.fields.len() * rows, 0);
-        for (row, &p) in pos.iter().enumerate() {
-            let TapeElement::StartObject(end) = tape.get(p) else {
-                return Err(tape.error(p, "{"));
-            };
-            self.current.clear();
-            let mut cur = p + 1;
-            while cur < end {
-                let TapeElement::String(s) = tape.get(cur) else {
-                    return Err(tape.error(cur, "field name"));
-                };
-                if let Some(c) = self.column_of(self.current.len(), tape.get_string(s)) {
-                    self.positions[c * rows + row] = cur + 1;
-                    self.current.push(c);
-                }
-                cur = tape.next(cur + 1, "field value")?;
-            }
-            std::mem::swap(&mut self.previous, &mut self.current);
-        }
+        self.walk(tape, pos)?;
         let arrays = self
             .columns
             .iter_mut()

@@ -9,7 +9,10 @@
 //! yet), but once the file is to be placed, placing it and recording it in the ledger run to
 //! the end, so that every placed file is in the ledger and in the report.
 
+use std::collections::BTreeMap;
+
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use futures::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -17,7 +20,7 @@ use super::place::{self, Streamed};
 use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
-use crate::decode::PageDecoder;
+use crate::decode::{decode_page, Decoded, PageDecoder};
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
@@ -28,9 +31,14 @@ use crate::sink::{EmptyStrings, Ledger, LedgerRecord, Staged, Target};
 use crate::source::{Listing, ListingChange, Page, Seen, SourceError, MAX_READS};
 use crate::unit::Unit;
 
-/// A parsed page with its share of the run's page budget, released once it is encoded
+/// A parsed page, its records decoded under the dataset schema as it stood then (`None` when
+/// they did not fit it), and its share of the run's page budget, released once it is encoded
 /// (`None` when the partition holds one share for all its pages).
-type Budgeted = (Page, Option<OwnedSemaphorePermit>);
+struct Parsed {
+    page: Page,
+    decoded: Option<Decoded>,
+    share: Option<OwnedSemaphorePermit>,
+}
 
 /// A page's raw body as fetched, with its budget share.
 struct Fetched {
@@ -184,7 +192,7 @@ impl<'r> Partition<'r> {
         let snapshot_at = (!run.dataset.by_day())
             .then(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         let first = self.parse(1, self.fetch(1).await?).await?;
-        let listing = match Listing::from_first(&first.0) {
+        let listing = match Listing::from_first(&first.page) {
             Ok(Some(listing)) => listing,
             Ok(None) => {
                 return Ok(Ok(Read {
@@ -197,7 +205,7 @@ impl<'r> Partition<'r> {
             Err(change) => return Ok(Err(change)),
         };
         let mut seen = Seen::new(run.dataset.unique_key);
-        if let Err(change) = seen.check(&first.0) {
+        if let Err(change) = seen.check(&first.page) {
             return Ok(Err(change));
         }
         let path = run.paths.data_file(&self.unit);
@@ -227,7 +235,7 @@ impl<'r> Partition<'r> {
     async fn produce(
         &self,
         listing: Listing,
-        first: Budgeted,
+        first: Parsed,
         out: ChunkWriter,
         seen: &mut Seen,
         snapshot_at: Option<String>,
@@ -248,13 +256,14 @@ impl<'r> Partition<'r> {
     async fn produce_streaming(
         &self,
         written: Written,
-        first: Budgeted,
+        first: Parsed,
         out: ChunkWriter,
         seen: &mut Seen,
     ) -> Result<Result<Produced, ListingChange>, PartitionError> {
         let run = self.run;
         let listing = written.listing;
-        let (mut target, written_with) = run.merge_and_snapshot(&first.0.keys, self.day()).await?;
+        let (mut target, written_with) =
+            run.merge_and_snapshot(&first.page.keys, self.day()).await?;
         target.meta.snapshot_at = written.snapshot_at;
         let version = target.version;
         let mut encoder = PageEncoder::new(&target, listing.page_size as usize, out, &run.policy)?;
@@ -268,8 +277,8 @@ impl<'r> Partition<'r> {
                 Err(change) => return Ok(Err(change)),
             };
             // Keep the dataset schema current, then see whether this file can hold the page.
-            run.merge(&page.0.keys, self.day()).await?;
-            if let Err(misfit) = written_with.holds(&page.0.keys) {
+            run.merge(&page.page.keys, self.day()).await?;
+            if let Err(misfit) = written_with.holds(&page.page.keys) {
                 return Ok(Err(misfit.into()));
             }
             encoder = self.encode(encoder, page).await?;
@@ -286,7 +295,7 @@ impl<'r> Partition<'r> {
     async fn produce_whole(
         &self,
         written: Written,
-        first: Budgeted,
+        first: Parsed,
         out: ChunkWriter,
         seen: &mut Seen,
     ) -> Result<Result<Produced, ListingChange>, PartitionError> {
@@ -304,13 +313,13 @@ impl<'r> Partition<'r> {
             .await;
         let mut pages = Vec::with_capacity(listing.pages as usize);
         let mut keys = KeyKinds::default();
-        keys.merge(&first.0.keys);
-        pages.push(first.0);
+        keys.merge(&first.page.keys);
+        pages.push(first);
         for (n, body) in fetched {
             match self.checked(n, body, &listing, seen).await? {
-                Ok((page, _)) => {
-                    keys.merge(&page.keys);
-                    pages.push(page);
+                Ok(parsed) => {
+                    keys.merge(&parsed.page.keys);
+                    pages.push(parsed);
                 }
                 Err(change) => return Ok(Err(change)),
             }
@@ -327,9 +336,9 @@ impl<'r> Partition<'r> {
             .cpu
             .run(move || {
                 let mut encoder = PageEncoder::new(&target, page_size, out, &policy)?;
-                // Each page is dropped once encoded, so the raw JSON held shrinks as the file grows.
-                for page in pages {
-                    encoder = encoder.push(&page)?;
+                // Each page is dropped once encoded, so the memory held shrinks as the file grows.
+                for parsed in pages {
+                    encoder = encoder.push(parsed.page, parsed.decoded)?;
                 }
                 encoder.finish()
             })
@@ -346,7 +355,7 @@ impl<'r> Partition<'r> {
         fetched: Result<Fetched, SourceError>,
         listing: &Listing,
         seen: &mut Seen,
-    ) -> Result<Result<Budgeted, ListingChange>, PartitionError> {
+    ) -> Result<Result<Parsed, ListingChange>, PartitionError> {
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(SourceError::NotFound { url }) => return Ok(Err(ListingChange::Vanished { url })),
@@ -354,7 +363,10 @@ impl<'r> Partition<'r> {
         };
         let page = self.parse(number, fetched).await?;
         Ok(
-            match listing.check(&page.0).and_then(|()| seen.check(&page.0)) {
+            match listing
+                .check(&page.page)
+                .and_then(|()| seen.check(&page.page))
+            {
                 Ok(()) => Ok(page),
                 Err(change) => Err(change),
             },
@@ -385,18 +397,33 @@ impl<'r> Partition<'r> {
         })
     }
 
-    /// Parses a fetched page on a CPU slot.
-    async fn parse(&self, number: u32, fetched: Fetched) -> Result<Budgeted, SourceError> {
+    /// Parses a fetched page on a CPU slot. Its records are decoded there and then, under the
+    /// dataset schema as it stands: the decoder finds the keys and kinds the listing checks and
+    /// the schema need, so the page is read once. Records that do not fit that schema (a new
+    /// type of value) are scanned instead, and decoded when the file is encoded.
+    async fn parse(&self, number: u32, fetched: Fetched) -> Result<Parsed, SourceError> {
         let Fetched { url, body, share } = fetched;
-        let dataset = self.run.dataset;
-        let page = self
-            .run
+        let run = self.run;
+        let dataset = run.dataset;
+        let (decode_schema, target) = run.decode_schemas();
+        let batch_rows = run.rows_per_page();
+        let (page, decoded) = run
             .cpu
             .run(move || {
+                let decode = |json: &[u8]| {
+                    decode_page(
+                        decode_schema.clone(),
+                        target.clone(),
+                        batch_rows,
+                        json,
+                        dataset.unique_key,
+                    )
+                    .ok()
+                };
                 if dataset.is_array() {
-                    Page::from_array(body, dataset.unique_key)
+                    Page::from_array_with(body, dataset.unique_key, decode)
                 } else {
-                    Page::parse(number, body, dataset.unique_key)
+                    Page::parse_with(number, body, dataset.unique_key, decode)
                 }
             })
             .await
@@ -404,19 +431,29 @@ impl<'r> Partition<'r> {
                 url: url.to_string(),
                 cause,
             })?;
-        Ok((page, share))
+        run.saw_page_rows(page.records);
+        Ok(Parsed {
+            page,
+            decoded,
+            share,
+        })
     }
 
     /// Encodes a page on a CPU slot, then frees its share of the page budget.
     async fn encode(
         &self,
         encoder: PageEncoder,
-        (page, share): Budgeted,
+        parsed: Parsed,
     ) -> Result<PageEncoder, PartitionError> {
         self.run
             .cpu
             .run(move || {
-                let encoder = encoder.push(&page);
+                let Parsed {
+                    page,
+                    decoded,
+                    share,
+                } = parsed;
+                let encoder = encoder.push(page, decoded);
                 drop(share);
                 encoder
             })
@@ -431,14 +468,21 @@ enum Placed {
     Abandoned,
 }
 
-/// Turns pages into the partition's Parquet file, on blocking threads. One decoder serves
-/// every page of the partition, so its buffers are allocated once.
+/// Turns pages into the partition's Parquet file, on blocking threads. A page decoded when it
+/// was parsed is written as it is if it was decoded with this file's schema; any other page is
+/// decoded here, by one decoder for the partition, so its buffers are allocated once.
 struct PageEncoder {
     decoder: PageDecoder,
+    decode_schema: SchemaRef,
+    /// The file's columns.
+    arrow: SchemaRef,
     writer: PartitionWriter<ChunkWriter>,
     /// Columns to hash (positions) and the policy that hashes them.
     hashed: Vec<usize>,
     policy: Policy,
+    /// Rows written so far, and the rows of the file where a typed column held `""`.
+    rows: u64,
+    empty_strings: BTreeMap<String, Vec<u64>>,
 }
 
 impl PageEncoder {
@@ -450,39 +494,66 @@ impl PageEncoder {
     ) -> Result<Self, PartitionError> {
         Ok(PageEncoder {
             decoder: PageDecoder::new(target.decode.clone(), target.arrow.clone(), page_size)?,
+            decode_schema: target.decode.clone(),
+            arrow: target.arrow.clone(),
             writer: PartitionWriter::new(out, target.arrow.clone(), target.meta.clone()),
             hashed: target.hashed.clone(),
             policy: policy.clone(),
+            rows: 0,
+            empty_strings: BTreeMap::new(),
         })
     }
 
-    fn push(mut self, page: &Page) -> Result<Self, PartitionError> {
+    fn push(mut self, page: Page, decoded: Option<Decoded>) -> Result<Self, PartitionError> {
         let writer = &mut self.writer;
         let (hashed, policy) = (&self.hashed, &self.policy);
+        let schema = &self.arrow;
+        let mut rows = 0;
         let mut sink = |batch: RecordBatch| -> Result<(), PartitionError> {
-            if hashed.is_empty() {
-                writer.write(&batch)?;
-            } else {
-                // Personal data is replaced before the encoder ever sees it.
-                let mut columns = batch.columns().to_vec();
-                for &i in hashed {
-                    columns[i] = policy.hash_column(&columns[i]);
-                }
-                let batch =
-                    RecordBatch::try_new(batch.schema(), columns).map_err(EncodeError::from)?;
-                writer.write(&batch)?;
+            rows += batch.num_rows() as u64;
+            let mut columns = batch.columns().to_vec();
+            // Personal data is replaced before the encoder ever sees it.
+            for &i in hashed {
+                columns[i] = policy.hash_column(&columns[i]);
             }
+            // The file's column names: a page decoded earlier has those of its schema then.
+            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(EncodeError::from)?;
+            writer.write(&batch)?;
             Ok(())
         };
-        self.decoder.push(page.results_json(), &mut sink)?;
-        self.decoder.finish(&mut sink)?;
+        let empty_strings =
+            match decoded.filter(|d| same_schema(&d.decode_schema, &self.decode_schema)) {
+                Some(decoded) => {
+                    for batch in decoded.batches {
+                        sink(batch)?;
+                    }
+                    decoded.empty_strings
+                }
+                None => {
+                    self.decoder.push(page.results_json(), &mut sink)?;
+                    self.decoder.finish(&mut sink)?;
+                    self.decoder.take_empty_strings()
+                }
+            };
+        for (column, page_rows) in empty_strings {
+            let file_rows = self.empty_strings.entry(column).or_default();
+            file_rows.extend(page_rows.into_iter().map(|r| self.rows + r));
+        }
+        self.rows += rows;
         Ok(self)
     }
 
     /// Writes the footer and marks the file complete. Returns its size.
     fn finish(self) -> Result<u64, PartitionError> {
-        let empty = EmptyStrings::from(self.decoder.empty_strings());
+        let empty = EmptyStrings::from(self.empty_strings);
         let out = self.writer.finish(&empty)?;
         Ok(out.complete().map_err(EncodeError::from)?)
     }
+}
+
+/// Whether pages decoded with `a` fit a file decoded with `b`: the same columns, types and
+/// order (the schemas of two moments of a run are equal, not the same allocation, when no
+/// change came between).
+fn same_schema(a: &SchemaRef, b: &SchemaRef) -> bool {
+    std::sync::Arc::ptr_eq(a, b) || a == b
 }

@@ -1,7 +1,10 @@
 //! What every partition of a run shares: the client, the destination, the budgets, and the
 //! dataset schema as it grows.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
 
 use chrono::NaiveDate;
 use tokio::sync::Mutex;
@@ -15,6 +18,10 @@ use crate::schema::{DatasetSchema, KeyKinds, SchemaChange};
 use crate::settings::Settings;
 use crate::sink::{Base, Destination, Paths, SchemaStore, StoreError, Target};
 use crate::source::CubeClient;
+
+/// Records a page is taken to hold before any page was read: DRF's page sizes are in the
+/// hundreds, and a decoder sized for more than a page holds is only reserved, not touched.
+const FIRST_ROWS_PER_PAGE: usize = 1000;
 
 /// One table's extraction.
 pub(crate) struct Run {
@@ -32,6 +39,10 @@ pub(crate) struct Run {
     /// The day a snapshot of this run belongs to, and the first-seen day of its new columns.
     pub(crate) today: NaiveDate,
     schema: Mutex<SchemaState>,
+    /// The dataset schema as [`Run::decode_schemas`] hands it out, kept beside `schema`.
+    decoding: std::sync::Mutex<(SchemaRef, SchemaRef)>,
+    /// The most records a page of this table held so far (see [`Run::rows_per_page`]).
+    rows_per_page: AtomicUsize,
 }
 
 struct SchemaState {
@@ -52,6 +63,7 @@ impl Run {
         schema: DatasetSchema,
         base: Base,
     ) -> Run {
+        let decoding = std::sync::Mutex::new((schema.decode_arrow(), schema.arrow()));
         Run {
             client: Arc::clone(&context.client),
             dest,
@@ -67,6 +79,8 @@ impl Run {
                 base,
                 changes: Vec::new(),
             }),
+            decoding,
+            rows_per_page: AtomicUsize::new(FIRST_ROWS_PER_PAGE),
         }
     }
 
@@ -106,11 +120,40 @@ impl Run {
             }
             let taken_up = SchemaStore::new(&self.dest, &self.paths)
                 .commit(&mut state.schema, &mut state.base)
-                .await?;
+                .await;
+            self.schema_changed(&state.schema);
+            let taken_up = taken_up?;
             state.changes.extend(changes);
             state.changes.extend(taken_up);
         }
         Ok(())
+    }
+
+    /// The dataset schema as it stands, for decoding a page as it arrives: fields by JSON key,
+    /// and the same by column name. Read without waiting for a schema change being committed.
+    pub(crate) fn decode_schemas(&self) -> (SchemaRef, SchemaRef) {
+        self.decoding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn schema_changed(&self, schema: &DatasetSchema) {
+        *self.decoding.lock().unwrap_or_else(|e| e.into_inner()) =
+            (schema.decode_arrow(), schema.arrow());
+    }
+
+    /// The records a page of this table is likely to hold (the most a page held so far), which
+    /// sizes a page's decoder buffers before the page is read.
+    pub(crate) fn rows_per_page(&self) -> usize {
+        self.rows_per_page.load(Ordering::Relaxed)
+    }
+
+    /// Notes the records of a page read.
+    pub(crate) fn saw_page_rows(&self, records: usize) {
+        if records > 0 {
+            self.rows_per_page.fetch_max(records, Ordering::Relaxed);
+        }
     }
 
     /// The current dataset schema as a write target.
@@ -125,8 +168,9 @@ impl Run {
         let state = &mut *guard;
         let taken_up = SchemaStore::new(&self.dest, &self.paths)
             .settle(&mut state.schema, &mut state.base)
-            .await?;
-        state.changes.extend(taken_up);
+            .await;
+        self.schema_changed(&state.schema);
+        state.changes.extend(taken_up?);
         Ok(Target::of(&state.schema))
     }
 

@@ -1,9 +1,11 @@
 //! One pass over a page's raw `results` array that records, per key, which kinds of JSON value it
-//! carried (and counts the records), and hands the raw text of one watched key's values to the
-//! caller (the listing checks digest the unique key's). Keys are looked up without allocating;
-//! values are classified without being materialised, so this costs far less than building
-//! `serde_json::Value`s.
+//! carried, counts the records and takes the digests of the listing's unique key (the listing
+//! checks use them). Keys are looked up without allocating; values are classified without
+//! being materialised, so this costs far less than building `serde_json::Value`s. The Arrow
+//! decoder records the same facts from its tape (`decode::records`); this scan is the way for
+//! a page the decoder cannot read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -42,7 +44,8 @@ impl KeyKinds {
         self.index.get(key).map(|&i| self.keys[i].1)
     }
 
-    fn slot(&mut self, key: &str) -> usize {
+    /// The slot of `key`, a new one (the next) for a key not seen before.
+    pub(crate) fn slot(&mut self, key: &str) -> usize {
         let guess = self.last + 1;
         let i = match self.keys.get(guess) {
             Some((k, _)) if k == key => guess,
@@ -54,6 +57,16 @@ impl KeyKinds {
         };
         self.last = i;
         i
+    }
+
+    /// Notes that the key in `slot` carried `kinds`.
+    pub(crate) fn add(&mut self, slot: usize, kinds: Kinds) {
+        self.keys[slot].1.insert(kinds);
+    }
+
+    /// Keys seen so far (and so the slot the next new key gets).
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
     }
 
     fn lookup(&mut self, key: &str) -> usize {
@@ -75,46 +88,76 @@ impl KeyKinds {
     }
 }
 
-/// Scans a JSON array of flat records. Returns the number of records.
+/// What reading a page's records found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    pub records: usize,
+    /// Keys of those records and the kinds of their values.
+    pub keys: KeyKinds,
+    /// Digests of the values of the listing's unique key, one per record holding it (see
+    /// [`id_digest`]).
+    pub ids: Vec<u64>,
+}
+
+/// The keys of the records of `json`, for tests.
 #[cfg(test)]
+pub(crate) fn keys_of(json: &str) -> KeyKinds {
+    scan_records(json.as_bytes(), None).expect("records").keys
+}
+
+/// A value of the listing's unique key (its text: a string unescaped, other scalars as written)
+/// as a digest: enough to tell whether a record was seen twice (two different values share a
+/// digest with odds of about n² / 2⁶⁵, which would only make a consistent snapshot be read
+/// again). The scan and the decoder take it of the same text, so pages read either way agree.
+pub(crate) fn id_digest(text: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    // "123" and 123 name the same record: the column holds the same text.
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
+}
+
+/// The text of a unique key's raw JSON value that [`id_digest`] takes; `None` for an object or
+/// an array, which name no record (as a missing key does not).
+fn id_text(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes().first() {
+        Some(b'{' | b'[') => None,
+        Some(b'"') => {
+            let inner = &raw[1..raw.len() - 1];
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+            } else {
+                Some(Cow::Borrowed(inner))
+            }
+        }
+        _ => Some(Cow::Borrowed(raw)),
+    }
+}
+
+/// Scans a JSON array of flat records; with `unique_key`, also takes the digests of that key's
+/// values.
 pub(crate) fn scan_records(
-    results_json: &str,
-    into: &mut KeyKinds,
-) -> Result<usize, serde_json::Error> {
-    scan_records_watching(results_json.as_bytes(), into, None)
-}
-
-/// One key whose values the scan hands over as their raw JSON text (`"7"` with its quotes).
-pub(crate) struct Watch<'w> {
-    pub(crate) key: &'w str,
-    pub(crate) each: &'w mut dyn FnMut(&str),
-}
-
-/// Scans a JSON array of flat records, handing every value of `watch`'s key to it, in record
-/// order. Returns the number of records.
-pub(crate) fn scan_records_watching(
     results_json: &[u8],
-    into: &mut KeyKinds,
-    watch: Option<Watch<'_>>,
-) -> Result<usize, serde_json::Error> {
+    unique_key: Option<&str>,
+) -> Result<Found, serde_json::Error> {
+    let mut found = Found::default();
     let scan = Scan {
-        keys: into,
-        watch,
+        found: &mut found,
+        unique_key,
         watched_slot: None,
     };
     // One check of the whole array is cheaper than serde_json's check of each string; bytes
     // that are not UTF-8 are read as they are, for an error that says where.
     match std::str::from_utf8(results_json) {
-        Ok(text) => scan.run(serde_json::Deserializer::from_str(text)),
-        Err(_) => scan.run(serde_json::Deserializer::from_slice(results_json)),
+        Ok(text) => scan.run(serde_json::Deserializer::from_str(text))?,
+        Err(_) => scan.run(serde_json::Deserializer::from_slice(results_json))?,
     }
+    Ok(found)
 }
 
-/// What a scan fills and watches.
-struct Scan<'a, 'w> {
-    keys: &'a mut KeyKinds,
-    watch: Option<Watch<'w>>,
-    /// The watched key's slot, once seen.
+/// What a scan fills, and the key it takes digests of.
+struct Scan<'a, 'k> {
+    found: &'a mut Found,
+    unique_key: Option<&'k str>,
+    /// The unique key's slot, once seen.
     watched_slot: Option<usize>,
 }
 
@@ -122,18 +165,17 @@ impl Scan<'_, '_> {
     fn run<'de, R: serde_json::de::Read<'de>>(
         mut self,
         mut de: serde_json::Deserializer<R>,
-    ) -> Result<usize, serde_json::Error> {
-        let n = RecordsSeed(&mut self).deserialize(&mut de)?;
-        de.end()?;
-        Ok(n)
+    ) -> Result<(), serde_json::Error> {
+        self.found.records = RecordsSeed(&mut self).deserialize(&mut de)?;
+        de.end()
     }
 
     fn is_watched(&mut self, slot: usize) -> bool {
-        match (&self.watch, self.watched_slot) {
+        match (self.unique_key, self.watched_slot) {
             (None, _) => false,
             (Some(_), Some(watched)) => slot == watched,
-            (Some(w), None) => {
-                let hit = self.keys.keys[slot].0 == w.key;
+            (Some(key), None) => {
+                let hit = self.found.keys.keys[slot].0 == key;
                 if hit {
                     self.watched_slot = Some(slot);
                 }
@@ -143,7 +185,7 @@ impl Scan<'_, '_> {
     }
 }
 
-struct RecordsSeed<'a, 'b, 'w>(&'a mut Scan<'b, 'w>);
+struct RecordsSeed<'a, 'b, 'k>(&'a mut Scan<'b, 'k>);
 
 impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_, '_> {
     type Value = usize;
@@ -166,7 +208,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_, '_> {
     }
 }
 
-struct RecordSeed<'a, 'b, 'w>(&'a mut Scan<'b, 'w>);
+struct RecordSeed<'a, 'b, 'k>(&'a mut Scan<'b, 'k>);
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_, '_> {
     type Value = ();
@@ -184,7 +226,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_, '_> {
         let scan = self.0;
         // A key given twice in one record counts once, with its last value (as a decoder reads it).
         let mut watched: Option<&'de RawValue> = None;
-        while let Some(slot) = map.next_key_seed(KeySeed(&mut *scan.keys))? {
+        while let Some(slot) = map.next_key_seed(KeySeed(&mut scan.found.keys))? {
             let kinds = if scan.is_watched(slot) {
                 let raw: &'de RawValue = map.next_value()?;
                 watched = Some(raw);
@@ -195,10 +237,10 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_, '_> {
             } else {
                 map.next_value_seed(KindSeed)?
             };
-            scan.keys.keys[slot].1.insert(kinds);
+            scan.found.keys.add(slot, kinds);
         }
-        if let (Some(raw), Some(w)) = (watched, &mut scan.watch) {
-            (w.each)(raw.get());
+        if let Some(text) = watched.and_then(|raw| id_text(raw.get())) {
+            scan.found.ids.push(id_digest(&text));
         }
         Ok(())
     }
@@ -231,6 +273,64 @@ impl<'de> DeserializeSeed<'de> for KindSeed {
     type Value = Kinds;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kinds, D::Error> {
         d.deserialize_any(self)
+    }
+}
+
+/// The kind of a JSON number given as its text, as [`KindSeed`] (serde_json) classifies it;
+/// `None` for text that is not a JSON number, or one out of `f64`'s range, which serde_json
+/// rejects.
+pub(crate) fn number_kind(text: &str) -> Option<Kinds> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let int_len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    let (int, rest) = digits.split_at(int_len);
+    if int.is_empty() || (int.len() > 1 && int.starts_with('0')) {
+        return None;
+    }
+    let mut rest = rest.as_bytes();
+    let mut fraction_or_exponent = false;
+    if let Some(after) = rest.strip_prefix(b".") {
+        let n = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &after[n..];
+        fraction_or_exponent = true;
+    }
+    if let Some(after) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let after = after
+            .strip_prefix(b"+")
+            .or_else(|| after.strip_prefix(b"-"))
+            .unwrap_or(after);
+        let n = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &after[n..];
+        fraction_or_exponent = true;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let float = || {
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(|_| Kinds::FLOAT)
+    };
+    if fraction_or_exponent {
+        return float();
+    }
+    match int.parse::<u64>() {
+        // Beyond u64, serde_json reads an integer as a float.
+        Err(_) => float(),
+        Ok(v) if !negative && v > i64::MAX as u64 => Some(Kinds::HUGE_INT),
+        Ok(v) if !negative => Some(int_kind(v)),
+        // `-0`, and a negative beyond i64, serde_json reads as a float.
+        Ok(v) if v == 0 || v > i64::MIN.unsigned_abs() => Some(Kinds::FLOAT),
+        Ok(v) => Some(int_kind(v)),
     }
 }
 
@@ -293,9 +393,8 @@ mod tests {
     use super::*;
 
     fn scan(json: &str) -> (usize, KeyKinds) {
-        let mut k = KeyKinds::default();
-        let n = scan_records(json, &mut k).unwrap();
-        (n, k)
+        let found = scan_records(json.as_bytes(), None).unwrap();
+        (found.records, found.keys)
     }
 
     #[test]
@@ -327,32 +426,69 @@ mod tests {
     }
 
     #[test]
-    fn the_watched_key_is_classified_and_handed_over_raw() {
-        let mut k = KeyKinds::default();
-        let mut seen = Vec::new();
-        let mut each = |raw: &str| seen.push(raw.to_owned());
-        let n = scan_records_watching(
-            br#"[{"a": 1, "id": "7"}, {"id": 8.5}, {"b": true}, {"id": ""}]"#,
-            &mut k,
-            Some(Watch {
-                key: "id",
-                each: &mut each,
-            }),
+    fn the_unique_key_is_classified_and_digested_as_text() {
+        let found = scan_records(
+            br#"[{"a": 1, "id": "7"}, {"id": 8.5}, {"b": true}, {"id": ""}, {"id": 7},
+                 {"id": "\u0037"}, {"id": {"x": 1}}]"#,
+            Some("id"),
         )
         .unwrap();
-        assert_eq!(n, 4);
-        assert_eq!(seen, ["\"7\"", "8.5", "\"\""]);
-        let mut want = Kinds::STR;
-        want.insert(Kinds::FLOAT);
-        want.insert(Kinds::EMPTY_STR);
-        assert_eq!(k.get("id"), Some(want));
+        assert_eq!(found.records, 7);
+        let texts = ["7", "8.5", "", "7", "7"];
+        let want: Vec<u64> = texts.iter().map(|t| id_digest(t)).collect();
+        assert_eq!(found.ids, want, "an object names no record");
+        let mut kinds = Kinds::STR;
+        for k in [Kinds::FLOAT, Kinds::EMPTY_STR, Kinds::INT, Kinds::NESTED] {
+            kinds.insert(k);
+        }
+        assert_eq!(found.keys.get("id"), Some(kinds));
+    }
+
+    /// `number_kind` classifies number text as serde_json reads the same number.
+    #[test]
+    fn number_text_is_classified_as_serde_json_reads_it() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "2.5",
+            "1e3",
+            "1E+3",
+            "-1e-3",
+            "9007199254740992",
+            "9007199254740993",
+            "-9007199254740993",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1e400",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "+1",
+            "1e",
+            "1.5.2",
+            "--1",
+            "1x",
+            "",
+        ] {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let serde = KindSeed
+                .deserialize(&mut de)
+                .and_then(|k| de.end().map(|()| k));
+            assert_eq!(number_kind(text), serde.ok(), "{text:?}");
+        }
     }
 
     #[test]
     fn rejects_non_records() {
-        let mut k = KeyKinds::default();
-        assert!(scan_records("[1]", &mut k).is_err());
-        assert!(scan_records("{}", &mut k).is_err());
-        assert!(scan_records("[{\"a\": 1}", &mut k).is_err());
+        for json in ["[1]", "{}", "[{\"a\": 1}"] {
+            assert!(scan_records(json.as_bytes(), None).is_err(), "{json}");
+        }
     }
 }

@@ -15,9 +15,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
-pub(crate) use infer::scan_records;
-pub use infer::KeyKinds;
-pub(crate) use infer::{scan_records_watching, Watch};
+pub(crate) use infer::keys_of;
+pub(crate) use infer::{id_digest, number_kind, scan_records};
+pub use infer::{Found, KeyKinds};
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 
@@ -543,8 +543,7 @@ fn is_false(b: &bool) -> bool {
 /// A call-outcomes schema that has met the records of `json`, as a test writer's.
 #[cfg(test)]
 pub(crate) fn test_schema_with(json: &str) -> DatasetSchema {
-    let mut keys = KeyKinds::default();
-    scan_records(json, &mut keys).unwrap();
+    let keys = keys_of(json);
     let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
     schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap());
     schema
@@ -555,9 +554,7 @@ mod tests {
     use super::*;
 
     fn keys(json: &str) -> KeyKinds {
-        let mut k = KeyKinds::default();
-        scan_records(json, &mut k).unwrap();
-        k
+        keys_of(json)
     }
 
     fn day(d: u32) -> NaiveDate {

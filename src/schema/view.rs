@@ -113,12 +113,9 @@ mod tests {
 
     fn schema_with_labels() -> DatasetSchema {
         let mut s = DatasetSchema::new(&KnownFields::call_outcomes());
-        let mut keys = crate::schema::KeyKinds::default();
-        crate::schema::scan_records(
+        let keys = crate::schema::keys_of(
             r#"[{"crm__custom_info__1": "a", "crm__custom_info__2": "b", "crm__custom_info__3": "c"}]"#,
-            &mut keys,
-        )
-        .unwrap();
+        );
         s.set_labels(HashMap::from([
             (
                 "crm__custom_info__1".to_owned(),

@@ -184,8 +184,8 @@ impl<'a> SchemaStore<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::keys_of;
     use crate::schema::test_schema_with as schema_with;
-    use crate::schema::{scan_records, KeyKinds};
     use crate::sink::DestinationSpec;
 
     fn has(schema: &DatasetSchema, column: &str) -> bool {
@@ -235,8 +235,7 @@ mod tests {
         let first = base.version;
         store.commit(&mut schema, &mut base).await.unwrap();
         assert_eq!((base.generation, base.version), (2, first));
-        let mut keys = KeyKinds::default();
-        scan_records(r#"[{"b": "x"}]"#, &mut keys).unwrap();
+        let keys = keys_of(r#"[{"b": "x"}]"#);
         schema.merge(&keys, chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap());
         store.commit(&mut schema, &mut base).await.unwrap();
         assert_eq!((base.generation, base.version), (3, first + 1));

@@ -1,5 +1,6 @@
-//! One page of a DRF page-number listing, kept as raw bytes: the envelope is parsed, `results`
-//! is scanned for its keys and value kinds but left as JSON text for the Arrow decoder.
+//! One page of a DRF page-number listing, kept as raw bytes: the envelope is parsed, and
+//! `results` is read for its keys and value kinds (by the caller's decoder, or else by the key
+//! scan) but kept as JSON text, for an Arrow decoder under another schema.
 
 use std::ops::Range;
 
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::BodyError;
-use crate::schema::{scan_records_watching, KeyKinds, Watch};
+use crate::schema::{scan_records, Found, KeyKinds};
 
 #[derive(Debug)]
 pub struct Page {
@@ -23,8 +24,7 @@ pub struct Page {
     pub records: usize,
     /// Keys of those records and the kinds of their values.
     pub keys: KeyKinds,
-    /// Digests of the values of the listing's unique key, one per record holding it (see
-    /// [`Page::parse`]).
+    /// Digests of the values of the listing's unique key, one per record holding it.
     pub ids: Vec<u64>,
     body: Bytes,
     results: Range<usize>,
@@ -99,11 +99,27 @@ fn results_key(body: &[u8]) -> Option<usize> {
 }
 
 impl Page {
-    /// Parses and scans a page body; with `unique_key`, also takes the digests of that key's
-    /// values. The error says what is wrong, without the body.
+    /// Parses a page body and scans its records; with `unique_key`, also takes the digests of
+    /// that key's values. The error says what is wrong, without the body.
     pub fn parse(number: u32, body: Bytes, unique_key: Option<&str>) -> Result<Page, BodyError> {
+        let (page, _) = Self::parse_with(number, body, unique_key, |_| None::<(Found, ())>)?;
+        Ok(page)
+    }
+
+    /// As [`Page::parse`], but `read` is tried on the records first. What it found stands for
+    /// the scan, and what else it made (decoded batches) is handed back beside the page; when
+    /// it returns `None`, the scan reads the records (and says what is wrong with them).
+    pub fn parse_with<R>(
+        number: u32,
+        body: Bytes,
+        unique_key: Option<&str>,
+        mut read: impl FnMut(&[u8]) -> Option<(Found, R)>,
+    ) -> Result<(Page, Option<R>), BodyError> {
         if let Some((count, has_next, results)) = sliced(&body) {
-            if let Ok(page) = Self::scanned(number, count, has_next, &body, results, unique_key) {
+            let page = Self::read(
+                number, count, has_next, &body, results, unique_key, &mut read,
+            );
+            if let Ok(page) = page {
                 return Ok(page);
             }
         }
@@ -112,52 +128,55 @@ impl Page {
         let results = envelope.results.get();
         let start = results.as_ptr() as usize - body.as_ptr() as usize;
         let range = start..start + results.len();
-        Self::scanned(number, count, has_next, &body, range, unique_key)
+        Self::read(number, count, has_next, &body, range, unique_key, &mut read)
     }
 
     /// A plain JSON array of records (the answer of an endpoint that does not page), as the
-    /// one and last page of its listing.
-    pub fn from_array(body: Bytes, unique_key: Option<&str>) -> Result<Page, BodyError> {
+    /// one and last page of its listing; `read` as for [`Page::parse_with`].
+    pub fn from_array_with<R>(
+        body: Bytes,
+        unique_key: Option<&str>,
+        mut read: impl FnMut(&[u8]) -> Option<(Found, R)>,
+    ) -> Result<(Page, Option<R>), BodyError> {
         // Whitespace around the array is allowed; the scan rejects anything else.
         let trimmed = body.trim_ascii();
         let start = trimmed.as_ptr() as usize - body.as_ptr() as usize;
         let range = start..start + trimmed.len();
-        let mut page = Self::scanned(1, 0, false, &body, range, unique_key)?;
+        let (mut page, made) = Self::read(1, 0, false, &body, range, unique_key, &mut read)?;
         page.count = page.records as u64;
-        Ok(page)
+        Ok((page, made))
     }
 
-    /// A page whose records are `body[results]`. Strings are checked to be UTF-8 as they are
-    /// read (here, and by the Arrow decoder), not in a pass of their own.
-    fn scanned(
+    /// A page whose records are `body[results]`, read by `read` or else by the scan. Strings
+    /// are checked to be UTF-8 as they are read, not in a pass of their own.
+    fn read<R>(
         number: u32,
         count: u64,
         has_next: bool,
         body: &Bytes,
         results: Range<usize>,
         unique_key: Option<&str>,
-    ) -> Result<Page, BodyError> {
+        read: &mut impl FnMut(&[u8]) -> Option<(Found, R)>,
+    ) -> Result<(Page, Option<R>), BodyError> {
         let json = &body[results.clone()];
-        let mut keys = KeyKinds::default();
-        let mut ids = Vec::new();
-        // The unique key's digests are taken in the same pass as the keys' kinds.
-        let mut each = |raw: &str| ids.push(digest(raw));
-        let watch = unique_key.map(|key| Watch {
-            key,
-            each: &mut each,
-        });
-        let records =
-            scan_records_watching(json, &mut keys, watch).map_err(BodyError::NotRecords)?;
-        Ok(Page {
+        let (found, made) = match read(json) {
+            Some((found, made)) => (found, Some(made)),
+            None => (
+                scan_records(json, unique_key).map_err(BodyError::NotRecords)?,
+                None,
+            ),
+        };
+        let page = Page {
             number,
             count,
             has_next,
-            records,
-            keys,
-            ids,
+            records: found.records,
+            keys: found.keys,
+            ids: found.ids,
             results,
             body: body.clone(),
-        })
+        };
+        Ok((page, made))
     }
 
     /// The raw `results` array.
@@ -166,22 +185,13 @@ impl Page {
     }
 }
 
-/// A value of the listing's unique key (its raw JSON text) as a digest: enough to tell whether
-/// a record was seen twice (two different values share a digest with odds of about n² / 2⁶⁵,
-/// which would only make a consistent snapshot be read again).
-fn digest(raw: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    // "123" and 123 name the same record: the column holds the same text.
-    let text = raw
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(raw);
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_reader(_: &[u8]) -> Option<(Found, ())> {
+        None
+    }
 
     #[test]
     fn parses_envelope_and_keeps_results_raw() {
@@ -210,14 +220,17 @@ mod tests {
         let p = Page::parse(1, Bytes::from_static(body), Some("id")).unwrap();
         assert_eq!(p.ids.len(), 2);
         assert_eq!(p.ids[0], p.ids[1]);
-        let a = Page::from_array(
+        let (a, _) = Page::from_array_with(
             Bytes::from_static(b" [{\"id\": 1}, {\"id\": 2}]\n"),
             Some("id"),
+            no_reader,
         )
         .unwrap();
         assert_eq!((a.count, a.records, a.has_next), (2, 2, false));
         assert_ne!(a.ids[0], a.ids[1]);
-        assert!(Page::from_array(Bytes::from_static(br#"{"count": 0}"#), None).is_err());
+        assert!(
+            Page::from_array_with(Bytes::from_static(br#"{"count": 0}"#), None, no_reader).is_err()
+        );
     }
 
     #[test]
