@@ -1,11 +1,13 @@
 //! Planning an extraction. Once per run ([`Context::new`]): the client, the campaign listing,
-//! the selected campaigns and CRMs and their labels. Then per table ([`plan`]): the dataset
-//! schema and personal-data policy it writes under, and the partitions left to do.
+//! the selected campaigns and CRMs, and the fetch of their labels. Then per table ([`plan`]):
+//! the dataset schema and personal-data policy it writes under, and the partitions left to do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
 
 use super::budget::{CpuSlots, PageBudget};
 use super::state::Run;
@@ -30,9 +32,14 @@ pub(crate) struct Context {
     pub(crate) campaigns: Vec<u64>,
     /// The CRMs of CRM tables: `--crm`, or those of the selected campaigns.
     crms: Vec<Crm>,
-    /// Labels of custom fields by JSON key.
-    labels: HashMap<String, String>,
-    /// CRMs whose definitions could not be read, with why.
+    /// The labels of the CRMs' custom fields: one fetch, shared by every table, sent when the
+    /// first table needs them (with its first page, so the two take one round trip).
+    labels: Shared<BoxFuture<'static, Arc<Labels>>>,
+}
+
+/// Labels of custom fields by JSON key, and the CRMs whose definitions could not be read.
+struct Labels {
+    by_key: HashMap<String, String>,
     unreadable: Vec<(Crm, SourceError)>,
 }
 
@@ -81,15 +88,18 @@ impl Context {
         };
         let mut with_labels: BTreeSet<Crm> = crms_of(&listed, &campaigns).into_iter().collect();
         with_labels.extend(crms.iter().copied());
-        let (labels, unreadable) = fetch_labels(&client, with_labels).await;
+        let client = Arc::new(client);
+        let labels = fetch_labels(Arc::clone(&client), with_labels)
+            .map(Arc::new)
+            .boxed()
+            .shared();
         Ok(Context {
-            client: Arc::new(client),
+            client,
             pages: Arc::new(PageBudget::new(settings.concurrency)),
             cpu: Arc::new(CpuSlots::new()),
             campaigns,
             crms,
             labels,
-            unreadable,
         })
     }
 }
@@ -166,10 +176,8 @@ fn crms_of(listed: &[Campaign], ids: &[u64]) -> Vec<Crm> {
 /// Labels of the custom fields of `crms`, by JSON key, and the CRMs whose definitions could not
 /// be read. Labels only name columns, so for the tables that are not read per CRM an unreadable
 /// CRM costs a warning, not the run.
-async fn fetch_labels(
-    client: &CubeClient,
-    crms: BTreeSet<Crm>,
-) -> (HashMap<String, String>, Vec<(Crm, SourceError)>) {
+async fn fetch_labels(client: Arc<CubeClient>, crms: BTreeSet<Crm>) -> Labels {
+    let client = &client;
     let answers = futures::future::join_all(
         crms.into_iter()
             .map(|crm| async move { (crm, client.custom_field_labels(crm).await) }),
@@ -195,7 +203,10 @@ async fn fetch_labels(
             Err(e) => unreadable.push((crm, e)),
         }
     }
-    (labels, unreadable)
+    Labels {
+        by_key: labels,
+        unreadable,
+    }
 }
 
 /// The dataset schema at the destination (its newest generation), or a new one; its base; and
@@ -368,7 +379,10 @@ pub(super) async fn plan(
     report: &mut Report,
 ) -> Result<(Run, Vec<Unit>), RunError> {
     if dataset.scope() == ScopeKind::Crm {
-        let unreadable = context
+        // A CRM table is read per CRM: one whose definitions cannot be read is an error, known
+        // before anything else is done.
+        let labels = context.labels.clone().await;
+        let unreadable = labels
             .unreadable
             .iter()
             .find(|(crm, _)| context.crms.contains(crm));
@@ -387,9 +401,6 @@ pub(super) async fn plan(
             });
         }
     }
-    for (crm, e) in &context.unreadable {
-        tracing::warn!(crm = %crm, error = %e, "could not read the labels of this CRM's custom fields; its columns stay unlabelled");
-    }
     let dest = settings
         .store
         .open(dataset)
@@ -399,13 +410,21 @@ pub(super) async fn plan(
     let (mut schema, mut base, existed) = load_schema(&dest, &paths, &dataset).await?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     adopt_history(&mut schema, &dataset, settings, existed)?;
-    let labels_changed = schema.set_labels(context.labels.clone());
     let ledger = Ledger::new(&dest, &paths);
     let committed = ledger.load().await.map_err(RunError::StateWrite)?;
     let units = units(&dataset, context, settings, schema.keep_history);
     let mut skipped = Vec::new();
     let todo = partitions(&ledger, &dataset, settings, units, &committed, &mut skipped).await?;
-    check_served(&context.client, &dataset, todo.first()).await?;
+    // The labels come while page 1 of the first partition does: one round trip, not two.
+    let (labels, served) = futures::join!(
+        context.labels.clone(),
+        check_served(&context.client, &dataset, todo.first())
+    );
+    served?;
+    for (crm, e) in &labels.unreadable {
+        tracing::warn!(crm = %crm, error = %e, "could not read the labels of this CRM's custom fields; its columns stay unlabelled");
+    }
+    let labels_changed = schema.set_labels(labels.by_key.clone());
     report.partitions.extend(skipped);
     // Committed before any file is written under the new settings or with the new labels.
     if policy_changed || labels_changed || !existed {
