@@ -130,8 +130,18 @@ fn main() {
         assert!(decoded.is_some());
         page.records
     });
+    // What a page decoded at parse time holds until its file is written, beside its JSON.
+    let (_, held) = decode_page(
+        schema.decode_arrow(),
+        schema.arrow(),
+        n,
+        page.results_json(),
+        None,
+    )
+    .unwrap();
+    let held_bytes: usize = held.batches.iter().map(|b| b.get_array_memory_size()).sum();
     println!(
-        "page of {n} records, {} bytes of JSON, {} columns",
+        "page of {n} records, {} bytes of JSON, {} columns; decoded, it holds {held_bytes} bytes of Arrow arrays",
         body.len(),
         schema.arrow().fields().len()
     );
