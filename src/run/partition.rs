@@ -1,7 +1,7 @@
 //! Extracting one partition (a campaign's day, or a snapshot of a CRM, a campaign or the
-//! account). Pages are fetched concurrently, then decoded and
-//! encoded into the partition's Parquet file in order as they arrive, while the file streams to
-//! the destination. Memory holds only the pages in flight (bounded by the run's page budget)
+//! account). Pages are fetched concurrently and decoded as they arrive (which also finds their
+//! keys for the listing checks and the schema), then encoded into the partition's Parquet file
+//! in order, while the file streams to the destination. Memory holds only the pages in flight (bounded by the run's page budget)
 //! and the row group being encoded, whatever the size of the day. The file is placed only if
 //! the whole listing was complete and consistent; otherwise the upload is abandoned.
 //!
@@ -266,22 +266,22 @@ impl<'r> Partition<'r> {
             run.merge_and_snapshot(&first.page.keys, self.day()).await?;
         target.meta.snapshot_at = written.snapshot_at;
         let version = target.version;
-        let mut encoder = PageEncoder::new(&target, listing.page_size as usize, out, &run.policy)?;
+        let mut encoder = PageEncoder::new(&target, listing.page_size as usize, out, &run.policy);
         encoder = self.encode(encoder, first).await?;
         let mut rest = std::pin::pin!(futures::stream::iter(2..=listing.pages)
             .map(|n| async move { (n, self.fetch(n).await) })
             .buffered(run.fan_out));
         while let Some((n, fetched)) = rest.next().await {
-            let page = match self.checked(n, fetched, &listing, seen).await? {
-                Ok(page) => page,
+            let parsed = match self.checked(n, fetched, &listing, seen).await? {
+                Ok(parsed) => parsed,
                 Err(change) => return Ok(Err(change)),
             };
             // Keep the dataset schema current, then see whether this file can hold the page.
-            run.merge(&page.page.keys, self.day()).await?;
-            if let Err(misfit) = written_with.holds(&page.page.keys) {
+            run.merge(&parsed.page.keys, self.day()).await?;
+            if let Err(misfit) = written_with.holds(&parsed.page.keys) {
                 return Ok(Err(misfit.into()));
             }
-            encoder = self.encode(encoder, page).await?;
+            encoder = self.encode(encoder, parsed).await?;
         }
         let bytes = run.cpu.run(move || encoder.finish()).await?;
         Ok(Ok(Produced { bytes, version }))
@@ -335,7 +335,7 @@ impl<'r> Partition<'r> {
         let bytes = run
             .cpu
             .run(move || {
-                let mut encoder = PageEncoder::new(&target, page_size, out, &policy)?;
+                let mut encoder = PageEncoder::new(&target, page_size, out, &policy);
                 // Each page is dropped once encoded, so the memory held shrinks as the file grows.
                 for parsed in pages {
                     encoder = encoder.push(parsed.page, parsed.decoded)?;
@@ -361,13 +361,13 @@ impl<'r> Partition<'r> {
             Err(SourceError::NotFound { url }) => return Ok(Err(ListingChange::Vanished { url })),
             Err(e) => return Err(e.into()),
         };
-        let page = self.parse(number, fetched).await?;
+        let parsed = self.parse(number, fetched).await?;
         Ok(
             match listing
-                .check(&page.page)
-                .and_then(|()| seen.check(&page.page))
+                .check(&parsed.page)
+                .and_then(|()| seen.check(&parsed.page))
             {
-                Ok(()) => Ok(page),
+                Ok(()) => Ok(parsed),
                 Err(change) => Err(change),
             },
         )
@@ -470,9 +470,11 @@ enum Placed {
 
 /// Turns pages into the partition's Parquet file, on blocking threads. A page decoded when it
 /// was parsed is written as it is if it was decoded with this file's schema; any other page is
-/// decoded here, by one decoder for the partition, so its buffers are allocated once.
+/// decoded here, by one decoder for the partition (made at the first such page), so its
+/// buffers are allocated once.
 struct PageEncoder {
-    decoder: PageDecoder,
+    decoder: Option<PageDecoder>,
+    page_size: usize,
     decode_schema: SchemaRef,
     /// The file's columns.
     arrow: SchemaRef,
@@ -486,14 +488,10 @@ struct PageEncoder {
 }
 
 impl PageEncoder {
-    fn new(
-        target: &Target,
-        page_size: usize,
-        out: ChunkWriter,
-        policy: &Policy,
-    ) -> Result<Self, PartitionError> {
-        Ok(PageEncoder {
-            decoder: PageDecoder::new(target.decode.clone(), target.arrow.clone(), page_size)?,
+    fn new(target: &Target, page_size: usize, out: ChunkWriter, policy: &Policy) -> Self {
+        PageEncoder {
+            decoder: None,
+            page_size,
             decode_schema: target.decode.clone(),
             arrow: target.arrow.clone(),
             writer: PartitionWriter::new(out, target.arrow.clone(), target.meta.clone()),
@@ -501,7 +499,7 @@ impl PageEncoder {
             policy: policy.clone(),
             rows: 0,
             empty_strings: BTreeMap::new(),
-        })
+        }
     }
 
     fn push(mut self, page: Page, decoded: Option<Decoded>) -> Result<Self, PartitionError> {
@@ -530,9 +528,17 @@ impl PageEncoder {
                     decoded.empty_strings
                 }
                 None => {
-                    self.decoder.push(page.results_json(), &mut sink)?;
-                    self.decoder.finish(&mut sink)?;
-                    self.decoder.take_empty_strings()
+                    let decoder = match &mut self.decoder {
+                        Some(decoder) => decoder,
+                        None => self.decoder.insert(PageDecoder::new(
+                            self.decode_schema.clone(),
+                            schema.clone(),
+                            self.page_size,
+                        )?),
+                    };
+                    decoder.push(page.results_json(), &mut sink)?;
+                    decoder.finish(&mut sink)?;
+                    decoder.take_empty_strings()
                 }
             };
         for (column, page_rows) in empty_strings {
