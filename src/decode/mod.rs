@@ -10,6 +10,7 @@
 //! see [`decode_page`].
 
 mod records;
+mod surrogates;
 mod timestamps;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef, TimeUnit};
 
 use crate::schema::Found;
 use records::{RecordsDecoder, SharedFound};
+use surrogates::unescape_surrogate_pairs;
 use timestamps::parse_date;
 pub use timestamps::{
     parse_naive_general, parse_naive_timestamp, parse_zoned_general, parse_zoned_timestamp,
@@ -180,7 +182,8 @@ impl PageDecoder {
         results_json: &[u8],
         sink: &mut impl FnMut(RecordBatch) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut rest = results_json;
+        let json = unescape_surrogate_pairs(results_json);
+        let mut rest: &[u8] = &json;
         while !rest.is_empty() {
             let used = self.inner.decode(rest).map_err(DecodeError)?;
             rest = &rest[used..];
@@ -548,6 +551,30 @@ mod tests {
         assert!(a.is_null(4) && a.is_null(5));
         assert_eq!(a.value(6), "2.50");
         assert_eq!(a.value(7), r#"{"x":[1,"y"]}"#);
+    }
+
+    /// arrow-json alone reads `\ud840\udc00` as U+10000 (see `surrogates`).
+    #[test]
+    fn escaped_surrogate_pairs_read_as_their_characters_in_keys_and_values() {
+        let (found, decoded) = decode_page(
+            Arc::new(Schema::new(vec![Field::new(
+                "k\u{20000}",
+                DataType::Utf8,
+                true,
+            )])),
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)])),
+            4,
+            br#"[{"k\ud840\udc00": "\ud840\udc00 \uDAED\uDDAD"}]"#,
+            None,
+        )
+        .unwrap();
+        let value = decoded.batches[0]
+            .column(0)
+            .as_string::<i32>()
+            .value(0)
+            .to_owned();
+        assert_eq!(value, "\u{20000} \u{CB5AD}");
+        assert_eq!(found.keys.iter().next().map(|(k, _)| k), Some("k\u{20000}"));
     }
 
     #[test]
