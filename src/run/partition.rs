@@ -520,7 +520,9 @@ impl PageEncoder {
             Ok(())
         };
         let empty_strings =
-            match decoded.filter(|d| same_schema(&d.decode_schema, &self.decode_schema)) {
+            // Two moments of a run share the schema's allocation or its content when no change
+            // came between (`Arc`'s `==` compares pointers first).
+            match decoded.filter(|d| d.decode_schema == self.decode_schema) {
                 Some(decoded) => {
                     for batch in decoded.batches {
                         sink(batch)?;
@@ -555,11 +557,4 @@ impl PageEncoder {
         let out = self.writer.finish(&empty)?;
         Ok(out.complete().map_err(EncodeError::from)?)
     }
-}
-
-/// Whether pages decoded with `a` fit a file decoded with `b`: the same columns, types and
-/// order (the schemas of two moments of a run are equal, not the same allocation, when no
-/// change came between).
-fn same_schema(a: &SchemaRef, b: &SchemaRef) -> bool {
-    std::sync::Arc::ptr_eq(a, b) || a == b
 }
