@@ -115,18 +115,28 @@ impl Reconciler<'_> {
     ) -> Result<Brought, PartitionError> {
         let path = self.paths.data_file(&unit);
         let ledger = Ledger::new(self.dest, self.paths);
+        // The entry and the file are read together: a rewrite is a chain of short requests.
+        let (listed, data) = futures::join!(
+            async {
+                match &recorded {
+                    Some(c) => ledger.read(c).await,
+                    None => Ok(None),
+                }
+            },
+            self.dest.get(&path)
+        );
         // The listing may be older than the unit's entry: another writer may have replaced it
         // since (written the new, deleted the old). Read it afresh then; a record that still
         // cannot be read is left to that writer, never made up.
-        let mut record = match &recorded {
-            Some(c) => match ledger.read(c).await? {
-                Some(record) => Some(record),
-                None => ledger.read_unit(&unit).await?,
-            },
-            None => None,
+        let listed = listed?;
+        let fresh = listed.is_some();
+        let mut record = match (listed, &recorded) {
+            (Some(record), _) => Some(record),
+            (None, Some(_)) => ledger.read_unit(&unit).await?,
+            (None, None) => None,
         };
         let mut written = 0;
-        if let Some(old) = self.dest.get(&path).await? {
+        if let Some(old) = data? {
             let to = target.clone();
             let policy = self.policy.clone();
             let streamed = place::stream(self.dest, &path, self.paths.staging_dir(), |out| {
@@ -177,7 +187,11 @@ impl Reconciler<'_> {
         if let Some(record) = &mut record {
             if recorded_version.is_some_and(|v| written > 0 || v != target.version) {
                 record.schema_version = target.version;
-                ledger.record(&unit, record).await?;
+                match &recorded {
+                    // The entries the listing found are the ones to replace.
+                    Some(listed) if fresh => ledger.replace(&unit, record, listed).await?,
+                    _ => ledger.record(&unit, record).await?,
+                }
             }
         }
         Ok(Brought::Done(written))

@@ -108,13 +108,39 @@ impl<'a> Ledger<'a> {
 
     /// Records a unit as committed under `record.schema_version`, then drops its older entries.
     pub async fn record(&self, unit: &Unit, record: &LedgerRecord) -> Result<(), StoreError> {
+        let path = self.put(unit, record).await?;
+        let older: Vec<Path> = self
+            .dest
+            .list(&self.paths.ledger_dir(unit))
+            .await?
+            .into_iter()
+            .map(|meta| meta.location)
+            .collect();
+        self.drop_entries(&path, &older).await
+    }
+
+    /// Records a unit anew in place of the entries a listing found for it (`replaced`): no
+    /// listing of its own, which on S3 is one request per rewritten file saved.
+    pub async fn replace(
+        &self,
+        unit: &Unit,
+        record: &LedgerRecord,
+        replaced: &Committed,
+    ) -> Result<(), StoreError> {
+        let path = self.put(unit, record).await?;
+        self.drop_entries(&path, &replaced.entries).await
+    }
+
+    async fn put(&self, unit: &Unit, record: &LedgerRecord) -> Result<Path, StoreError> {
         let path = self.paths.ledger_entry(unit, record.schema_version);
         let body = serde_json::to_vec_pretty(record).expect("ledger record serialises");
         self.dest.put_state(&path, Bytes::from(body)).await?;
-        for meta in self.dest.list(&self.paths.ledger_dir(unit)).await? {
-            if meta.location != path {
-                self.dest.delete(&meta.location).await?;
-            }
+        Ok(path)
+    }
+
+    async fn drop_entries(&self, kept: &Path, entries: &[Path]) -> Result<(), StoreError> {
+        for entry in entries.iter().filter(|e| *e != kept) {
+            self.dest.delete(entry).await?;
         }
         Ok(())
     }
