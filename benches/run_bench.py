@@ -307,6 +307,21 @@ def parquet_bytes(root: Path) -> tuple[int, int]:
     return total, files
 
 
+def file_system(path: Path) -> str:
+    """The type of the file system `path` is on (from /proc/mounts), e.g. "ext4" or "tmpfs"."""
+    best, kind = "", "?"
+    try:
+        target = str(path.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and (target == fields[1] or target.startswith(fields[1].rstrip("/") + "/")) \
+                    and len(fields[1]) > len(best):
+                best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def fresh(path: Path) -> Path:
     if path.is_dir():
         shutil.rmtree(path)
@@ -461,6 +476,7 @@ class NightlyRow:
     changed_cpu: list[float] = dataclasses.field(default_factory=list)
     rewritten: int | None = None
     failed: str | None = None
+    where: str = ""  # the file system the copies were on
 
     @property
     def ratio(self) -> float | None:
@@ -472,7 +488,7 @@ class NightlyRow:
 def run_nightly(dataset: Dataset, work: Path, concurrency: int, timeout: float, repeat: int) -> NightlyRow:
     """Extracts `dataset` (the history), then, on `repeat` copies of it: the next day (no schema
     change), then the day after, where a new key appears (every history file is rewritten)."""
-    row = NightlyRow(dataset)
+    row = NightlyRow(dataset, where=file_system(work))
     plain_day = dataset.last + dt.timedelta(days=1)
     changed_day = plain_day + dt.timedelta(days=1)
     history = fresh(work / "out-nightly-history")
@@ -863,6 +879,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-doubled", action="store_true", help="leave out the run over twice the days")
     p.add_argument("--nightly-days", type=int,
                    help="days of history before the nightly runs (full: 364, quick: 30; 0 skips them)")
+    p.add_argument("--no-nightly-tmpfs", dest="nightly_tmpfs", action="store_false",
+                   help="skip the nightly runs' repeat on /dev/shm (for information beside the work directory's)")
     p.add_argument("--nightly-rows-per-day", type=int, default=50,
                    help="mean rows per (campaign, day) of the nightly history (default 50)")
     p.add_argument("--no-duckdb-partitioned", dest="duckdb_partitioned", action="store_false",
@@ -1011,13 +1029,25 @@ def main(argv: list[str]) -> int:
     else:
         targets_latency = []
     # ---- table 3: a nightly run after a year of history ------------------------------------
-    nightly = None
+    nightly = nightly_shm = None
     if args.nightly_days:
         nightly_ds = Dataset(NIGHTLY_CAMPAIGNS, args.nightly_rows_per_day, NIGHTLY_FIRST, args.nightly_days)
         say(f"nightly: history of {nightly_ds.describe()}")
         nightly = run_nightly(nightly_ds, work, args.concurrency, args.timeout, args.repeat)
         say("nightly: " + (f"FAILED {nightly.failed}" if nightly.failed else
                            f"{nightly.ratio:.2f}x ({nightly.changed} vs {nightly.plain} s)"))
+        # The same on tmpfs, for information: it tells the tool's own cost from the file
+        # system's (ext4 without a journal makes creating files dear after many deletions).
+        shm = Path("/dev/shm")
+        if args.nightly_tmpfs and shm.is_dir() and file_system(work) != "tmpfs":
+            shm_work = shm / f"cube-bench-nightly-{os.getpid()}"
+            shm_work.mkdir(exist_ok=True)
+            try:
+                nightly_shm = run_nightly(nightly_ds, shm_work, args.concurrency, args.timeout, args.repeat)
+            finally:
+                shutil.rmtree(shm_work, ignore_errors=True)
+            say("nightly on tmpfs: " + (f"FAILED {nightly_shm.failed}" if nightly_shm.failed else
+                                        f"{nightly_shm.ratio:.2f}x ({nightly_shm.changed} vs {nightly_shm.plain} s)"))
     # ---- table 4: a big snapshot -----------------------------------------------------------
     snapshot = None
     if args.snapshot_customers:
@@ -1076,20 +1106,26 @@ def main(argv: list[str]) -> int:
             "",
         ]
     if nightly:
+        def nightly_row(n: NightlyRow, note: str) -> str:
+            return (
+                f"| {n.where}{note} | {fmt(n.history.wall if n.history else None, '.2f')} | {fmt(n.history_files, ',')} "
+                f"| {', '.join(f'{x:.2f}' for x in n.plain) or '–'} | {', '.join(f'{x:.2f}' for x in n.changed) or '–'} "
+                f"| {fmt(n.rewritten, ',')} | {fmt(n.ratio, '.2f')}x "
+                f"| {', '.join(f'{x:.2f}' for x in n.plain_cpu)} / {', '.join(f'{x:.2f}' for x in n.changed_cpu)} |"
+            )
         lines += [
             f"## A nightly run after a year of history ({nightly.dataset.describe()})",
             "",
-            "| history s | history files | nightly, no schema change s | nightly, one new column s "
+            "| file system | history s | history files | nightly, no schema change s | nightly, one new column s "
             "| files rewritten | ratio | CPU s (no change / new column) |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
-            f"| {fmt(nightly.history.wall if nightly.history else None, '.2f')} | {fmt(nightly.history_files, ',')} "
-            f"| {', '.join(f'{x:.2f}' for x in nightly.plain) or '–'} | {', '.join(f'{x:.2f}' for x in nightly.changed) or '–'} "
-            f"| {fmt(nightly.rewritten, ',')} | {fmt(nightly.ratio, '.2f')}x "
-            f"| {', '.join(f'{x:.2f}' for x in nightly.plain_cpu)} / {', '.join(f'{x:.2f}' for x in nightly.changed_cpu)} |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            nightly_row(nightly, " (the work directory: the target)"),
+            *([nightly_row(nightly_shm, " (/dev/shm, for information)")] if nightly_shm else []),
             "",
             "Each repeat runs on its own copy of the history: the next day, then the day after (where every record "
             "has one new key). Ratio = median of the second over median of the first."
-            + (f" FAILED: {nightly.failed}" if nightly.failed else ""),
+            + (f" FAILED: {nightly.failed}" if nightly.failed else "")
+            + (f" On /dev/shm FAILED: {nightly_shm.failed}" if nightly_shm and nightly_shm.failed else ""),
             "",
         ]
     if snapshot:
