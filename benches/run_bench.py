@@ -37,6 +37,7 @@ mean nothing).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import datetime as dt
 import itertools
@@ -322,12 +323,29 @@ def file_system(path: Path) -> str:
     return kind
 
 
+# Folders holding what `fresh` moved out of the way, deleted when the benchmark ends.
+_TRASH: list[Path] = []
+
+
 def fresh(path: Path) -> Path:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+    """Makes way for a new `path`: what is there is moved into a trash folder beside it, deleted
+    only when the benchmark ends (`empty_trash`). Deleting thousands of files just before a
+    measured run would tax that run: ext4 without a journal (as on this project's machine) skips
+    every inode freed in the last 30 s each time it creates a file, so the run that follows a mass
+    deletion pays for it in kernel time, and every run that writes files (DuckDB's too) did."""
+    if path.exists() or path.is_symlink():
+        trash = path.parent / f".bench-trash-{os.getpid()}"
+        if trash not in _TRASH:
+            trash.mkdir(parents=True, exist_ok=True)
+            _TRASH.append(trash)
+        path.rename(trash / f"{len(list(trash.iterdir())):04d}-{path.name}")
     return path
+
+
+def empty_trash() -> None:
+    for trash in _TRASH:
+        shutil.rmtree(trash, ignore_errors=True)
+    _TRASH.clear()
 
 
 # ============================================================================================
@@ -915,6 +933,7 @@ def main(argv: list[str]) -> int:
     if args._convert:
         convert(*args._convert)
         return 0
+    atexit.register(empty_trash)
     for binary in (EXTRACT_BIN, SIM_BIN):
         if not binary.exists():
             print(f"{binary} is missing: run `cargo build --release --bin cube-extract --example cube_sim` "
