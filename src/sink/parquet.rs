@@ -214,9 +214,14 @@ fn dictionary_pays(column: &dyn Array) -> bool {
     distinct <= limit
 }
 
-/// Distinct values, counted up to just past `limit`.
+/// Distinct values, counted up to just past `limit`. Run on every column of every file: a set
+/// sized for the limit and a fast hasher keep it cheap (SipHash and rehashing as the set grew
+/// were most of its cost).
 fn count_distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>, limit: usize) -> usize {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+        limit + 1,
+        foldhash::fast::RandomState::default(),
+    );
     for v in values {
         seen.insert(v);
         if seen.len() > limit {
