@@ -9,6 +9,7 @@ mod plan;
 mod reconcile;
 mod signal;
 mod state;
+mod tail;
 
 use futures::StreamExt;
 
@@ -226,11 +227,17 @@ async fn execute(
         let runs: Vec<Option<&Run>> = (0..reports.len())
             .map(|i| planned.iter().find(|(j, _)| *j == i).map(|(_, r)| r))
             .collect();
+        let unfinished = &tail::Unfinished::new(
+            &todo,
+            2 * budget::partitions_in_flight(settings.concurrency),
+        );
         let mut outcomes = std::pin::pin!(futures::stream::iter(todo)
             .map(|(i, unit)| {
                 let run = runs[i].expect("units come from planned tables");
+                unfinished.started();
                 async move {
                     let outcome = Partition::new(run, unit).extract(shutdown).await;
+                    unfinished.ended(i, &unit);
                     if let Some(p) = &outcome {
                         let failed = p.status == PartitionStatus::Failed;
                         progress.partition_done(
@@ -246,8 +253,17 @@ async fn execute(
             .buffer_unordered(budget::partitions_in_flight(settings.concurrency)));
         // Into the report as each partition ends, so that a report written after a signal has
         // every partition committed before it.
-        while let Some((i, outcome)) = outcomes.next().await {
-            reports[i].1.partitions.extend(outcome);
+        let drain = async {
+            while let Some((i, outcome)) = outcomes.next().await {
+                reports[i].1.partitions.extend(outcome);
+            }
+            unfinished.all_ended();
+        };
+        let early = tail::rewrite_early(&planned, unfinished, settings.concurrency, shutdown);
+        let ((), rewritten_early) = futures::join!(drain, early);
+        for (i, done) in rewritten_early {
+            reports[i].1.files_rewritten += done.files;
+            reports[i].1.bytes_written += done.bytes;
         }
     }
     let mut stopped_by = shutdown.received();
@@ -260,7 +276,7 @@ async fn execute(
             {
                 Err(signal) => stopped_by = Some(signal),
                 Ok(Ok(done)) => {
-                    report.files_rewritten = done.files;
+                    report.files_rewritten += done.files;
                     report.bytes_written += done.bytes;
                 }
                 Ok(Err(e)) => {

@@ -3,7 +3,7 @@
 //! (see `sink::parquet::rewrite`). Runs at the end of every extraction and as
 //! `cube-extract reconcile`, the fan-in step after many writers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use futures::StreamExt;
 
@@ -70,6 +70,19 @@ impl Reconciler<'_> {
         target: &Target,
         concurrency: usize,
     ) -> Result<Rewritten, PartitionError> {
+        self.reconcile_leaving(target, concurrency, &HashSet::new())
+            .await
+    }
+
+    /// As [`Reconciler::reconcile`], but leaves the files of the units in `leave` as they are:
+    /// units a run is still extracting, whose new file may be placed at any moment (a rewrite
+    /// of the old one placed after it would bring the old rows back).
+    pub(crate) async fn reconcile_leaving(
+        &self,
+        target: &Target,
+        concurrency: usize,
+        leave: &HashSet<Unit>,
+    ) -> Result<Rewritten, PartitionError> {
         let ledger = Ledger::new(self.dest, self.paths);
         let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
         let mut stale: Vec<(Unit, Option<Committed>)> = committed
@@ -84,6 +97,7 @@ impl Reconciler<'_> {
                 }
             }
         }
+        stale.retain(|(unit, _)| !leave.contains(unit));
         let results: Vec<(Unit, Result<Brought, PartitionError>)> = futures::stream::iter(stale)
             .map(|(unit, recorded)| async move {
                 (unit, self.bring_up_to_date(unit, recorded, target).await)
@@ -322,6 +336,15 @@ mod tests {
     /// the destination to a newer schema made from the records `ours`. Returns what that did
     /// and whether the file is byte for byte as it was.
     async fn reconcile_one(theirs: &str, ours: &str) -> (Rewritten, Unit, bool) {
+        reconcile_one_leaving(theirs, ours, false).await
+    }
+
+    /// As `reconcile_one`; with `leave_it`, the file's unit is one to leave.
+    async fn reconcile_one_leaving(
+        theirs: &str,
+        ours: &str,
+        leave_it: bool,
+    ) -> (Rewritten, Unit, bool) {
         let dir = tempfile::tempdir().unwrap();
         let dest = Destination::open(&DestinationSpec::Local(dir.path().into())).unwrap();
         let paths = Paths::new(&crate::datasets::CALL_OUTCOMES);
@@ -366,6 +389,7 @@ mod tests {
             .unwrap();
 
         let cpu = CpuSlots::new();
+        let leave: HashSet<Unit> = leave_it.then_some(unit).into_iter().collect();
         let done = Reconciler {
             dest: &dest,
             paths: &paths,
@@ -373,11 +397,24 @@ mod tests {
             cpu: &cpu,
             every_file: false,
         }
-        .reconcile(&our_target, 2)
+        .reconcile_leaving(&our_target, 2, &leave)
         .await
         .unwrap();
         let unchanged = dest.get(&path).await.unwrap() == Some(file);
         (done, unit, unchanged)
+    }
+
+    /// A unit a run is still extracting is left as it is (its new file may be placed at any
+    /// moment); the same file of a unit not left is rewritten.
+    #[tokio::test]
+    async fn a_unit_being_extracted_is_left_as_it_is() {
+        let (theirs, ours) = (r#"[{"x": 7}]"#, r#"[{"x": 7, "y": "a"}]"#);
+        let (done, _, unchanged) = reconcile_one_leaving(theirs, ours, true).await;
+        assert_eq!(done.files, 0);
+        assert!(unchanged);
+        let (done, _, unchanged) = reconcile_one_leaving(theirs, ours, false).await;
+        assert_eq!(done.files, 1);
+        assert!(!unchanged);
     }
 
     /// A file holding a column the target does not know (another writer's, whose schema change

@@ -156,6 +156,11 @@ impl Run {
         }
     }
 
+    /// Whether this run changed the dataset schema (or took up another writer's change).
+    pub(crate) async fn schema_changed_in_run(&self) -> bool {
+        !self.schema.lock().await.changes.is_empty()
+    }
+
     /// The current dataset schema as a write target.
     pub(crate) async fn target(&self) -> Target {
         Target::of(&self.schema.lock().await.schema)

@@ -408,6 +408,73 @@ fn a_single_run_over_a_drifting_range_keeps_the_empty_strings_of_days_before_the
     assert_rows(&data.rows, &expected);
 }
 
+/// A run long enough that the files its schema change left behind are rewritten while its last
+/// partitions still run (from `2 x (concurrency + cores)` partitions before the end): the days
+/// before the widening end with the final schema and their `""`, the table is exact, and the
+/// report counts every rewrite.
+#[test]
+fn the_files_a_run_left_behind_are_rewritten_while_its_last_partitions_run() {
+    let cfg = SimConfig {
+        quirks: Quirks {
+            drift: true,
+            ..Quirks::default()
+        },
+        faults: cube_sim::Faults {
+            // The last partitions take a while, as with a real API.
+            latency_ms: 10,
+            ..cube_sim::Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = cube_sim::start(cfg.clone());
+    // The drift begins on the 15th; the early rewrite, once 2 x (1 + cores) days are left.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let from = day("2019-08-05");
+    let to = day("2019-08-15") + chrono::Duration::days(2 * (1 + cores as i64) + 10);
+    let (from, to) = (from.to_string(), to.to_string());
+    let ws = Workspace::on(Backend::Local);
+    let out = ws.extract(
+        &sim,
+        &[
+            "--campaign",
+            "101",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--concurrency",
+            "1",
+            "-v",
+        ],
+    );
+    out.assert_code(0);
+    let log = out.all_output();
+    let early: u64 = log
+        .lines()
+        .find(|l| l.contains("rewrote files while the last partitions ran"))
+        .and_then(|l| l.split("files=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no early rewrite in the log:\n{log}"));
+    assert!(
+        early > 0,
+        "the early rewrite found the days before the widening"
+    );
+    let rewrites = log
+        .matches("rewrote file for the current dataset schema")
+        .count() as u64;
+    assert_eq!(out.report()["files_rewritten"].as_u64(), Some(rewrites));
+    assert!(rewrites >= early);
+    let data = read_dataset(&ws.view());
+    let expected = expected_rows(&cfg, &[101], &days(&from, &to), &data.schema_json);
+    let widened = widened_to_utf8(&[out.report()]);
+    assert!(
+        empty_strings_before(&expected, &widened, day("2019-08-15")) > 0,
+        "days before the drift hold \"\" in a widened column: {widened:?}"
+    );
+    assert_rows(&data.rows, &expected);
+}
+
 #[test]
 fn a_type_widening_to_utf8_within_one_day_keeps_every_json_text_exactly() {
     // A late day whose first record holds a number or boolean in a drifting column while a
