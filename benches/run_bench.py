@@ -331,7 +331,7 @@ def fresh(path: Path) -> Path:
     """Makes way for a new `path`: what is there is moved into a trash folder beside it, deleted
     only when the benchmark ends (`empty_trash`). Deleting thousands of files just before a
     measured run would tax that run: ext4 without a journal (as on this project's machine) skips
-    every inode freed in the last 30 s each time it creates a file, so the run that follows a mass
+    every inode freed in the last 60 s (up to 6 minutes) each time it creates a file, so the run that follows a mass
     deletion pays for it in kernel time, and every run that writes files (DuckDB's too) did."""
     if path.exists() or path.is_symlink():
         trash = path.parent / f".bench-trash-{os.getpid()}"
