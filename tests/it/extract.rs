@@ -389,18 +389,31 @@ fn a_single_run_over_a_drifting_range_keeps_the_empty_strings_of_days_before_the
         ],
     );
     out.assert_code(0);
-    let widened = widened_to_utf8(&[out.report()]);
     assert!(
         out.report()["files_rewritten"].as_u64().unwrap() > 0,
         "the widening was met after some days were committed"
     );
-    let data = read_dataset(&ws.view());
-    let expected = expected_rows(
+    assert_exact_with_the_empty_strings_before_the_drift(
+        &ws,
         &cfg,
-        &[101],
-        &days("2019-08-05", "2019-08-16"),
-        &data.schema_json,
+        &out,
+        "2019-08-05",
+        "2019-08-16",
     );
+}
+
+/// The table holds exactly what the simulator serves for campaign 101 over `from..=to`, and
+/// the days before the drift (from the 15th) hold `""` in the columns `out` widened to Utf8.
+fn assert_exact_with_the_empty_strings_before_the_drift(
+    ws: &Workspace,
+    cfg: &SimConfig,
+    out: &Outcome,
+    from: &str,
+    to: &str,
+) {
+    let widened = widened_to_utf8(&[out.report()]);
+    let data = read_dataset(&ws.view());
+    let expected = expected_rows(cfg, &[101], &days(from, to), &data.schema_json);
     assert!(
         empty_strings_before(&expected, &widened, day("2019-08-15")) > 0,
         "days before the drift hold \"\" in a widened column: {widened:?}"
@@ -465,14 +478,7 @@ fn the_files_a_run_left_behind_are_rewritten_while_its_last_partitions_run() {
         .count() as u64;
     assert_eq!(out.report()["files_rewritten"].as_u64(), Some(rewrites));
     assert!(rewrites >= early);
-    let data = read_dataset(&ws.view());
-    let expected = expected_rows(&cfg, &[101], &days(&from, &to), &data.schema_json);
-    let widened = widened_to_utf8(&[out.report()]);
-    assert!(
-        empty_strings_before(&expected, &widened, day("2019-08-15")) > 0,
-        "days before the drift hold \"\" in a widened column: {widened:?}"
-    );
-    assert_rows(&data.rows, &expected);
+    assert_exact_with_the_empty_strings_before_the_drift(&ws, &cfg, &out, &from, &to);
 }
 
 #[test]
