@@ -143,7 +143,7 @@ impl Reconciler<'_> {
         // since (written the new, deleted the old). Read it afresh then; a record that still
         // cannot be read is left to that writer, never made up.
         let listed = listed?;
-        let fresh = listed.is_some();
+        let entries_current = listed.is_some();
         let mut record = match (listed, &recorded) {
             (Some(record), _) => Some(record),
             (None, Some(_)) => ledger.read_unit(&unit).await?,
@@ -203,7 +203,9 @@ impl Reconciler<'_> {
                 record.schema_version = target.version;
                 match &recorded {
                     // The entries the listing found are the ones to replace.
-                    Some(listed) if fresh => ledger.replace(&unit, record, listed).await?,
+                    Some(listed) if entries_current => {
+                        ledger.replace(&unit, record, listed).await?
+                    }
                     _ => ledger.record(&unit, record).await?,
                 }
             }

@@ -85,7 +85,8 @@ impl Unfinished {
 }
 
 /// Near the end of the run, rewrites the files of each table whose schema changed in this run,
-/// leaving the units still being extracted or yet to start. Returns what it rewrote, by table index.
+/// leaving the units still being extracted or yet to start. Returns what it rewrote, by table
+/// index.
 /// Nothing is done when every partition ended first (the rewrite at the end does it all), or
 /// after a signal. A failure is left to the rewrite at the end, which meets it again.
 pub(super) async fn rewrite_early(
