@@ -1,7 +1,8 @@
 //! Bringing a dataset's files to its current schema: every file whose ledger entry names
 //! another layout version (and any file a killed run placed without recording it) is rewritten
-//! (see `sink::parquet::rewrite`). Runs at the end of every extraction and as
-//! `cube-extract reconcile`, the fan-in step after many writers.
+//! (see `sink::parquet::rewrite`). Runs at the end of every extraction (and, leaving the units
+//! still being extracted, near its end: see `run::tail`) and as `cube-extract reconcile`, the
+//! fan-in step after many writers.
 
 use std::collections::{BTreeMap, HashSet};
 
