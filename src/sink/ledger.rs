@@ -89,11 +89,9 @@ impl<'a> Ledger<'a> {
     /// entry another writer replaced since the ledger was listed.
     pub async fn read_unit(&self, unit: &Unit) -> Result<Option<LedgerRecord>, StoreError> {
         let entries: Vec<Path> = self
-            .dest
-            .list(&self.paths.ledger_dir(unit))
+            .listed(unit)
             .await?
             .into_iter()
-            .map(|m| m.location)
             .filter(|p| version_of(p).is_some())
             .collect();
         let Some(schema_version) = entries.iter().filter_map(version_of).max() else {
@@ -109,14 +107,14 @@ impl<'a> Ledger<'a> {
     /// Records a unit as committed under `record.schema_version`, then drops its older entries.
     pub async fn record(&self, unit: &Unit, record: &LedgerRecord) -> Result<(), StoreError> {
         let path = self.put(unit, record).await?;
-        let older: Vec<Path> = self
-            .dest
-            .list(&self.paths.ledger_dir(unit))
-            .await?
-            .into_iter()
-            .map(|meta| meta.location)
-            .collect();
+        let older = self.listed(unit).await?;
         self.drop_entries(&path, &older).await
+    }
+
+    /// Every object in a unit's ledger folder, from a fresh listing.
+    async fn listed(&self, unit: &Unit) -> Result<Vec<Path>, StoreError> {
+        let listing = self.dest.list(&self.paths.ledger_dir(unit)).await?;
+        Ok(listing.into_iter().map(|meta| meta.location).collect())
     }
 
     /// Records a unit anew in place of the entries a listing found for it (`replaced`): no
