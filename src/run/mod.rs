@@ -199,7 +199,13 @@ async fn execute(
     let mut todo: Vec<(usize, Unit)> = Vec::new();
     for (i, (dataset, report)) in reports.iter_mut().enumerate() {
         match shutdown
-            .unless_stopped(plan::plan(settings, context, *dataset, report))
+            .unless_stopped(plan::plan(
+                settings,
+                context,
+                *dataset,
+                todo.is_empty(),
+                report,
+            ))
             .await
         {
             Err(signal) => return Some(signal),

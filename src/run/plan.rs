@@ -35,6 +35,8 @@ pub(crate) struct Context {
     /// The labels of the CRMs' custom fields: one fetch, shared by every table, sent when the
     /// first table needs them (with its first page, so the two take one round trip).
     labels: Shared<BoxFuture<'static, Arc<Labels>>>,
+    /// Request slots the label fetch leaves free while it runs: one per CRM it reads.
+    free_while_labelling: usize,
 }
 
 /// Labels of custom fields by JSON key, and the CRMs whose definitions could not be read.
@@ -88,6 +90,7 @@ impl Context {
         };
         let mut with_labels: BTreeSet<Crm> = crms_of(&listed, &campaigns).into_iter().collect();
         with_labels.extend(crms.iter().copied());
+        let free_while_labelling = settings.concurrency.saturating_sub(with_labels.len());
         let client = Arc::new(client);
         let labels = fetch_labels(Arc::clone(&client), with_labels)
             .map(Arc::new)
@@ -100,6 +103,7 @@ impl Context {
             campaigns,
             crms,
             labels,
+            free_while_labelling,
         })
     }
 }
@@ -109,15 +113,29 @@ impl Context {
 /// listing it serves, empty or not (its "Invalid page." 404 is for pages past the end), so a 404
 /// there, for a campaign the account lists, means the endpoint is not there. Any other answer is
 /// left to the partition.
+///
+/// `ahead` more partitions have their page 1 fetched and kept meanwhile: the request slots
+/// the labels leave free would otherwise wait a round trip for the partitions to start. Their
+/// answers, whatever they are, are left to their partitions too.
 async fn check_served(
     client: &CubeClient,
     dataset: &Dataset,
-    first: Option<&Unit>,
+    todo: &[Unit],
+    ahead: usize,
 ) -> Result<(), RunError> {
-    let Some(unit) = first.filter(|_| dataset.scope() == ScopeKind::Campaign) else {
+    let Some(unit) = todo
+        .first()
+        .filter(|_| dataset.scope() == ScopeKind::Campaign)
+    else {
         return Ok(());
     };
-    match client.first_page_kept(dataset, unit).await {
+    let fetched_ahead = futures::future::join_all(
+        todo[1..]
+            .iter()
+            .take(ahead)
+            .map(|unit| client.first_page_kept(dataset, unit)),
+    );
+    match futures::join!(client.first_page_kept(dataset, unit), fetched_ahead).0 {
         Err(SourceError::NotFound { url }) => Err(RunError::Unserved {
             table: dataset.name,
             // The endpoint, without the day's query.
@@ -371,11 +389,13 @@ async fn partitions(
 }
 
 /// Settles the dataset schema a table's run starts from and lists its partitions to do.
-/// Nothing is written before the request is known to be valid.
+/// Nothing is written before the request is known to be valid. `starts_first`: the table's
+/// partitions are the first of the run to start.
 pub(super) async fn plan(
     settings: &Settings,
     context: &Context,
     dataset: Dataset,
+    starts_first: bool,
     report: &mut Report,
 ) -> Result<(Run, Vec<Unit>), RunError> {
     if dataset.scope() == ScopeKind::Crm {
@@ -415,10 +435,16 @@ pub(super) async fn plan(
     let units = units(&dataset, context, settings, schema.keep_history);
     let mut skipped = Vec::new();
     let todo = partitions(&ledger, &dataset, settings, units, &committed, &mut skipped).await?;
-    // The labels come while page 1 of the first partition does: one round trip, not two.
+    // The labels come while page 1 of the first partitions does: one round trip, not two. Only
+    // the partitions of the first table start at once: a later table's pages would be held
+    // until its turn.
+    let ahead = match starts_first {
+        true => context.free_while_labelling.saturating_sub(1),
+        false => 0,
+    };
     let (labels, served) = futures::join!(
         context.labels.clone(),
-        check_served(&context.client, &dataset, todo.first())
+        check_served(&context.client, &dataset, &todo, ahead)
     );
     served?;
     for (crm, e) in &labels.unreadable {

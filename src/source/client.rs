@@ -319,8 +319,9 @@ impl CubeClient {
         url
     }
 
-    /// Fetches page 1 of a unit's listing while planning, to learn whether the account serves
-    /// the endpoint at all; the body is kept for the unit's first read, so it costs no request.
+    /// Fetches page 1 of a unit's listing while planning (to learn whether the account serves
+    /// the endpoint at all, or to have it while the labels come); the body is kept for the
+    /// unit's first read, so it costs no request.
     pub(crate) async fn first_page_kept(
         &self,
         dataset: &Dataset,

@@ -481,6 +481,50 @@ fn the_files_a_run_left_behind_are_rewritten_while_its_last_partitions_run() {
     assert_exact_with_the_empty_strings_before_the_drift(&ws, &cfg, &out, &from, &to);
 }
 
+/// Page 1 of the first partitions goes out with the label requests, in one round trip: with
+/// half a second per answer, each arrives before any label could have come back, and each is
+/// fetched once (kept for its partition).
+#[test]
+fn the_first_partitions_fetch_their_page_1_while_the_labels_come() {
+    let latency = std::time::Duration::from_millis(500);
+    let sim = cube_sim::start(SimConfig {
+        faults: cube_sim::Faults {
+            latency_ms: latency.as_millis() as u64,
+            ..cube_sim::Faults::default()
+        },
+        ..SimConfig::default()
+    });
+    let ws = Workspace::on(Backend::Local);
+    let one_day = [
+        "--campaign",
+        "101,102,103",
+        "--from",
+        "2019-08-01",
+        "--to",
+        "2019-08-01",
+    ];
+    ws.extract(&sim, &one_day).assert_code(0);
+    let requests = sim.requests();
+    let labels_asked = requests
+        .iter()
+        .filter(|r| r.path.contains("crm_custom_fields"))
+        .map(|r| r.at)
+        .min()
+        .expect("the labels were fetched");
+    let first_pages: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.contains("/call_outcomes") && !r.query.contains("page="))
+        .collect();
+    assert_eq!(first_pages.len(), 3, "{first_pages:?}");
+    for page in first_pages {
+        assert!(
+            page.at < labels_asked + latency,
+            "page 1 of {} was asked for only after the labels came",
+            page.path
+        );
+    }
+}
+
 #[test]
 fn a_type_widening_to_utf8_within_one_day_keeps_every_json_text_exactly() {
     // A late day whose first record holds a number or boolean in a drifting column while a
