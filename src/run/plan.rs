@@ -431,7 +431,12 @@ pub(super) async fn plan(
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     adopt_history(&mut schema, &dataset, settings, existed)?;
     let ledger = Ledger::new(&dest, &paths);
-    let committed = ledger.load().await.map_err(RunError::StateWrite)?;
+    // Only `--resume` needs to know what is committed: a nightly run over years of history
+    // lists no ledger before its first page.
+    let committed = match settings.resume {
+        true => ledger.load().await.map_err(RunError::StateWrite)?,
+        false => BTreeMap::new(),
+    };
     let units = units(&dataset, context, settings, schema.keep_history);
     let mut skipped = Vec::new();
     let todo = partitions(&ledger, &dataset, settings, units, &committed, &mut skipped).await?;
