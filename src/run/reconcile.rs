@@ -85,13 +85,16 @@ impl Reconciler<'_> {
         leave: &HashSet<Unit>,
     ) -> Result<Rewritten, PartitionError> {
         let ledger = Ledger::new(self.dest, self.paths);
-        let committed: BTreeMap<Unit, Committed> = ledger.load().await?;
+        // Two walks of a long history on local disk, or two series of LISTs: side by side.
+        let table_root = self.paths.table_root();
+        let (committed, files) = futures::join!(ledger.load(), self.dest.list(&table_root));
+        let committed: BTreeMap<Unit, Committed> = committed?;
         let mut stale: Vec<(Unit, Option<Committed>)> = committed
             .iter()
             .filter(|(_, c)| self.every_file || c.schema_version != target.version)
             .map(|(u, c)| (*u, Some(c.clone())))
             .collect();
-        for meta in self.dest.list(&self.paths.table_root()).await? {
+        for meta in files? {
             if let Some(unit) = self.paths.unit_of(&meta.location) {
                 if !committed.contains_key(&unit) {
                     stale.push((unit, None));
