@@ -18,8 +18,9 @@ Records/s = records / time; MB/s = bytes of the records' compact JSON (the NDJSO
 process, is not included; its CPU seconds during the run are shown). Output = sum of the
 `.parquet` files written.
 
-Table 2, latency (every simulator answer waits `--latency-ms`): cube-extract's wall time against
-the ideal `pages x latency / concurrency` (pages from its report), at `--concurrency` 8 and 16.
+Table 2, latency (every simulator answer waits `--latency-ms`): cube-extract's wall time (median of
+`--repeat` runs) against the ideal `pages x latency / concurrency` (pages from its report), at
+`--concurrency` 8 and 16.
 
 Table 3, a nightly run after a year of history (4 campaigns x 364 days extracted first): the next
 day without a schema change, then the day after, where every record has one new key
@@ -722,8 +723,9 @@ class LatencyRow:
 def latency_table(rows: list[LatencyRow]) -> list[str]:
     lines = [
         "| dataset | latency ms | concurrency | records | pages | requests | ideal s (pages x latency / concurrency) "
-        "| wall s | wall / ideal | same run without latency s | added by latency s | peak RSS MiB | other CPU s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| wall s | wall / ideal | same run without latency s | added by latency s | peak RSS MiB | other CPU s "
+        "| notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for lr in rows:
         r = lr.row
@@ -735,7 +737,7 @@ def latency_table(rows: list[LatencyRow]) -> list[str]:
             f"| {lr.dataset_label} | {lr.latency_ms} | {lr.concurrency} | {fmt(r.records, ',')} | {fmt(lr.pages, ',')} "
             f"| {fmt(lr.requests, ',')} | {fmt(lr.ideal, '.2f')} | {r.seconds:.2f} | {fmt(lr.ratio, '.2f')}x "
             f"| {fmt(lr.no_latency_seconds, '.2f')} | {fmt(added, '.2f')} | {fmt(r.rss_mib, '.0f')} "
-            f"| {fmt(r.other_cpu, '.1f')} |"
+            f"| {fmt(r.other_cpu, '.1f')} | {'; '.join(r.notes)} |"
         )
     return lines
 
@@ -1029,8 +1031,11 @@ def main(argv: list[str]) -> int:
     latency_rows: list[LatencyRow] = []
     if args.latency_ms:
         for concurrency in LATENCY_CONCURRENCIES:
-            lat = finish(run_cube_extract(f"cube-extract latency c{concurrency}", base, work, concurrency,
-                                          args.timeout, latency_ms=args.latency_ms), n_records, n_bytes)
+            # A median, as for the throughput row: one run's wall time moves by more than a target's margin.
+            lat = median_row([finish(run_cube_extract(f"cube-extract latency c{concurrency}", base, work,
+                                                      concurrency, args.timeout, latency_ms=args.latency_ms),
+                                     n_records, n_bytes)
+                              for _ in range(args.repeat)])
             latency_rows.append(LatencyRow(lat, f"base (--page-size {PAGE_SIZE})", args.latency_ms, concurrency,
                                            None if cube.failed or concurrency != args.concurrency else cube.seconds))
         targets_latency = list(latency_rows)
