@@ -56,7 +56,7 @@ fuzz:
 BENCH_ARGS ?=
 bench: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
-	$(CARGO) build --release --bin cube-extract --example cube_sim
+	$(CARGO) build --release --bin cube-extract --example cube_sim --example rewrite_floor
 	$(PY) benches/run_bench.py $(BENCH_ARGS)
 
 clean:
