@@ -265,7 +265,7 @@ async fn execute(
             }
             unfinished.all_ended();
         };
-        let early = tail::rewrite_early(&planned, unfinished, settings.concurrency, shutdown);
+        let early = tail::rewrite_early(&planned, unfinished, shutdown);
         let ((), rewritten_early) = futures::join!(drain, early);
         for (i, done) in rewritten_early {
             reports[i].1.files_rewritten += done.files;
@@ -276,10 +276,7 @@ async fn execute(
     for (i, run) in planned {
         let report = &mut reports[i].1;
         if stopped_by.is_none() {
-            match shutdown
-                .unless_stopped(bring_up_to_date(&run, settings))
-                .await
-            {
+            match shutdown.unless_stopped(bring_up_to_date(&run)).await {
                 Err(signal) => stopped_by = Some(signal),
                 Ok(Ok(done)) => {
                     report.files_rewritten += done.files;
@@ -304,7 +301,7 @@ async fn execute(
 
 /// Takes up what other writers committed meanwhile, then rewrites every file written under an
 /// older layout.
-async fn bring_up_to_date(run: &Run, settings: &Settings) -> Result<Rewritten, PartitionError> {
+async fn bring_up_to_date(run: &Run) -> Result<Rewritten, PartitionError> {
     let target = run.settle_schema().await?;
     Reconciler {
         dest: &run.dest,
@@ -313,6 +310,6 @@ async fn bring_up_to_date(run: &Run, settings: &Settings) -> Result<Rewritten, P
         cpu: &run.cpu,
         every_file: false,
     }
-    .reconcile(&target, settings.concurrency)
+    .reconcile(&target)
     .await
 }

@@ -92,7 +92,6 @@ impl Unfinished {
 pub(super) async fn rewrite_early(
     planned: &[(usize, Run)],
     unfinished: &Unfinished,
-    concurrency: usize,
     shutdown: &Shutdown,
 ) -> HashMap<usize, Rewritten> {
     let mut done = HashMap::new();
@@ -114,7 +113,7 @@ pub(super) async fn rewrite_early(
             every_file: false,
         };
         match shutdown
-            .unless_stopped(pass.reconcile_leaving(&target, concurrency, &leave))
+            .unless_stopped(pass.reconcile_leaving(&target, &leave))
             .await
         {
             Err(_) => break,

@@ -248,6 +248,11 @@ impl Destination {
         &self.display
     }
 
+    /// A directory on local disk, as opposed to an object store reached over the network.
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// Checks the destination answers before anything is written (one listing of `probe`),
     /// turning the usual failures into a sentence that names the bucket or endpoint and the fix.
     pub async fn check(&self, probe: &Path) -> Result<(), StoreError> {
