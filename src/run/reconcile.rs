@@ -27,7 +27,7 @@ const REWRITES_AT_ONCE_ON_DISK: usize = 8;
 /// Rewrites running at once on an object store. Each is a chain of requests (the ledger entry
 /// and the file read, the new file written, the new entry written, the old one deleted), each a
 /// network round trip that more rewrites at once hide: at 50 ms per request, 244 files took
-/// 7.8 s at 8 at once and 3.9 s at 32 (64 was no faster against moto, which was then the limit).
+/// 7.8-8.1 s at 8 at once and 3.8-4.3 s at 32 (64 was no faster against moto, then the limit).
 const REWRITES_AT_ONCE_ON_OBJECT_STORE: usize = 32;
 /// What the rewrites running at once may hold, in KiB. A rewrite holds its file and, until
 /// they are uploaded, about as many bytes of the new file (at most three upload chunks): it
