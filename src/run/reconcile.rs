@@ -35,7 +35,7 @@ const REWRITES_AT_ONCE_ON_OBJECT_STORE: usize = 32;
 const REWRITE_MEMORY_KIB: u32 = 128 * 1024;
 
 /// Rewrites running at once on `dest`.
-pub(crate) fn rewrites_at_once(dest: &Destination) -> usize {
+fn rewrites_at_once(dest: &Destination) -> usize {
     if dest.is_local() {
         REWRITES_AT_ONCE_ON_DISK
     } else {
@@ -127,6 +127,7 @@ impl Reconciler<'_> {
         let memory = Semaphore::new(REWRITE_MEMORY_KIB as usize);
         let results: Vec<(Unit, Result<Brought, PartitionError>)> = futures::stream::iter(stale)
             .map(|(unit, recorded)| {
+                // A file the listing did not see (placed since) counts as small.
                 let (memory, share) = (
                     &memory,
                     memory_share(sizes.get(&unit).copied().unwrap_or(0)),
