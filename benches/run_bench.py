@@ -565,6 +565,8 @@ def run_nightly(dataset: Dataset, work: Path, concurrency: int, timeout: float, 
             m = measure([FLOOR_BIN, floor, "call_outcomes"], work / f"run-nightly-floor-{i}", timeout)
             if m.returncode == 0:
                 row.floor.append(m.wall)
+            else:
+                print(f"rewrite_floor failed (exit {m.returncode}): {m.stderr.strip()[-300:]}", file=sys.stderr)
             fresh(dest)
             fresh(floor)
     return row
