@@ -73,7 +73,7 @@ fn main() {
         "results": records.into_iter().map(serde_json::Value::Object).collect::<Vec<_>>(),
     });
     let body = Bytes::from(serde_json::to_vec(&body).unwrap());
-    let page = Page::parse(1, body.clone(), Some("crm__customer_id")).unwrap();
+    let page = Page::parse(1, body.clone(), &["crm__customer_id"]).unwrap();
     let mut schema = DatasetSchema::new(&KnownFields::call_outcomes());
     schema.merge(&page.keys, day);
 
@@ -86,9 +86,9 @@ fn main() {
             .get()
             .len()
     });
-    let scanned = time(min, || Page::parse(1, body.clone(), None).unwrap().records);
+    let scanned = time(min, || Page::parse(1, body.clone(), &[]).unwrap().records);
     let with_ids = time(min, || {
-        Page::parse(1, body.clone(), Some("crm__customer_id"))
+        Page::parse(1, body.clone(), &["crm__customer_id"])
             .unwrap()
             .records
     });
@@ -109,7 +109,7 @@ fn main() {
             schema.arrow(),
             n,
             page.results_json(),
-            Some("crm__customer_id"),
+            &["crm__customer_id"],
         )
         .unwrap();
         found.records
@@ -121,12 +121,12 @@ fn main() {
                 schema.arrow(),
                 n,
                 json,
-                Some("crm__customer_id"),
+                &["crm__customer_id"],
             )
             .ok()
         };
         let (page, decoded) =
-            Page::parse_with(1, body.clone(), Some("crm__customer_id"), decode).unwrap();
+            Page::parse_with(1, body.clone(), &["crm__customer_id"], decode).unwrap();
         assert!(decoded.is_some());
         page.records
     });
@@ -136,7 +136,7 @@ fn main() {
         schema.arrow(),
         n,
         page.results_json(),
-        None,
+        &[],
     )
     .unwrap();
     let held_bytes: usize = held.batches.iter().map(|b| b.get_array_memory_size()).sum();

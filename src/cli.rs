@@ -89,8 +89,12 @@ pub struct StatusArgs {
     pub json: bool,
     /// Only these campaigns (repeat or separate with commas); with --expect-from, a campaign
     /// the destination lacks counts as missing every day.
-    #[arg(long = "campaign", value_name = "ID", value_delimiter = ',')]
+    #[arg(long = "campaign", value_name = "ID", value_delimiter = ',', conflicts_with = "crms")]
     pub campaigns: Vec<String>,
+    /// Only these CRMs (DATA_OWNER_ID:CRM_TYPE), for a table read per CRM; with
+    /// --expect-from, a CRM the destination lacks counts as missing every day.
+    #[arg(long = "crm", value_name = "OWNER:TYPE", value_delimiter = ',')]
+    pub crms: Vec<String>,
     /// Exit 1 unless every day from this one to --expect-to is committed (empty days count),
     /// for every campaign (or CRM) held or named; YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd.
     #[arg(long, value_name = "DATE", requires = "expect_to")]
@@ -150,8 +154,15 @@ pub struct ExtractArgs {
     /// With --all-campaigns: include archived campaigns too.
     #[arg(long, requires = "all_campaigns")]
     pub include_archived: bool,
-    /// A CRM as DATA_OWNER_ID:CRM_TYPE (e.g. 2:B2C), for customers and custom-fields instead of
-    /// the CRMs of the selected campaigns; repeat the option or separate CRMs with commas.
+    /// What one partition holds: a campaign's records (campaign), a CRM's (crm) or the whole
+    /// account's (account). For call-outcomes, product-registrations (all three),
+    /// customer-status (campaign, crm) and sync (applied to every table it fits); chosen when
+    /// the table is created [default: campaign].
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+    /// A CRM as DATA_OWNER_ID:CRM_TYPE (e.g. 2:B2C), for the tables read per CRM (customers,
+    /// custom-fields, --scope crm) instead of the CRMs of the selected campaigns; repeat the
+    /// option or separate CRMs with commas.
     #[arg(long = "crm", value_name = "OWNER:TYPE", value_delimiter = ',')]
     pub crms: Vec<String>,
     /// Snapshot tables (customers, customer-status) keep one snapshot per day under
@@ -208,6 +219,14 @@ pub struct ExtractArgs {
     /// Only warnings and errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// `--scope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    Campaign,
+    Crm,
+    Account,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -20,6 +20,8 @@ pub(crate) enum CampaignSelection {
 
 /// What an extraction does, resolved from its command line and the environment.
 pub(crate) struct Settings {
+    /// The tables of the command, each at the scope it is read at.
+    pub(crate) tables: Vec<Dataset>,
     /// `{base}/api/v1/`.
     pub(crate) api_root: Url,
     /// The `Authorization` header value (marked sensitive; never printed).
@@ -97,6 +99,10 @@ pub(crate) enum UsageError {
     NoCampaignOrCrm,
     #[error("--crm {0:?} is not a CRM; write it as DATA_OWNER_ID:CRM_TYPE with a type of B2C or B2B, e.g. --crm 2:B2C")]
     NotACrm(String),
+    #[error("--campaign does not apply to --scope account, whose listing holds every campaign of the account; drop --campaign, or use --scope campaign")]
+    CampaignWithAccountScope,
+    #[error("Cube does not serve {tables} per {scope}; call-outcomes and product-registrations take --scope campaign, crm or account, customer-status campaign or crm, the other tables none")]
+    ScopeNotServed { scope: &'static str, tables: String },
     #[error("--{option} does not apply to {tables}; {fix}")]
     NotApplicable {
         option: &'static str,
@@ -163,12 +169,17 @@ impl Settings {
             tables: tables(),
             fix,
         };
+        let tables = scoped(datasets, args.scope.map(scope_kind))?;
+        let datasets = &tables[..];
         let crms = crms(&args.crms)?;
         let any = |f: fn(&Dataset) -> bool| datasets.iter().any(f);
+        if !args.campaigns.is_empty() && args.scope == Some(crate::cli::ScopeArg::Account) {
+            return Err(UsageError::CampaignWithAccountScope);
+        }
         if !crms.is_empty() && !any(|d| d.scope() == ScopeKind::Crm) {
             return Err(not_applicable(
                 "crm",
-                "it selects the CRMs of customers and custom-fields; use --campaign here",
+                "it selects the CRMs of the tables read per CRM (customers, custom-fields, --scope crm); use --campaign here",
             ));
         }
         if (args.from.is_some() || args.to.is_some()) && !any(Dataset::by_day) {
@@ -189,7 +200,7 @@ impl Settings {
         if gave_campaigns && !wants_campaigns {
             return Err(not_applicable(
                 if args.all_campaigns { "all-campaigns" } else { "campaign" },
-                "drop it (campaigns lists every campaign; custom-fields and customers with --crm take the CRMs given)",
+                "drop it (campaigns and --scope account list every campaign; the tables read per CRM take the CRMs given with --crm)",
             ));
         }
         let campaigns = if !wants_campaigns {
@@ -220,6 +231,7 @@ impl Settings {
             store.hash_key.as_deref(),
         )?;
         Ok(Settings {
+            tables,
             policy,
             rewrite: args.rewrite,
             api_root,
@@ -243,6 +255,34 @@ impl Settings {
     }
 }
 
+/// The tables of a command at the scope asked for: each table the API serves at that scope
+/// takes it (`sync` applies it to every table it fits), the others keep their own. A scope
+/// that fits none of them is a usage error.
+fn scoped(datasets: &[Dataset], scope: Option<ScopeKind>) -> Result<Vec<Dataset>, UsageError> {
+    let Some(scope) = scope else {
+        return Ok(datasets.to_vec());
+    };
+    if !datasets.iter().any(|d| d.serves(scope)) {
+        let tables: Vec<&str> = datasets.iter().map(|d| d.name).collect();
+        return Err(UsageError::ScopeNotServed {
+            scope: scope.as_str(),
+            tables: tables.join(", "),
+        });
+    }
+    Ok(datasets
+        .iter()
+        .map(|d| d.at(scope).unwrap_or(*d))
+        .collect())
+}
+
+fn scope_kind(arg: crate::cli::ScopeArg) -> ScopeKind {
+    match arg {
+        crate::cli::ScopeArg::Campaign => ScopeKind::Campaign,
+        crate::cli::ScopeArg::Crm => ScopeKind::Crm,
+        crate::cli::ScopeArg::Account => ScopeKind::Account,
+    }
+}
+
 /// `--campaign` values, deduplicated, in the order given.
 fn campaign_ids(given: &[String]) -> Result<Vec<u64>, UsageError> {
     let mut ids = Vec::new();
@@ -260,7 +300,7 @@ fn campaign_ids(given: &[String]) -> Result<Vec<u64>, UsageError> {
 pub(crate) struct StatusSettings {
     pub(crate) store: StoreSettings,
     pub(crate) dataset: Dataset,
-    /// `--campaign`: only these scopes (and, with `expect`, each of them is expected).
+    /// `--campaign` or `--crm`: only these scopes (and, with `expect`, each of them is expected).
     pub(crate) scopes: Vec<Scope>,
     /// `--expect-from`/`--expect-to`.
     pub(crate) expect: Option<(NaiveDate, NaiveDate)>,
@@ -273,17 +313,12 @@ impl StatusSettings {
         dataset: Dataset,
         today: NaiveDate,
     ) -> Result<StatusSettings, UsageError> {
+        // Whether they fit the table's scope is known once its schema is read.
         let scopes: Vec<Scope> = campaign_ids(&args.campaigns)?
             .into_iter()
             .map(Scope::Campaign)
+            .chain(crms(&args.crms)?.into_iter().map(Scope::Crm))
             .collect();
-        if !scopes.is_empty() && dataset.scope() != ScopeKind::Campaign {
-            return Err(UsageError::NotApplicable {
-                option: "campaign",
-                tables: dataset.name.to_owned(),
-                fix: "its partitions are CRMs or the whole account; drop --campaign",
-            });
-        }
         let expect = match (&args.expect_from, &args.expect_to) {
             (Some(from), Some(to)) => {
                 if !dataset.by_day() && !dataset.keeps_history() {

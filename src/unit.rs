@@ -6,6 +6,8 @@ use std::fmt;
 
 use chrono::NaiveDate;
 
+use crate::datasets::ScopeKind;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Unit {
     pub(crate) scope: Scope,
@@ -33,6 +35,16 @@ pub(crate) struct Crm {
 pub(crate) enum CrmType {
     B2C,
     B2B,
+}
+
+impl Scope {
+    pub(crate) fn kind(self) -> ScopeKind {
+        match self {
+            Scope::Campaign(_) => ScopeKind::Campaign,
+            Scope::Crm(_) => ScopeKind::Crm,
+            Scope::Account => ScopeKind::Account,
+        }
+    }
 }
 
 impl CrmType {

@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// From this day on, every record also carries `call_outcome__extra__Oppfølging` (an
     /// integer): one new column after a long history (the benchmark's nightly schema change).
     pub new_column_from: Option<NaiveDate>,
+    /// Every Nth customer of each CRM (population index k with k % N == N - 1) is anonymized
+    /// wherever it appears (customers, call-flow status, call outcomes, product registrations):
+    /// `crm__customer_id` "", name "Anonymized", no phone or email. 0 = none.
+    pub anonymize_every: usize,
 }
 
 impl Default for SimConfig {
@@ -60,6 +64,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             cache_pages: false,
             new_column_from: None,
+            anonymize_every: 0,
         }
     }
 }

@@ -55,6 +55,7 @@ pub fn crm_customer(
         "crm__customer_id",
         format!("{:06}{:06}", rng.range(100_000, 999_999), k % 1_000_000),
     );
+    let anonymized = is_anonymized(cfg, k);
     let name = if crm_type.eq_ignore_ascii_case("B2B") {
         format!(
             "{last} {} AS",
@@ -113,7 +114,25 @@ pub fn crm_customer(
         "crm__custom_info__1405",
         format!("{}.0", rng.range(1_000_000_000, 1_999_999_999)),
     );
+    if anonymized {
+        // As Headshed's notes show an anonymized customer: no id, no name, nothing to reach.
+        put(&mut r, "crm__customer_id", "");
+        put(&mut r, "crm__standard_info__name", "Anonymized");
+        for key in [
+            "crm__standard_info__phone_1",
+            "crm__standard_info__phone_2",
+            "crm__standard_info__phone_3",
+            "crm__standard_info__email",
+        ] {
+            put(&mut r, key, "");
+        }
+    }
     r
+}
+
+/// Whether customer `k` of every CRM is anonymized ([`SimConfig::anonymize_every`]).
+pub fn is_anonymized(cfg: &SimConfig, k: usize) -> bool {
+    cfg.anonymize_every > 0 && k % cfg.anonymize_every == cfg.anonymize_every - 1
 }
 
 /// Which customer of its CRM row `idx` of a campaign's day calls: consecutive customers from a
@@ -178,7 +197,14 @@ fn status_record(cfg: &SimConfig, meta: &CampaignMeta, k: usize) -> Map<String, 
 pub enum Snapshot {
     Customers { owner_id: u64, crm_type: String },
     Status { campaign_id: u64 },
+    /// The call-flow status of a CRM's campaigns (archived ones included): each campaign's
+    /// listing in turn, campaigns ascending, so a customer is there once per campaign.
+    CrmStatus { owner_id: u64, crm_type: String },
 }
+
+/// One record of a snapshot: the campaign it is of (0 for a customer) and the customer's
+/// population index.
+pub type Member = (u64, usize);
 
 impl Snapshot {
     fn key(&self) -> String {
@@ -187,38 +213,65 @@ impl Snapshot {
                 format!("customers/{owner_id}/{crm_type}")
             }
             Snapshot::Status { campaign_id } => format!("status/{campaign_id}"),
+            Snapshot::CrmStatus { owner_id, crm_type } => {
+                format!("crm-status/{owner_id}/{crm_type}")
+            }
         }
     }
 
-    /// Population indexes of the listing before changes.
-    fn members(&self, cfg: &SimConfig) -> Vec<usize> {
+    /// The listing before changes.
+    fn members(&self, cfg: &SimConfig) -> Vec<Member> {
         match self {
-            Snapshot::Customers { .. } => (0..crm_customer_count(cfg)).collect(),
-            Snapshot::Status { campaign_id } => status_members(cfg, *campaign_id),
+            Snapshot::Customers { .. } => (0..crm_customer_count(cfg)).map(|k| (0, k)).collect(),
+            Snapshot::Status { campaign_id } => status_members(cfg, *campaign_id)
+                .into_iter()
+                .map(|k| (*campaign_id, k))
+                .collect(),
+            Snapshot::CrmStatus { owner_id, crm_type } => {
+                crm_campaign_ids(cfg, *owner_id, crm_type)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(|c| status_members(cfg, c).into_iter().map(move |k| (c, k)))
+                    .collect()
+            }
         }
     }
 
-    fn record(&self, cfg: &SimConfig, k: usize) -> Map<String, Value> {
+    /// Where a change inserts a new customer: its campaign.
+    fn inserted_campaign(&self, cfg: &SimConfig) -> u64 {
+        match self {
+            Snapshot::Customers { .. } => 0,
+            Snapshot::Status { campaign_id } => *campaign_id,
+            Snapshot::CrmStatus { owner_id, crm_type } => {
+                crm_campaign_ids(cfg, *owner_id, crm_type)
+                    .and_then(|ids| ids.first().copied())
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    fn record(&self, cfg: &SimConfig, (campaign_id, k): Member) -> Map<String, Value> {
         match self {
             Snapshot::Customers { owner_id, crm_type } => crm_customer(cfg, *owner_id, crm_type, k),
-            Snapshot::Status { campaign_id } => {
-                let meta = campaign_meta(cfg, *campaign_id).expect("a known campaign");
+            Snapshot::Status { .. } | Snapshot::CrmStatus { .. } => {
+                let meta = campaign_meta(cfg, campaign_id).expect("a known campaign");
                 status_record(cfg, &meta, k)
             }
         }
     }
 }
 
-/// The population indexes a snapshot lists after `version` changes (fault
-/// `snapshot_changes`): change i (0-based) inserts a new customer (index population + i) at the
-/// front when i is even, and moves the last record to the front when i is odd. Either, between
-/// two pages, makes a client that reads on see a record twice or a different count.
-pub fn snapshot_members(cfg: &SimConfig, snapshot: &Snapshot, version: u32) -> Vec<usize> {
+/// The records a snapshot lists after `version` changes (fault `snapshot_changes`): change i
+/// (0-based) inserts a new customer (index population + i) at the front when i is even, and
+/// moves the last record to the front when i is odd. Either, between two pages, makes a client
+/// that reads on see a record twice or a different count.
+pub fn snapshot_members(cfg: &SimConfig, snapshot: &Snapshot, version: u32) -> Vec<Member> {
     let mut members = snapshot.members(cfg);
     let population = crm_customer_count(cfg);
+    let campaign = snapshot.inserted_campaign(cfg);
     for i in 0..version as usize {
         if i % 2 == 0 {
-            members.insert(0, population + i);
+            members.insert(0, (campaign, population + i));
         } else if let Some(last) = members.pop() {
             members.insert(0, last);
         }
@@ -231,12 +284,12 @@ pub fn snapshot_members(cfg: &SimConfig, snapshot: &Snapshot, version: u32) -> V
 pub fn final_snapshot(cfg: &SimConfig, snapshot: &Snapshot) -> Vec<Map<String, Value>> {
     snapshot_members(cfg, snapshot, cfg.faults.snapshot_changes)
         .into_iter()
-        .map(|k| snapshot.record(cfg, k))
+        .map(|m| snapshot.record(cfg, m))
         .collect()
 }
 
 impl Sim {
-    fn forbidden(&self, owner_id: u64, crm_type: &str) -> bool {
+    pub(crate) fn forbidden(&self, owner_id: u64, crm_type: &str) -> bool {
         self.current_faults()
             .forbidden_crms
             .iter()
@@ -285,7 +338,7 @@ impl Sim {
             .iter()
             .skip((page - 1) * page_size)
             .take(page_size)
-            .map(|&k| Value::Object(snapshot.record(&self.cfg, k)))
+            .map(|&m| Value::Object(snapshot.record(&self.cfg, m)))
             .collect();
         Json(self.envelope(uri, headers, &params, (page, last_page), count, results))
             .into_response()
@@ -332,6 +385,29 @@ pub(crate) async fn campaign_callflow_customers(
         Some(campaign_id) => sim.snapshot_page(&Snapshot::Status { campaign_id }, &uri, &headers),
         None => not_found("Not found."),
     }
+}
+
+pub(crate) async fn crm_callflow_customers(
+    State(sim): State<Arc<Sim>>,
+    Path((owner, crm_type)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let Some(owner_id) = owner
+        .parse()
+        .ok()
+        .filter(|&o| crm_campaign_ids(&sim.cfg, o, &crm_type).is_some())
+    else {
+        return not_found("Not found.");
+    };
+    if sim.forbidden(owner_id, &crm_type) {
+        return forbidden();
+    }
+    let snapshot = Snapshot::CrmStatus {
+        owner_id,
+        crm_type: crm_type.to_ascii_uppercase(),
+    };
+    sim.snapshot_page(&snapshot, &uri, &headers)
 }
 
 /// Whether the CRM's data may be read (fault `forbidden_crms`); custom-field definitions

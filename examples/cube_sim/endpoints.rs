@@ -38,29 +38,67 @@ pub(crate) async fn campaign_product_registrations(
     }
 }
 
+/// The account's listing: every listed campaign (archived ones included), ascending, each
+/// with its records in its own order.
+fn account_listing(sim: &Sim, kind: Kind, uri: &Uri, headers: &HeaderMap) -> Response {
+    let ids = campaign_ids(&sim.cfg);
+    sim.page(kind, &ids, uri, headers)
+}
+
+/// A CRM's listing: its campaigns (archived ones included), ascending, each with its records
+/// in its own order; 404 for an unknown owner or CRM type, 403 for a forbidden CRM.
+fn crm_listing(
+    sim: &Sim,
+    kind: Kind,
+    (owner, crm_type): (String, String),
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    let Some((owner_id, ids)) = owner
+        .parse()
+        .ok()
+        .and_then(|owner| Some((owner, crm_campaign_ids(&sim.cfg, owner, &crm_type)?)))
+    else {
+        return not_found("Not found.");
+    };
+    if sim.forbidden(owner_id, &crm_type) {
+        return forbidden();
+    }
+    sim.page(kind, &ids, uri, headers)
+}
+
 pub(crate) async fn account_call_outcomes(
     State(sim): State<Arc<Sim>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let ids = campaign_ids(&sim.cfg);
-    sim.page(Kind::CallOutcomes, &ids, &uri, &headers)
+    account_listing(&sim, Kind::CallOutcomes, &uri, &headers)
+}
+
+pub(crate) async fn account_product_registrations(
+    State(sim): State<Arc<Sim>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    account_listing(&sim, Kind::ProductRegistrations, &uri, &headers)
 }
 
 pub(crate) async fn crm_call_outcomes(
     State(sim): State<Arc<Sim>>,
-    Path((owner, crm_type)): Path<(String, String)>,
+    Path(crm): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let ids = owner
-        .parse()
-        .ok()
-        .and_then(|owner| crm_campaign_ids(&sim.cfg, owner, &crm_type));
-    match ids {
-        Some(ids) => sim.page(Kind::CallOutcomes, &ids, &uri, &headers),
-        None => not_found("Not found."),
-    }
+    crm_listing(&sim, Kind::CallOutcomes, crm, &uri, &headers)
+}
+
+pub(crate) async fn crm_product_registrations(
+    State(sim): State<Arc<Sim>>,
+    Path(crm): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    crm_listing(&sim, Kind::ProductRegistrations, crm, &uri, &headers)
 }
 
 pub(crate) async fn crm_custom_fields(

@@ -32,6 +32,18 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             get(crm_call_outcomes),
         ),
         (
+            "/api/v1/product_registrations",
+            get(account_product_registrations),
+        ),
+        (
+            "/api/v1/data_owners/{owner}/crm/{crm_type}/product_registrations",
+            get(crm_product_registrations),
+        ),
+        (
+            "/api/v1/data_owners/{owner}/crm/{crm_type}/callflow_customers",
+            get(crm_callflow_customers),
+        ),
+        (
             "/api/v1/data_owners/{owner}/{crm_type}/crm_custom_fields",
             get(crm_custom_fields),
         ),

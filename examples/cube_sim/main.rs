@@ -131,6 +131,10 @@ struct DataArgs {
     /// `call_outcome__extra__Oppfølging` (an integer).
     #[arg(long, value_name = "DATE", value_parser = parse_cli_date)]
     new_column_from: Option<NaiveDate>,
+    /// Every Nth customer of each CRM is anonymized wherever it appears
+    /// (crm__customer_id "", name "Anonymized").
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    anonymize_every: usize,
 }
 
 /// Fault switches of `serve` (counters count authenticated requests, 1-based; 0 = off).
@@ -217,6 +221,11 @@ struct DumpArgs {
     /// customer-status, campaigns, crm-custom-fields.
     #[arg(long, default_value = "call-outcomes")]
     table: String,
+    /// For call outcomes, product registrations and customer-status: one partition per
+    /// campaign (default), per CRM of the campaigns ("__data_owner_id", "__crm_type"), or for
+    /// the whole account (call outcomes and product registrations; --campaign ignored).
+    #[arg(long, default_value = "campaign")]
+    scope: String,
     /// First day, YYYY-MM-DD (or YYYYMMDD); for call outcomes and product registrations.
     #[arg(long, value_parser = parse_cli_date)]
     from: Option<NaiveDate>,
@@ -243,6 +252,7 @@ impl DataArgs {
             quirks: self.quirks,
             customers_per_crm: self.customers_per_crm,
             new_column_from: self.new_column_from,
+            anonymize_every: self.anonymize_every,
             faults: Faults {
                 inserts_while_paging: self.inserts_while_paging,
                 snapshot_changes: self.snapshot_changes,
@@ -349,19 +359,57 @@ fn dump(args: DumpArgs) -> ExitCode {
         put(&mut m, "__crm_type", crm_type);
         m
     };
+    let day_records = |campaign_id: u64, day: NaiveDate| {
+        if args.table == "product-registrations" {
+            final_product_registrations(&cfg, campaign_id, day)
+        } else {
+            final_records(&cfg, campaign_id, day)
+        }
+    };
+    match (args.table.as_str(), args.scope.as_str()) {
+        ("call-outcomes" | "product-registrations", "crm") => {
+            for &(owner_id, crm_type) in &crms {
+                let ids = crm_campaign_ids(&cfg, owner_id, crm_type).unwrap_or_default();
+                for day in from.iter_days().take_while(|d| *d <= to) {
+                    let mut m = crm_key(owner_id, crm_type);
+                    put(&mut m, "__date", ymd(day));
+                    let records = ids.iter().flat_map(|&c| day_records(c, day)).collect();
+                    partitions.push((m, records));
+                }
+            }
+        }
+        ("call-outcomes" | "product-registrations", "account") => {
+            for day in from.iter_days().take_while(|d| *d <= to) {
+                let mut m = Map::new();
+                put(&mut m, "__date", ymd(day));
+                let records = known.iter().flat_map(|&c| day_records(c, day)).collect();
+                partitions.push((m, records));
+            }
+        }
+        ("customer-status", "crm") => {
+            for &(owner_id, crm_type) in &crms {
+                let snapshot = Snapshot::CrmStatus {
+                    owner_id,
+                    crm_type: crm_type.to_owned(),
+                };
+                partitions.push((crm_key(owner_id, crm_type), final_snapshot(&cfg, &snapshot)));
+            }
+        }
+        (_, "campaign") => {}
+        (table, scope) => {
+            eprintln!("cube_sim: no {table} per {scope}");
+            return ExitCode::from(2);
+        }
+    }
     match args.table.as_str() {
+        _ if args.scope != "campaign" => {}
         "call-outcomes" | "product-registrations" => {
             for &campaign_id in &args.campaign {
                 for day in from.iter_days().take_while(|d| *d <= to) {
                     let mut m = Map::new();
                     put(&mut m, "__campaign_id", campaign_id);
                     put(&mut m, "__date", ymd(day));
-                    let records = if args.table == "product-registrations" {
-                        final_product_registrations(&cfg, campaign_id, day)
-                    } else {
-                        final_records(&cfg, campaign_id, day)
-                    };
-                    partitions.push((m, records));
+                    partitions.push((m, day_records(campaign_id, day)));
                 }
             }
         }

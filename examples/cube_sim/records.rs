@@ -130,15 +130,17 @@ pub(crate) const RESUMES: [&str; 4] = [
     "",
 ];
 pub(crate) const WIDE_WORDS: [&str; 6] = ["alfa", "bøtte", "østers", "ærfugl", "åker", "fjell"];
-/// (product__name, product__price)
-pub(crate) const PRODUCTS: [(&str, f64); 6] = [
-    ("Innboforsikring", 249.5),
-    ("Bilforsikring Pluss", 412.75),
-    ("Strøm Spot", 39.9),
-    ("Fiber 500", 649.0),
-    ("Alarmpakke", 399.9),
-    ("Reiseforsikring", 189.25),
+/// (product__code, product__title, product__price), the product fields Headshed documents.
+pub(crate) const PRODUCTS: [(&str, &str, f64); 6] = [
+    ("INNBO", "Innboforsikring", 249.5),
+    ("BIL+", "Bilforsikring Pluss", 412.75),
+    ("STROM", "Strøm Spot", 39.9),
+    ("FIBER500", "Fiber 500", 649.0),
+    ("ALARM", "Alarmpakke", 399.9),
+    ("REISE", "Reiseforsikring", 189.25),
 ];
+/// A custom product field (`product__extra__<label>`): the binding period in months, or "".
+pub(crate) const PRODUCT_EXTRA_KEY: &str = "product__extra__Bindingstid (mnd)";
 
 // ============================================================================================
 // Records
@@ -276,8 +278,8 @@ pub(crate) fn inserted_record(
 }
 
 /// The product registrations of one campaign and day: the rows with `call_outcome__type` "Sale"
-/// (about a third), each with `product__name`, `product__price` (number) and
-/// `product__quantity` (integer) appended.
+/// (about a third), each with `product__code`, `product__title`, `product__price` (a number)
+/// and `product__extra__Bindingstid (mnd)` (an integer or "") appended.
 pub fn product_registrations(
     cfg: &SimConfig,
     campaign_id: u64,
@@ -309,10 +311,16 @@ pub fn product_registrations_at(
                 (pos - inserted) as u64
             };
             let mut rng = stream(cfg, STREAM_PRODUCT, campaign_id, day, row);
-            let (name, price) = *rng.pick(&PRODUCTS);
-            put(&mut r, "product__name", name);
+            let (code, title, price) = *rng.pick(&PRODUCTS);
+            put(&mut r, "product__code", code);
+            put(&mut r, "product__title", title);
             put(&mut r, "product__price", price);
-            put(&mut r, "product__quantity", rng.range(1, 5));
+            let months = match rng.below(3) {
+                0 => Value::from(""),
+                1 => Value::from(12),
+                _ => Value::from(24),
+            };
+            put(&mut r, PRODUCT_EXTRA_KEY, months);
             r
         })
         .collect()

@@ -10,7 +10,7 @@ use cube_extract::schema::{DatasetSchema, Found, KnownFields};
 use cube_extract::source::Page;
 use libfuzzer_sys::fuzz_target;
 
-const UNIQUE_KEY: Option<&str> = Some("crm__customer_id");
+const UNIQUE_KEY: &[&str] = &["campaign__name", "crm__customer_id"];
 
 fuzz_target!(|data: &[u8]| {
     let Ok(page) = Page::parse(1, Bytes::copy_from_slice(data), UNIQUE_KEY) else {

@@ -23,7 +23,7 @@ pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
         }
     };
     let runtime = run::runtime();
-    let reports = runtime.block_on(run::extract(&settings, datasets, &progress));
+    let reports = runtime.block_on(run::extract(&settings, &settings.tables, &progress));
     // After a signal, encoders of abandoned partitions may still be finishing on blocking
     // threads; their output goes nowhere, so the process need not wait for them.
     runtime.shutdown_background();

@@ -2,11 +2,13 @@
 //! only, as text or JSON; with `--expect-from`/`--expect-to`, whether a range of days is complete.
 
 use crate::cli::{LogFormat, StatusArgs};
+use crate::datasets::ScopeKind;
 use crate::error::Outcome;
 use crate::inventory::{Expected, Heading, Inventory, Status};
 use crate::logging::{self, Progress};
 use crate::run;
-use crate::settings::StatusSettings;
+use crate::settings::{StatusSettings, UsageError};
+use crate::unit::Scope;
 
 use super::read::{open_dataset, Held, ReadError};
 
@@ -43,12 +45,32 @@ async fn status(settings: &StatusSettings) -> Result<Status, ReadError> {
         paths,
         schema,
     } = open_dataset(store, dataset).await?;
+    let scope = schema.scope.unwrap_or(dataset.default_scope());
+    if let Some(other) = settings.scopes.iter().find(|s| s.kind() != scope) {
+        return Err(ReadError::Usage(UsageError::NotApplicable {
+            option: match other.kind() {
+                ScopeKind::Crm => "crm",
+                _ => "campaign",
+            },
+            tables: format!("{} (--scope {})", dataset.name, scope.as_str()),
+            fix: match scope {
+                ScopeKind::Campaign => "its partitions are campaigns; name them with --campaign",
+                ScopeKind::Crm => "its partitions are CRMs; name them with --crm",
+                ScopeKind::Account => "its partitions are the whole account's days; drop it",
+            },
+        }));
+    }
     let mut inventory = Inventory::load(&dest, &paths).await?;
     if !settings.scopes.is_empty() {
         inventory
             .scopes
             .retain(|scope, _| settings.scopes.contains(scope));
     }
+    // A table of the whole account expects the account, held or not.
+    let expected: Vec<Scope> = match scope {
+        ScopeKind::Account => vec![Scope::Account],
+        _ => settings.scopes.clone(),
+    };
     let heading = Heading {
         table: dataset.name,
         dest: store.dest.display(),
@@ -57,7 +79,7 @@ async fn status(settings: &StatusSettings) -> Result<Status, ReadError> {
     let expect = settings.expect.map(|(from, to)| Expected {
         from,
         to,
-        scopes: &settings.scopes,
+        scopes: &expected,
     });
     Ok(inventory.status(&heading, expect, settings.json))
 }

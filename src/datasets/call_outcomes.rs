@@ -1,9 +1,23 @@
-use super::{Dataset, Endpoint};
+use super::{Dataset, Endpoint, ScopeKind, Shape};
 
-/// Call outcomes, one partition per campaign and day.
-pub(crate) const CALL_OUTCOMES: Dataset = Dataset {
-    name: "call_outcomes",
-    endpoint: Endpoint::CampaignDays("call_outcomes"),
-    known_fields: include_str!("../../schemas/call_outcomes.json"),
-    unique_key: None,
-};
+/// Call outcomes, one partition per day of a campaign, a CRM or the whole account.
+pub(crate) const CALL_OUTCOMES: Dataset = Dataset::declare(
+    "call_outcomes",
+    Shape::Days,
+    &[
+        Endpoint {
+            scope: ScopeKind::Campaign,
+            path: "campaigns/{campaign_id}/call_outcomes/",
+        },
+        Endpoint {
+            scope: ScopeKind::Crm,
+            path: "data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/",
+        },
+        Endpoint {
+            scope: ScopeKind::Account,
+            path: "call_outcomes/",
+        },
+    ],
+    include_str!("../../schemas/call_outcomes.json"),
+    None,
+);

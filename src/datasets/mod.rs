@@ -1,7 +1,10 @@
-//! One declaration per table: the endpoint its records come from, the scope of one of its
-//! partitions (campaign x day, a snapshot of a CRM or a campaign, the whole account), and its
-//! known fields. The engine reads nothing else about a table, so a new table is a new file here
-//! (and its `schemas/` file), not a copy of the pipeline.
+//! One declaration per table: the shape of its listing (pages of a day, pages of a snapshot, a
+//! plain array), the scopes the API serves it at with the endpoint of each, and its known
+//! fields. The engine reads nothing else about a table, so a new table is a new file here (and
+//! its `schemas/` file), not a copy of the pipeline.
+//!
+//! A table's scope is chosen when it is created (`--scope`, kept in `schema.json`): a
+//! [`Dataset`] value carries the scope its run reads and writes it at.
 
 mod call_outcomes;
 mod campaigns;
@@ -30,72 +33,162 @@ pub(crate) const ALL: [Dataset; 6] = [
 /// The folder key of a kept snapshot's day (`--keep-history`).
 pub(crate) const SNAPSHOT_DAY_KEY: &str = "snapshot_date";
 
-/// A table of the API.
+/// A table of the API, at the scope a run reads it at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dataset {
     /// Table folder and name in `schema.json`.
     pub(crate) name: &'static str,
-    pub(crate) endpoint: Endpoint,
+    pub(crate) shape: Shape,
+    /// The scopes the API serves the table at, each with its endpoint; the first is the default.
+    pub(crate) endpoints: &'static [Endpoint],
+    /// The scope of this table (one of `endpoints`').
+    scope: ScopeKind,
     /// The known-fields file under `schemas/`, compiled in.
     pub(crate) known_fields: &'static str,
-    /// A key no two records of one snapshot share: a record seen twice means rows moved between
+    /// What no two records of one snapshot share: a record seen twice means rows moved between
     /// pages while they were read, and the snapshot is read again.
-    pub(crate) unique_key: Option<&'static str>,
+    pub(crate) unique_key: Option<UniqueKey>,
 }
 
-/// Where a table's records come from, relative to the API root; what one partition is follows
-/// from it.
+/// What a table's listing is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// `campaigns/{id}/{path}/?from_date=D&to_date=D`: pages, one partition per campaign and day.
-    CampaignDays(&'static str),
-    /// `campaigns/{id}/{path}/`: pages, one snapshot per campaign.
-    CampaignSnapshot(&'static str),
-    /// `data_owners/{id}/{crm_type}/{path}/`: pages, one snapshot per CRM.
-    CrmSnapshot(&'static str),
-    /// `data_owners/{id}/{crm_type}/{path}/`: a plain JSON array per CRM.
-    CrmArray(&'static str),
-    /// `{path}`: a plain JSON array for the whole account.
-    AccountArray(&'static str),
+pub(crate) enum Shape {
+    /// Pages asked one day at a time (`?from_date=D&to_date=D`): one partition per scope and day.
+    Days,
+    /// Pages with no date: one snapshot per scope, replaced by each run (or kept per day).
+    Snapshot,
+    /// A plain JSON array: one snapshot per scope.
+    Array,
+}
+
+/// Where a table's records of one scope come from: a path under the API root, in which
+/// `{campaign_id}`, `{data_owner_id}` and `{crm_type}` stand for the partition's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) scope: ScopeKind,
+    pub(crate) path: &'static str,
 }
 
 /// What one partition of a table is keyed by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum ScopeKind {
     Campaign,
     Crm,
     Account,
 }
 
-impl Dataset {
-    pub(crate) fn scope(&self) -> ScopeKind {
-        match self.endpoint {
-            Endpoint::CampaignDays(_) | Endpoint::CampaignSnapshot(_) => ScopeKind::Campaign,
-            Endpoint::CrmSnapshot(_) | Endpoint::CrmArray(_) => ScopeKind::Crm,
-            Endpoint::AccountArray(_) => ScopeKind::Account,
+impl ScopeKind {
+    /// The word of `--scope` and of `schema.json`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ScopeKind::Campaign => "campaign",
+            ScopeKind::Crm => "crm",
+            ScopeKind::Account => "account",
         }
+    }
+
+    /// What one of its partitions is of, in a sentence.
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            ScopeKind::Campaign => "campaign",
+            ScopeKind::Crm => "CRM",
+            ScopeKind::Account => "account",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<ScopeKind> {
+        [ScopeKind::Campaign, ScopeKind::Crm, ScopeKind::Account]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    /// The partition keys of the scope, outermost first.
+    pub(crate) fn keys(self) -> &'static [&'static str] {
+        match self {
+            ScopeKind::Campaign => &["campaign_id"],
+            ScopeKind::Crm => &["data_owner_id", "crm_type"],
+            ScopeKind::Account => &[],
+        }
+    }
+}
+
+/// The key that names a record of a snapshot: no two records share the value of `key` (among
+/// those with the same value of `per`, when given). A record whose `key` is empty or null
+/// (an anonymized customer) names nothing and is not checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UniqueKey {
+    pub(crate) key: &'static str,
+    pub(crate) per: Option<&'static str>,
+}
+
+impl UniqueKey {
+    /// The keys whose values name a record, `per`'s first.
+    pub(crate) fn parts(&self) -> Vec<&'static str> {
+        self.per.into_iter().chain([self.key]).collect()
+    }
+}
+
+impl Dataset {
+    /// The declaration of a table; its scope is the first endpoint's.
+    pub(crate) const fn declare(
+        name: &'static str,
+        shape: Shape,
+        endpoints: &'static [Endpoint],
+        known_fields: &'static str,
+        unique_key: Option<UniqueKey>,
+    ) -> Dataset {
+        Dataset {
+            name,
+            shape,
+            endpoints,
+            scope: endpoints[0].scope,
+            known_fields,
+            unique_key,
+        }
+    }
+
+    pub(crate) fn scope(&self) -> ScopeKind {
+        self.scope
+    }
+
+    /// The scope the table is created with when none is asked for.
+    pub(crate) fn default_scope(&self) -> ScopeKind {
+        self.endpoints[0].scope
+    }
+
+    /// Whether the API serves the table at `scope`.
+    pub(crate) fn serves(&self, scope: ScopeKind) -> bool {
+        self.endpoints.iter().any(|e| e.scope == scope)
+    }
+
+    /// The same table at `scope`, if the API serves it there.
+    pub(crate) fn at(self, scope: ScopeKind) -> Option<Dataset> {
+        self.serves(scope).then_some(Dataset { scope, ..self })
+    }
+
+    /// The endpoint of the table's scope.
+    pub(crate) fn endpoint(&self) -> &'static str {
+        self.endpoints
+            .iter()
+            .find(|e| e.scope == self.scope)
+            .expect("a dataset's scope is one of its endpoints'")
+            .path
     }
 
     /// Partitions are days asked of the API one at a time (`--from`/`--to`); otherwise each
     /// run takes a snapshot.
     pub(crate) fn by_day(&self) -> bool {
-        matches!(self.endpoint, Endpoint::CampaignDays(_))
+        self.shape == Shape::Days
     }
 
     /// A snapshot table that can keep one snapshot per day (`--keep-history`).
     pub(crate) fn keeps_history(&self) -> bool {
-        matches!(
-            self.endpoint,
-            Endpoint::CampaignSnapshot(_) | Endpoint::CrmSnapshot(_)
-        )
+        self.shape == Shape::Snapshot
     }
 
     /// The answer is a plain JSON array rather than pages.
     pub(crate) fn is_array(&self) -> bool {
-        matches!(
-            self.endpoint,
-            Endpoint::CrmArray(_) | Endpoint::AccountArray(_)
-        )
+        self.shape == Shape::Array
     }
 
     /// The Hive folder key of a partition's day: the API's day, or the day of a kept snapshot.
@@ -109,14 +202,35 @@ impl Dataset {
 
     /// The columns that live in the partition path; a JSON key may not shadow them in any case.
     pub(crate) fn partition_columns(&self) -> Vec<&'static str> {
-        let mut columns = match self.scope() {
-            ScopeKind::Campaign => vec!["campaign_id"],
-            ScopeKind::Crm => vec!["data_owner_id", "crm_type"],
-            ScopeKind::Account => vec![],
-        };
+        let mut columns = self.scope.keys().to_vec();
         if self.by_day() || self.keeps_history() {
             columns.push(self.day_key());
         }
         columns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_decide_partition_keys_and_endpoints() {
+        assert_eq!(CALL_OUTCOMES.scope(), ScopeKind::Campaign);
+        let crm = CALL_OUTCOMES.at(ScopeKind::Crm).unwrap();
+        assert_eq!(crm.partition_columns(), ["data_owner_id", "crm_type", "date"]);
+        assert_eq!(
+            crm.endpoint(),
+            "data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/"
+        );
+        let account = PRODUCT_REGISTRATIONS.at(ScopeKind::Account).unwrap();
+        assert_eq!(account.partition_columns(), ["date"]);
+        assert_eq!(account.endpoint(), "product_registrations/");
+        assert!(CUSTOMER_STATUS.at(ScopeKind::Account).is_none());
+        assert!(CUSTOMER_STATUS.at(ScopeKind::Crm).is_some());
+        assert!(CUSTOMERS.at(ScopeKind::Campaign).is_none());
+        for scope in [ScopeKind::Campaign, ScopeKind::Crm, ScopeKind::Account] {
+            assert_eq!(ScopeKind::parse(scope.as_str()), Some(scope));
+        }
     }
 }

@@ -75,9 +75,9 @@ pub fn decode_page(
     target: SchemaRef,
     batch_rows: usize,
     results_json: &[u8],
-    unique_key: Option<&str>,
+    id_keys: &[&str],
 ) -> Result<(Found, Decoded), DecodeError> {
-    let mut decoder = PageDecoder::build(decode_schema.clone(), target, batch_rows, unique_key)?;
+    let mut decoder = PageDecoder::build(decode_schema.clone(), target, batch_rows, id_keys)?;
     let mut batches = Vec::new();
     let mut sink = |b: RecordBatch| -> Result<(), DecodeError> {
         batches.push(b);
@@ -120,14 +120,14 @@ impl PageDecoder {
         target: SchemaRef,
         batch_rows: usize,
     ) -> Result<PageDecoder, DecodeError> {
-        Self::build(decode_schema, target, batch_rows, None)
+        Self::build(decode_schema, target, batch_rows, &[])
     }
 
     fn build(
         decode_schema: SchemaRef,
         target: SchemaRef,
         batch_rows: usize,
-        unique_key: Option<&str>,
+        id_keys: &[&str],
     ) -> Result<PageDecoder, DecodeError> {
         let empty = EmptyRows::default();
         let found = SharedFound::default();
@@ -137,7 +137,7 @@ impl PageDecoder {
             .with_decoder_factory(Arc::new(ContractDecoders {
                 empty: empty.clone(),
                 found: found.clone(),
-                unique_key: unique_key.map(str::to_owned),
+                id_keys: id_keys.iter().map(|k| (*k).to_owned()).collect(),
             }))
             .build_decoder()
             .map_err(DecodeError)?;
@@ -223,7 +223,7 @@ impl PageDecoder {
 struct ContractDecoders {
     empty: EmptyRows,
     found: SharedFound,
-    unique_key: Option<String>,
+    id_keys: Vec<String>,
 }
 
 impl DecoderFactory for ContractDecoders {
@@ -240,7 +240,7 @@ impl DecoderFactory for ContractDecoders {
                 ctx,
                 fields,
                 self.found.clone(),
-                self.unique_key.clone(),
+                self.id_keys.clone(),
             )?)));
         }
         let column = field.name().clone();
@@ -565,7 +565,7 @@ mod tests {
             Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)])),
             4,
             br#"[{"k\ud840\udc00": "\ud840\udc00 \uDAED\uDDAD"}]"#,
-            None,
+            &[],
         )
         .unwrap();
         let value = decoded.batches[0]

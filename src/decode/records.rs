@@ -9,7 +9,7 @@ use arrow_array::{ArrayRef, StructArray};
 use arrow_json::reader::{ArrayDecoder, DecoderContext, Tape, TapeElement};
 use arrow_schema::{ArrowError, Fields};
 
-use crate::schema::{id_digest, number_kind, Found, Kinds};
+use crate::schema::{id_digest, number_kind, Found, Kinds, MAX_ID_PARTS};
 
 /// What the records decoder found, read by the [`super::PageDecoder`] that made it (arrow-json
 /// owns the decoder itself).
@@ -29,9 +29,10 @@ pub(super) struct RecordsDecoder {
     found: SharedFound,
     /// The column of each key slot of `found.keys` (`None`: a key the schema lacks).
     slot_columns: Vec<Option<usize>>,
-    unique_key: Option<String>,
-    /// The unique key's slot, once seen.
-    watched_slot: Option<usize>,
+    /// The keys that name a record (see [`id_digest`]).
+    id_keys: Vec<String>,
+    /// The slot of each id key, once seen.
+    watched_slots: [Option<usize>; MAX_ID_PARTS],
     /// Tape position of each column's value in each row (column-major; 0, the tape's null,
     /// where a record lacks the key).
     positions: Vec<u32>,
@@ -42,7 +43,7 @@ impl RecordsDecoder {
         ctx: &DecoderContext,
         fields: &Fields,
         found: SharedFound,
-        unique_key: Option<String>,
+        id_keys: Vec<String>,
     ) -> Result<Self, ArrowError> {
         let columns = fields
             .iter()
@@ -58,8 +59,8 @@ impl RecordsDecoder {
             index,
             found,
             slot_columns: Vec::new(),
-            unique_key,
-            watched_slot: None,
+            id_keys,
+            watched_slots: [None; MAX_ID_PARTS],
             positions: Vec::new(),
         })
     }
@@ -72,13 +73,13 @@ impl RecordsDecoder {
         // Taken (emptied) since the last batch: the slots start again.
         if found.keys.len() < self.slot_columns.len() {
             self.slot_columns.clear();
-            self.watched_slot = None;
+            self.watched_slots = [None; MAX_ID_PARTS];
         }
         for (row, &p) in pos.iter().enumerate() {
             let TapeElement::StartObject(end) = tape.get(p) else {
                 return Err(tape.error(p, "{"));
             };
-            let mut watched_value = None;
+            let mut watched_values = [None; MAX_ID_PARTS];
             let mut cur = p + 1;
             while cur < end {
                 let TapeElement::String(s) = tape.get(cur) else {
@@ -88,8 +89,8 @@ impl RecordsDecoder {
                 let slot = found.keys.slot(name);
                 if slot == self.slot_columns.len() {
                     self.slot_columns.push(self.index.get(name).copied());
-                    if self.unique_key.as_deref() == Some(name) {
-                        self.watched_slot = Some(slot);
+                    if let Some(part) = self.id_keys.iter().position(|k| k == name) {
+                        self.watched_slots[part] = Some(slot);
                     }
                 }
                 let value = cur + 1;
@@ -97,13 +98,14 @@ impl RecordsDecoder {
                 if let Some(c) = self.slot_columns[slot] {
                     self.positions[c * rows + row] = value;
                 }
-                if self.watched_slot == Some(slot) {
-                    watched_value = Some(value);
+                if let Some(part) = self.watched_slots.iter().position(|w| *w == Some(slot)) {
+                    watched_values[part] = Some(value);
                 }
                 cur = tape.next(value, "field value")?;
             }
-            if let Some(text) = watched_value.and_then(|v| id_text(tape, v)) {
-                found.ids.push(id_digest(text));
+            if !self.id_keys.is_empty() {
+                let texts = watched_values.map(|v| v.and_then(|v| id_text(tape, v)));
+                found.ids.extend(id_digest(&texts[..self.id_keys.len()]));
             }
         }
         found.records += rows;
@@ -128,13 +130,14 @@ fn kind_of(tape: &Tape<'_>, p: u32) -> Result<Kinds, ArrowError> {
     })
 }
 
-/// The text of a unique key's value that the digest is taken of (as the key scan takes it).
+/// The text of an id key's value that the digest is taken of (as the key scan takes it);
+/// `None` for null, an object or an array.
 fn id_text<'t>(tape: &Tape<'t>, p: u32) -> Option<&'t str> {
     match tape.get(p) {
         TapeElement::String(i) | TapeElement::Number(i) => Some(tape.get_string(i)),
         TapeElement::True => Some("true"),
         TapeElement::False => Some("false"),
-        TapeElement::Null => Some("null"),
+        TapeElement::Null => None,
         _ => None,
     }
 }

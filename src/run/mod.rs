@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 pub(crate) use reconcile::reconcile_dataset;
 
-use crate::datasets::Dataset;
+use crate::datasets::{Dataset, ScopeKind};
 use crate::decode::DecodeError;
 use crate::error::{Outcome, Signal};
 use crate::logging::Progress;
@@ -44,10 +44,19 @@ pub(crate) enum RunError {
     CrmNotAnswered { crm: String, cause: String },
     #[error("{table} was created {}; run with the same choice, or extract into a new --dest", if *.kept { "with --keep-history (one snapshot per day)" } else { "without --keep-history (each snapshot replaces the last)" })]
     HistoryChanged { table: &'static str, kept: bool },
+    #[error("{table} was created with --scope {}; run with --scope {}, or extract into a new --dest", .created.as_str(), .created.as_str())]
+    ScopeChanged {
+        table: &'static str,
+        created: ScopeKind,
+    },
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
-    #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of a campaign it lists); leave {table} out, or check --base-url")]
-    Unserved { table: &'static str, url: String },
+    #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of a {scope} it lists); leave {table} out, or check --base-url")]
+    Unserved {
+        table: &'static str,
+        url: String,
+        scope: &'static str,
+    },
     #[error("{0}")]
     Auth(#[source] SourceError),
     #[error("{0}")]

@@ -407,6 +407,7 @@ impl<'r> Partition<'r> {
         let dataset = run.dataset;
         let (decode_schema, target) = run.decode_schemas();
         let batch_rows = run.rows_per_page();
+        let id_keys = dataset.unique_key.map(|k| k.parts()).unwrap_or_default();
         let (page, decoded) = run
             .cpu
             .run(move || {
@@ -416,14 +417,14 @@ impl<'r> Partition<'r> {
                         target.clone(),
                         batch_rows,
                         json,
-                        dataset.unique_key,
+                        &id_keys,
                     )
                     .ok()
                 };
                 if dataset.is_array() {
-                    Page::from_array_with(body, dataset.unique_key, decode)
+                    Page::from_array_with(body, &id_keys, decode)
                 } else {
-                    Page::parse_with(number, body, dataset.unique_key, decode)
+                    Page::parse_with(number, body, &id_keys, decode)
                 }
             })
             .await

@@ -88,8 +88,18 @@ impl Context {
             }
             settings.crms.clone()
         };
+        // The labels of every CRM whose records a table reads: those of the selected campaigns,
+        // the CRMs read per CRM, and for a table of the whole account, every CRM it lists.
         let mut with_labels: BTreeSet<Crm> = crms_of(&listed, &campaigns).into_iter().collect();
         with_labels.extend(crms.iter().copied());
+        if settings
+            .tables
+            .iter()
+            .any(|t| t.scope() == ScopeKind::Account && !t.is_array())
+        {
+            let every: Vec<u64> = listed.iter().map(|c| c.id).collect();
+            with_labels.extend(crms_of(&listed, &every));
+        }
         let free_while_labelling = settings.concurrency.saturating_sub(with_labels.len());
         let client = Arc::new(client);
         let labels = fetch_labels(Arc::clone(&client), with_labels)
@@ -123,10 +133,8 @@ async fn check_served(
     todo: &[Unit],
     ahead: usize,
 ) -> Result<(), RunError> {
-    let Some(unit) = todo
-        .first()
-        .filter(|_| dataset.scope() == ScopeKind::Campaign)
-    else {
+    // A plain array has no pages, and its endpoints are those planning already read.
+    let Some(unit) = todo.first().filter(|_| !dataset.is_array()) else {
         return Ok(());
     };
     let fetched_ahead = futures::future::join_all(
@@ -138,6 +146,7 @@ async fn check_served(
     match futures::join!(client.first_page_kept(dataset, unit), fetched_ahead).0 {
         Err(SourceError::NotFound { url }) => Err(RunError::Unserved {
             table: dataset.name,
+            scope: unit.scope.kind().noun(),
             // The endpoint, without the day's query.
             url: url.split('?').next().unwrap_or(&url).to_owned(),
         }),
@@ -275,6 +284,24 @@ fn adopt_policy(
         }
     }
     Ok(schema.set_policy(wanted, settings.policy.matcher()))
+}
+
+/// The scope of a table: chosen when the table is created, and kept. A table made before
+/// `--scope` has its table's first scope.
+fn adopt_scope(
+    schema: &mut DatasetSchema,
+    dataset: &Dataset,
+    existed: bool,
+) -> Result<(), RunError> {
+    let created = schema.scope.unwrap_or(dataset.default_scope());
+    if existed && created != dataset.scope() {
+        return Err(RunError::ScopeChanged {
+            table: dataset.name,
+            created,
+        });
+    }
+    schema.scope = Some(dataset.scope());
+    Ok(())
 }
 
 /// Whether a snapshot table keeps one snapshot per day: chosen when the table is created, and
@@ -428,6 +455,7 @@ pub(super) async fn plan(
         .map_err(RunError::Destination)?;
     let paths = Paths::new(&dataset);
     let (mut schema, mut base, existed) = load_schema(&dest, &paths, &dataset).await?;
+    adopt_scope(&mut schema, &dataset, existed)?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     adopt_history(&mut schema, &dataset, settings, existed)?;
     let ledger = Ledger::new(&dest, &paths);

@@ -102,24 +102,34 @@ pub struct Found {
 /// The keys of the records of `json`, for tests.
 #[cfg(test)]
 pub(crate) fn keys_of(json: &str) -> KeyKinds {
-    scan_records(json.as_bytes(), None).expect("records").keys
+    scan_records(json.as_bytes(), &[]).expect("records").keys
 }
 
-/// A value of the listing's unique key (its text: a string unescaped, other scalars as written)
-/// as a digest: enough to tell whether a record was seen twice (two different values share a
-/// digest with odds of about n² / 2⁶⁵, which would only make a consistent snapshot be read
-/// again). The scan and the decoder take it of the same text, so pages read either way agree.
-pub(crate) fn id_digest(text: &str) -> u64 {
+/// The most keys that name a record: a key, and the key it is unique per.
+pub(crate) const MAX_ID_PARTS: usize = 2;
+
+/// A record's id as a digest, from the texts of the values of the keys that name it (`per`'s,
+/// then the key's; see `datasets::UniqueKey`): enough to tell whether a record was seen twice
+/// (two different ids share a digest with odds of about n² / 2⁶⁵, which would only make a
+/// consistent snapshot be read again). The scan and the decoder take it of the same texts, so
+/// pages read either way agree. `None` when the key itself has no value, or an empty one: an
+/// anonymized customer (`"crm__customer_id": ""`) names no record, and many share that value.
+pub(crate) fn id_digest(texts: &[Option<&str>]) -> Option<u64> {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let (key, per) = texts.split_last()?;
+    let key = key.filter(|k| !k.is_empty())?;
+    // A `per` key a record lacks counts as empty.
+    let per: Vec<&str> = per.iter().map(|p| p.unwrap_or("")).collect();
     // "123" and 123 name the same record: the column holds the same text.
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
+    Some(BuildHasherDefault::<DefaultHasher>::default().hash_one((per, key)))
 }
 
-/// The text of a unique key's raw JSON value that [`id_digest`] takes; `None` for an object or
-/// an array, which name no record (as a missing key does not).
+/// The text of a unique key's raw JSON value that [`id_digest`] takes; `None` for null, an
+/// object or an array, which name no record (as a missing key does not).
 fn id_text(raw: &str) -> Option<Cow<'_, str>> {
     match raw.as_bytes().first() {
         Some(b'{' | b'[') => None,
+        Some(b'n') => None,
         Some(b'"') => {
             let inner = &raw[1..raw.len() - 1];
             if inner.contains('\\') {
@@ -132,17 +142,18 @@ fn id_text(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// Scans a JSON array of flat records; with `unique_key`, also takes the digests of that key's
-/// values.
+/// Scans a JSON array of flat records; with `id_keys` (the keys that name a record, see
+/// [`id_digest`]), also takes the digests of their values.
 pub(crate) fn scan_records(
     results_json: &[u8],
-    unique_key: Option<&str>,
+    id_keys: &[&str],
 ) -> Result<Found, serde_json::Error> {
+    assert!(id_keys.len() <= MAX_ID_PARTS, "a record is named by at most two keys");
     let mut found = Found::default();
     let scan = Scan {
         found: &mut found,
-        unique_key,
-        watched_slot: None,
+        id_keys,
+        watched_slots: [None; MAX_ID_PARTS],
     };
     // One check of the whole array is cheaper than serde_json's check of each string; bytes
     // that are not UTF-8 are read as they are, for an error that says where.
@@ -153,12 +164,12 @@ pub(crate) fn scan_records(
     Ok(found)
 }
 
-/// What a scan fills, and the key it takes digests of.
+/// What a scan fills, and the keys it takes digests of.
 struct Scan<'a, 'k> {
     found: &'a mut Found,
-    unique_key: Option<&'k str>,
-    /// The unique key's slot, once seen.
-    watched_slot: Option<usize>,
+    id_keys: &'k [&'k str],
+    /// The slot of each id key, once seen.
+    watched_slots: [Option<usize>; MAX_ID_PARTS],
 }
 
 impl Scan<'_, '_> {
@@ -170,18 +181,20 @@ impl Scan<'_, '_> {
         de.end()
     }
 
-    fn is_watched(&mut self, slot: usize) -> bool {
-        match (self.unique_key, self.watched_slot) {
-            (None, _) => false,
-            (Some(_), Some(watched)) => slot == watched,
-            (Some(key), None) => {
-                let hit = self.found.keys.keys[slot].0 == key;
-                if hit {
-                    self.watched_slot = Some(slot);
+    /// Which id key the key in `slot` is, if any.
+    fn watched(&mut self, slot: usize) -> Option<usize> {
+        for (part, key) in self.id_keys.iter().enumerate() {
+            match self.watched_slots[part] {
+                Some(watched) if watched == slot => return Some(part),
+                Some(_) => {}
+                None if self.found.keys.keys[slot].0 == *key => {
+                    self.watched_slots[part] = Some(slot);
+                    return Some(part);
                 }
-                hit
+                None => {}
             }
         }
+        None
     }
 }
 
@@ -225,22 +238,28 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let scan = self.0;
         // A key given twice in one record counts once, with its last value (as a decoder reads it).
-        let mut watched: Option<&'de RawValue> = None;
+        let mut watched: [Option<&'de RawValue>; MAX_ID_PARTS] = [None; MAX_ID_PARTS];
         while let Some(slot) = map.next_key_seed(KeySeed(&mut scan.found.keys))? {
-            let kinds = if scan.is_watched(slot) {
-                let raw: &'de RawValue = map.next_value()?;
-                watched = Some(raw);
-                // One small value read again: cheaper than a second pass over the page.
-                KindSeed
-                    .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
-                    .map_err(de::Error::custom)?
-            } else {
-                map.next_value_seed(KindSeed)?
+            let kinds = match scan.watched(slot) {
+                Some(part) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    watched[part] = Some(raw);
+                    // One small value read again: cheaper than a second pass over the page.
+                    KindSeed
+                        .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+                        .map_err(de::Error::custom)?
+                }
+                None => map.next_value_seed(KindSeed)?,
             };
             scan.found.keys.add(slot, kinds);
         }
-        if let Some(text) = watched.and_then(|raw| id_text(raw.get())) {
-            scan.found.ids.push(id_digest(&text));
+        if !scan.id_keys.is_empty() {
+            let texts: Vec<Option<Cow<'_, str>>> = watched[..scan.id_keys.len()]
+                .iter()
+                .map(|raw| raw.and_then(|raw| id_text(raw.get())))
+                .collect();
+            let texts: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+            scan.found.ids.extend(id_digest(&texts));
         }
         Ok(())
     }
@@ -393,7 +412,7 @@ mod tests {
     use super::*;
 
     fn scan(json: &str) -> (usize, KeyKinds) {
-        let found = scan_records(json.as_bytes(), None).unwrap();
+        let found = scan_records(json.as_bytes(), &[]).unwrap();
         (found.records, found.keys)
     }
 
@@ -429,19 +448,44 @@ mod tests {
     fn the_unique_key_is_classified_and_digested_as_text() {
         let found = scan_records(
             br#"[{"a": 1, "id": "7"}, {"id": 8.5}, {"b": true}, {"id": ""}, {"id": 7},
-                 {"id": "\u0037"}, {"id": {"x": 1}}]"#,
-            Some("id"),
+                 {"id": "\u0037"}, {"id": {"x": 1}}, {"id": null}, {"id": "null"}]"#,
+            &["id"],
         )
         .unwrap();
-        assert_eq!(found.records, 7);
-        let texts = ["7", "8.5", "", "7", "7"];
-        let want: Vec<u64> = texts.iter().map(|t| id_digest(t)).collect();
-        assert_eq!(found.ids, want, "an object names no record");
+        assert_eq!(found.records, 9);
+        let texts = ["7", "8.5", "7", "7", "null"];
+        let want: Vec<u64> = texts.iter().filter_map(|t| id_digest(&[Some(t)])).collect();
+        assert_eq!(
+            found.ids, want,
+            "an object, null and an empty id name no record"
+        );
         let mut kinds = Kinds::STR;
-        for k in [Kinds::FLOAT, Kinds::EMPTY_STR, Kinds::INT, Kinds::NESTED] {
+        for k in [
+            Kinds::FLOAT,
+            Kinds::EMPTY_STR,
+            Kinds::INT,
+            Kinds::NESTED,
+            Kinds::NULL,
+        ] {
             kinds.insert(k);
         }
         assert_eq!(found.keys.get("id"), Some(kinds));
+    }
+
+    #[test]
+    fn a_key_unique_per_another_is_digested_with_it() {
+        let found = scan_records(
+            br#"[{"c": "A", "id": "1"}, {"id": "1", "c": "B"}, {"c": "A", "id": ""}, {"id": "1"}]"#,
+            &["c", "id"],
+        )
+        .unwrap();
+        let want: Vec<u64> = [("A", "1"), ("B", "1"), ("", "1")]
+            .iter()
+            .filter_map(|(c, id)| id_digest(&[Some(c), Some(id)]))
+            .collect();
+        assert_eq!(found.ids, want);
+        assert_ne!(found.ids[0], found.ids[1], "one customer in two campaigns");
+        assert_eq!(found.ids[2], id_digest(&[None, Some("1")]).unwrap());
     }
 
     /// `number_kind` classifies number text as serde_json reads the same number.
@@ -488,7 +532,7 @@ mod tests {
     #[test]
     fn rejects_non_records() {
         for json in ["[1]", "{}", "[{\"a\": 1}"] {
-            assert!(scan_records(json.as_bytes(), None).is_err(), "{json}");
+            assert!(scan_records(json.as_bytes(), &[]).is_err(), "{json}");
         }
     }
 }

@@ -105,7 +105,7 @@ mod tests {
         for dataset in ALL {
             let known = KnownFields::of(&dataset);
             assert_eq!(known.dataset, dataset.name);
-            if let Some(key) = dataset.unique_key {
+            for key in dataset.unique_key.map(|k| k.parts()).unwrap_or_default() {
                 assert!(
                     known.columns.iter().any(|(name, _)| name == key),
                     "{}: {key} is a known field",

@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 pub(crate) use infer::keys_of;
-pub(crate) use infer::{id_digest, number_kind, scan_records};
+pub(crate) use infer::{id_digest, number_kind, scan_records, MAX_ID_PARTS};
 pub use infer::{Found, KeyKinds};
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 
+use crate::datasets::ScopeKind;
 use crate::privacy::{Matcher, PolicySpec, Treatment};
 use names::TakenNames;
 
@@ -46,6 +47,8 @@ pub enum SchemaFileError {
     UnknownType { column: String, ty: String },
     #[error("{0}")]
     Policy(#[from] crate::privacy::PolicyError),
+    #[error("unknown scope {0:?} (expected campaign, crm or account)")]
+    UnknownScope(String),
 }
 
 /// One column of the dataset.
@@ -110,6 +113,9 @@ pub struct DatasetSchema {
     /// A snapshot table that keeps one snapshot per day (`--keep-history`), chosen when the
     /// table was created.
     pub(crate) keep_history: bool,
+    /// What one partition holds (`--scope`), chosen when the table was created; `None` for a
+    /// table created before the option, which has its table's first scope.
+    pub(crate) scope: Option<ScopeKind>,
 }
 
 impl DatasetSchema {
@@ -148,6 +154,7 @@ impl DatasetSchema {
             labels: HashMap::new(),
             partition_columns: Vec::new(),
             keep_history: false,
+            scope: None,
         }
     }
 
@@ -427,6 +434,7 @@ impl DatasetSchema {
             personal_data: (!self.policy.is_empty()).then(|| self.policy.clone()),
             partition_columns: self.partition_columns.clone(),
             keep_history: self.keep_history,
+            scope: self.scope.map(|s| s.as_str().to_owned()),
             columns: self
                 .columns
                 .iter()
@@ -484,6 +492,12 @@ impl DatasetSchema {
         schema.policy = file.personal_data.unwrap_or_default();
         schema.partition_columns = file.partition_columns;
         schema.keep_history = file.keep_history;
+        schema.scope = match file.scope {
+            None => None,
+            Some(scope) => Some(
+                ScopeKind::parse(&scope).ok_or(SchemaFileError::UnknownScope(scope))?,
+            ),
+        };
         schema.matcher = Matcher::new(&schema.policy)?;
         Ok(schema)
     }
@@ -503,6 +517,9 @@ struct SchemaFile {
     /// One snapshot per day is kept (snapshot tables made with `--keep-history`).
     #[serde(default, skip_serializing_if = "is_false")]
     keep_history: bool,
+    /// `campaign`, `crm` or `account` (absent in tables made before `--scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
     columns: Vec<ColumnEntry>,
 }
 

@@ -1,14 +1,27 @@
 //! Adaptive request concurrency: `--concurrency` is the ceiling, and the number of requests
 //! in flight follows how the API feels, the way TCP's congestion window (and Vector's adaptive
-//! request concurrency) does. It starts at the ceiling; each window of responses (as many as
-//! the limit) ends in one adjustment: halve on a throttle (429 or 503), take a tenth off when
-//! the window's response time rose well above the baseline, otherwise add one, up to the
-//! ceiling. Rising latency must last two windows: one slow window on a busy machine is noise.
+//! request concurrency) does.
+//!
+//! - It starts at half the ceiling and doubles after each healthy window of responses (as many
+//!   as the limit), up to the ceiling: the first burst of a run never asks for more than half.
+//! - A throttle (429 or 503) halves the limit at once, and the limit it came at is remembered.
+//!   The other answers to requests sent under the old limit are the same burst: they change
+//!   nothing more.
+//! - Below the remembered limit it grows by one a healthy window. It asks for the remembered
+//!   limit again only after [`PROBE_AFTER`] healthy windows in a row, twice as many after each
+//!   probe the API throttled; a probe that passes a window forgets it.
+//! - A window whose response time rose well above the baseline, twice in a row, takes a tenth
+//!   off: one slow window on a busy machine is noise.
+//!
+//! Apart from the limit, a `Retry-After` holds every new request of the run until its time
+//! ([`AdaptiveConcurrency::hold_until`]): one throttled answer is the API speaking to the whole
+//! client, not to one URL.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// `--concurrency` and whether the limit adapts below it (not with `--fixed-concurrency`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +47,9 @@ const RISING: f64 = 2.0;
 const RISING_WINDOWS: u32 = 2;
 /// The baseline follows healthy windows' mean response time this fast (an EWMA).
 const BASELINE_WEIGHT: f64 = 0.2;
+/// Healthy windows in a row, just below the limit the API throttled at, before asking for it
+/// again (doubled after each probe the API throttles).
+pub(crate) const PROBE_AFTER: u32 = 8;
 
 /// The concurrency used over a run, for the report.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -49,15 +65,27 @@ pub struct ConcurrencyUsed {
 struct State {
     limit: usize,
     in_flight: usize,
+    /// Bumped at each decrease: an answer to a request sent before it is of the same burst.
+    epoch: u64,
+    /// Doubling after each healthy window, until the first decrease.
+    slow_start: bool,
+    /// The limit at which the API last throttled, until a probe passes it.
+    throttled_at: Option<usize>,
+    /// Healthy windows in a row just below `throttled_at`, and how many a probe waits for.
+    steady_windows: u32,
+    probe_after: u32,
+    /// Set while a window at `throttled_at` or above runs.
+    probing: bool,
     /// Responses since the last adjustment, and what they said.
     responses: usize,
-    throttled: bool,
     rtt_sum: Duration,
     rtt_count: u32,
     /// Mean response time of healthy windows (EWMA); `None` until the first.
     baseline: Option<f64>,
     /// Windows in a row whose response time rose: one slow window on a busy machine is noise.
     rising_windows: u32,
+    /// No request is sent before this (a `Retry-After`).
+    held_until: Option<Instant>,
     // For the report.
     requests: u64,
     limit_sum: u64,
@@ -76,6 +104,8 @@ pub(crate) struct AdaptiveConcurrency {
 pub(crate) struct Slot<'a> {
     owner: &'a AdaptiveConcurrency,
     verdict: Verdict,
+    /// The epoch the request was sent in.
+    epoch: u64,
 }
 
 impl Slot<'_> {
@@ -86,7 +116,7 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.owner.release(self.verdict);
+        self.owner.release(self.verdict, self.epoch);
     }
 }
 
@@ -94,21 +124,32 @@ impl AdaptiveConcurrency {
     /// Up to `ceiling` requests in flight; `adaptive: false` keeps the limit at the ceiling.
     pub(crate) fn new(ceiling: usize, adaptive: bool) -> AdaptiveConcurrency {
         let ceiling = ceiling.max(1);
+        let limit = if adaptive {
+            ceiling.div_ceil(2)
+        } else {
+            ceiling
+        };
         AdaptiveConcurrency {
             ceiling,
             adaptive,
             state: Mutex::new(State {
-                limit: ceiling,
+                limit,
                 in_flight: 0,
+                epoch: 0,
+                slow_start: true,
+                throttled_at: None,
+                steady_windows: 0,
+                probe_after: PROBE_AFTER,
+                probing: false,
                 responses: 0,
-                throttled: false,
                 rtt_sum: Duration::ZERO,
                 rtt_count: 0,
                 baseline: None,
                 rising_windows: 0,
+                held_until: None,
                 requests: 0,
                 limit_sum: 0,
-                min: ceiling,
+                min: limit,
             }),
             freed: Notify::new(),
         }
@@ -118,24 +159,45 @@ impl AdaptiveConcurrency {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a slot under the current limit.
+    /// Waits for a slot under the current limit, once no `Retry-After` holds requests back.
     pub(crate) async fn acquire(&self) -> Slot<'_> {
         loop {
             // Registered before the check, so a slot freed in between is not missed.
             let freed = self.freed.notified();
-            {
+            let held = {
                 let mut s = self.lock();
-                if s.in_flight < s.limit {
-                    s.in_flight += 1;
-                    s.requests += 1;
-                    s.limit_sum += s.limit as u64;
-                    return Slot {
-                        owner: self,
-                        verdict: Verdict::Neutral,
-                    };
+                match s.held_until.filter(|until| *until > Instant::now()) {
+                    Some(until) => Some(until),
+                    None if s.in_flight < s.limit => {
+                        s.in_flight += 1;
+                        s.requests += 1;
+                        s.limit_sum += s.limit as u64;
+                        return Slot {
+                            owner: self,
+                            verdict: Verdict::Neutral,
+                            epoch: s.epoch,
+                        };
+                    }
+                    None => None,
                 }
+            };
+            match held {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => freed.await,
             }
-            freed.await;
+        }
+    }
+
+    /// Holds every request not yet sent until `until` (a `Retry-After`); a later time than
+    /// the one in force extends it.
+    pub(crate) fn hold_until(&self, until: Instant) {
+        let mut s = self.lock();
+        if s.held_until.is_none_or(|held| held < until) {
+            s.held_until = Some(until);
+            tracing::debug!(
+                ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "requests held for Retry-After"
+            );
         }
     }
 
@@ -160,25 +222,28 @@ impl AdaptiveConcurrency {
         }
     }
 
-    fn release(&self, verdict: Verdict) {
+    fn release(&self, verdict: Verdict, epoch: u64) {
         let mut s = self.lock();
         s.in_flight -= 1;
         if self.adaptive {
-            s.responses += 1;
+            let before = s.limit;
             match verdict {
+                // Only the first throttle of a burst speaks: the others were sent with it.
+                Verdict::Throttled if epoch == s.epoch => throttled(&mut s),
+                Verdict::Throttled => {}
                 Verdict::Healthy(rtt) => {
+                    s.responses += 1;
                     s.rtt_sum += rtt;
                     s.rtt_count += 1;
                 }
-                Verdict::Throttled => s.throttled = true,
-                Verdict::Neutral => {}
+                Verdict::Neutral => s.responses += 1,
             }
             if s.responses >= s.limit {
-                let before = s.limit;
-                adjust(&mut s, self.ceiling);
-                if s.limit != before {
-                    tracing::debug!(from = before, to = s.limit, "request concurrency");
-                }
+                end_window(&mut s, self.ceiling);
+            }
+            s.min = s.min.min(s.limit);
+            if s.limit != before {
+                tracing::debug!(from = before, to = s.limit, "request concurrency");
             }
         }
         drop(s);
@@ -187,21 +252,47 @@ impl AdaptiveConcurrency {
     }
 }
 
-/// The end of a window: one multiplicative decrease or one additive increase.
-fn adjust(s: &mut State, ceiling: usize) {
+/// A throttle: halve the limit now, remember where the API began to throttle, and wait
+/// longer before the next probe if this was one.
+fn throttled(s: &mut State) {
+    if s.probing {
+        s.probe_after = s.probe_after.saturating_mul(2);
+    }
+    s.throttled_at = Some(s.limit);
+    s.limit = (s.limit / 2).max(1);
+    decreased(s);
+}
+
+/// What every decrease does: a new epoch, a new window, no more doubling.
+fn decreased(s: &mut State) {
+    s.epoch += 1;
+    s.slow_start = false;
+    s.probing = false;
+    s.steady_windows = 0;
+    new_window(s);
+}
+
+fn new_window(s: &mut State) {
+    s.responses = 0;
+    s.rtt_sum = Duration::ZERO;
+    s.rtt_count = 0;
+}
+
+/// The end of a window without a throttle: come down on rising latency, else grow.
+fn end_window(s: &mut State, ceiling: usize) {
     let mean_rtt = (s.rtt_count > 0).then(|| s.rtt_sum.as_secs_f64() / f64::from(s.rtt_count));
     let rising = matches!((mean_rtt, s.baseline), (Some(m), Some(b)) if m > b * RISING);
     s.rising_windows = if rising { s.rising_windows + 1 } else { 0 };
-    if s.throttled {
-        s.limit = (s.limit / 2).max(1);
-    } else if rising {
+    if rising {
         if s.rising_windows >= RISING_WINDOWS {
             // At least one less, at least one.
             s.limit = (s.limit * 9 / 10).min(s.limit - 1).max(1);
             s.rising_windows = 0;
+            decreased(s);
+            return;
         }
     } else {
-        s.limit = (s.limit + 1).min(ceiling);
+        grow(s, ceiling);
         if let Some(m) = mean_rtt {
             s.baseline = Some(match s.baseline {
                 None => m,
@@ -209,20 +300,47 @@ fn adjust(s: &mut State, ceiling: usize) {
             });
         }
     }
-    s.min = s.min.min(s.limit);
-    s.responses = 0;
-    s.throttled = false;
-    s.rtt_sum = Duration::ZERO;
-    s.rtt_count = 0;
+    new_window(s);
+}
+
+/// After a healthy window: double in slow start; else one more, but the limit the API
+/// throttled at only after enough healthy windows, and a passed probe forgets that limit.
+fn grow(s: &mut State, ceiling: usize) {
+    if s.probing {
+        // A whole window at the old throttling point passed: the API takes more now.
+        s.probing = false;
+        s.throttled_at = None;
+        s.probe_after = PROBE_AFTER;
+    }
+    let next = if s.slow_start {
+        s.limit.saturating_mul(2)
+    } else {
+        s.limit + 1
+    };
+    match s.throttled_at {
+        Some(at) if next >= at => {
+            s.steady_windows += 1;
+            if s.steady_windows >= s.probe_after {
+                s.steady_windows = 0;
+                s.probing = true;
+                s.limit = at.min(ceiling);
+            } else {
+                s.limit = (at - 1).max(s.limit).min(ceiling);
+            }
+        }
+        _ => s.limit = next.min(ceiling),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A window of `n` responses (the limit now) that all say `verdict`, sent together.
     fn window(c: &AdaptiveConcurrency, verdict: Verdict) {
         let n = c.limit();
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         rt.block_on(async {
@@ -236,35 +354,86 @@ mod tests {
     const FAST: Verdict = Verdict::Healthy(Duration::from_millis(10));
 
     #[test]
-    fn throttles_halve_the_limit_once_a_window_and_health_adds_one_up_to_the_ceiling() {
+    fn it_starts_at_half_the_ceiling_and_doubles_up_to_it() {
         let c = AdaptiveConcurrency::new(16, true);
+        assert_eq!(c.limit(), 8);
+        window(&c, FAST);
+        assert_eq!(c.limit(), 16);
         window(&c, FAST);
         assert_eq!(c.limit(), 16, "the ceiling holds");
+        assert_eq!(AdaptiveConcurrency::new(1, true).limit(), 1);
+        let fixed = AdaptiveConcurrency::new(10, false);
+        assert_eq!(fixed.limit(), 10);
+        window(&fixed, Verdict::Throttled);
+        assert_eq!(fixed.limit(), 10, "a fixed limit never moves");
+    }
+
+    /// A burst of throttles halves once; the limit then climbs by one to just below where the
+    /// API throttled, stays there for PROBE_AFTER windows, and probes it; a throttled probe
+    /// makes the next wait twice as long, a passed one forgets the limit.
+    #[test]
+    fn the_limit_the_api_throttled_at_is_remembered_and_probed_rarely() {
+        let c = AdaptiveConcurrency::new(16, true);
+        window(&c, FAST);
         window(&c, Verdict::Throttled);
-        assert_eq!(c.limit(), 8, "a window of throttles halves once");
-        window(&c, Verdict::Throttled);
-        assert_eq!(c.limit(), 4);
-        for expected in 5..=16 {
+        assert_eq!(c.limit(), 8, "a burst of throttles halves once");
+        for expected in 9..=15 {
             window(&c, FAST);
             assert_eq!(c.limit(), expected);
         }
+        let held = |c: &AdaptiveConcurrency, windows: u32, at: usize| {
+            for _ in 0..windows {
+                window(c, FAST);
+                assert_eq!(c.limit(), at, "held below the throttling point");
+            }
+        };
+        held(&c, PROBE_AFTER - 1, 15);
         window(&c, FAST);
-        assert_eq!(c.limit(), 16);
+        assert_eq!(c.limit(), 16, "the probe");
+        window(&c, Verdict::Throttled);
+        assert_eq!(c.limit(), 8);
+        for _ in 9..=15 {
+            window(&c, FAST);
+        }
+        held(&c, 2 * PROBE_AFTER - 1, 15);
+        window(&c, FAST);
+        assert_eq!(c.limit(), 16, "the second probe waited twice as long");
+        window(&c, FAST);
+        assert_eq!(c.limit(), 16, "a passed probe");
         let used = c.used();
-        assert_eq!((used.ceiling, used.min, used.last), (16, 4, 16));
-        assert!(used.mean > 4.0 && used.mean < 16.0, "{used:?}");
+        assert_eq!((used.ceiling, used.min, used.last), (16, 8, 16));
     }
 
     #[test]
-    fn rising_latency_takes_the_limit_down_and_a_fixed_limit_never_moves() {
+    fn rising_latency_takes_the_limit_down() {
         let c = AdaptiveConcurrency::new(10, true);
         window(&c, FAST);
+        assert_eq!(c.limit(), 10);
         window(&c, Verdict::Healthy(Duration::from_millis(50)));
         assert_eq!(c.limit(), 10, "one slow window is noise");
         window(&c, Verdict::Healthy(Duration::from_millis(50)));
         assert_eq!(c.limit(), 9, "two in a row are not");
-        let fixed = AdaptiveConcurrency::new(10, false);
-        window(&fixed, Verdict::Throttled);
-        assert_eq!(fixed.limit(), 10);
+    }
+
+    /// A Retry-After holds every request not yet sent until its time, the later of two wins.
+    #[test]
+    fn a_hold_delays_every_new_request_until_its_time() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = AdaptiveConcurrency::new(4, true);
+            let start = Instant::now();
+            c.hold_until(start + Duration::from_millis(300));
+            c.hold_until(start + Duration::from_millis(100));
+            let (a, b) = futures::join!(c.acquire(), c.acquire());
+            // Paused time advances only when every task waits: no request went before.
+            assert_eq!(start.elapsed(), Duration::from_millis(300));
+            drop((a, b));
+            let _ = c.acquire().await;
+            assert_eq!(start.elapsed(), Duration::from_millis(300), "over");
+        });
     }
 }

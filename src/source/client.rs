@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{redirect, StatusCode};
 use url::Url;
 
 use super::adaptive::{AdaptiveConcurrency, Concurrency, ConcurrencyUsed, Verdict};
 use super::retry::{is_retryable_status, retry_after, RetryPolicy};
 use super::{BodyError, SourceError};
-use crate::datasets::{Dataset, Endpoint};
+use crate::datasets::{Dataset, CAMPAIGNS, CRM_CUSTOM_FIELDS};
 use crate::unit::{Crm, Scope, Unit};
 
 /// A campaign as `GET /api/v1/campaigns` lists it.
@@ -141,6 +141,10 @@ impl CubeClient {
                 Attempt::Fatal(e) => return Err(e),
                 Attempt::Retry(e, hint) => (e, hint),
             };
+            if let (Some(wait), true) = (wait_hint, is_throttle(&error)) {
+                self.concurrency
+                    .hold_until(tokio::time::Instant::now() + wait.min(self.retry.max_delay));
+            }
             match self.retry.next_delay(attempt, started, wait_hint) {
                 Some(delay) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +174,8 @@ impl CubeClient {
             .http
             .get(url.clone())
             .header(ACCEPT, "application/json")
+            // Headshed's notes list it for every request, bodiless GETs included.
+            .header(CONTENT_TYPE, "application/json")
             .header(AUTHORIZATION, self.auth.clone())
             .send()
             .await
@@ -217,7 +223,12 @@ impl CubeClient {
 
     /// `GET /api/v1/campaigns`.
     pub(crate) async fn campaigns(&self) -> Result<Vec<Campaign>, SourceError> {
-        let url = self.api_root.join("campaigns").expect("static path");
+        let unit = Unit {
+            scope: Scope::Account,
+            day: None,
+        };
+        // The table's own URL, so that its first read takes this body.
+        let url = self.page_url(&CAMPAIGNS, &unit, 1);
         let body = self.get_kept(&url).await?;
         let bad = |cause: BodyError| SourceError::BadResponse {
             url: url.to_string(),
@@ -249,7 +260,12 @@ impl CubeClient {
         &self,
         crm: Crm,
     ) -> Result<Vec<(String, String)>, SourceError> {
-        let url = self.crm_url(crm, "crm_custom_fields");
+        // The table's own URL, so that its first read takes this body.
+        let unit = Unit {
+            scope: Scope::Crm(crm),
+            day: None,
+        };
+        let url = self.page_url(&CRM_CUSTOM_FIELDS, &unit, 1);
         let body = self.get_kept(&url).await?;
         let list: Vec<serde_json::Map<String, serde_json::Value>> =
             serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
@@ -265,48 +281,17 @@ impl CubeClient {
             .collect())
     }
 
-    /// The URL of page `number` of a unit's listing, always on the configured origin.
-    /// `data_owners/{id}/{crm_type}/{path}/`.
-    fn crm_url(&self, crm: Crm, path: &str) -> Url {
-        let mut url = self.api_root.clone();
-        url.path_segments_mut()
-            .expect("the API root is a base URL")
-            .pop_if_empty()
-            .extend([
-                "data_owners",
-                &crm.data_owner_id.to_string(),
-                crm.crm_type.as_str(),
-                path,
-                "",
-            ]);
-        url
-    }
-
-    /// The URL of page `number` of a unit's listing (`?page=N` on the configured origin: real
-    /// `next` links cannot be trusted).
+    /// The URL of page `number` of a unit's listing: the endpoint of the table's scope with the
+    /// unit's values in it, its day as `from_date`/`to_date`, and `?page=N` (on the configured
+    /// origin: real `next` links cannot be trusted).
     fn page_url(&self, dataset: &Dataset, unit: &Unit, number: u32) -> Url {
-        let join = |path: String| self.api_root.join(&path).expect("relative path joins");
-        let campaign = || match unit.scope {
-            Scope::Campaign(id) => id,
-            _ => unreachable!("a campaign table's units are campaigns"),
-        };
-        let crm = || match unit.scope {
-            Scope::Crm(crm) => crm,
-            _ => unreachable!("a CRM table's units are CRMs"),
-        };
-        let (mut url, day) = match dataset.endpoint {
-            Endpoint::CampaignDays(path) => {
-                (join(format!("campaigns/{}/{path}/", campaign())), unit.day)
-            }
-            Endpoint::CampaignSnapshot(path) => {
-                (join(format!("campaigns/{}/{path}/", campaign())), None)
-            }
-            Endpoint::CrmSnapshot(path) | Endpoint::CrmArray(path) => {
-                (self.crm_url(crm(), path), None)
-            }
-            Endpoint::AccountArray(path) => (join(path.to_owned()), None),
-        };
-        if let Some(day) = day {
+        let day_key = dataset.day_key();
+        let mut path = dataset.endpoint().to_owned();
+        for (key, value) in unit.folders(day_key) {
+            path = path.replace(&format!("{{{key}}}"), &value);
+        }
+        let mut url = self.api_root.join(&path).expect("relative path joins");
+        if let Some(day) = unit.day.filter(|_| dataset.by_day()) {
             let day = day.format("%Y%m%d").to_string();
             url.query_pairs_mut()
                 .append_pair("from_date", &day)
@@ -359,13 +344,14 @@ impl CubeClient {
 fn verdict(outcome: &Attempt, took: Duration) -> Verdict {
     match outcome {
         Attempt::Done(_) => Verdict::Healthy(took),
-        Attempt::Retry(SourceError::Status { status, .. }, _)
-            if *status == 429 || *status == 503 =>
-        {
-            Verdict::Throttled
-        }
+        Attempt::Retry(e, _) if is_throttle(e) => Verdict::Throttled,
         _ => Verdict::Neutral,
     }
+}
+
+/// A 429 or 503: the API asks the client for less.
+fn is_throttle(error: &SourceError) -> bool {
+    matches!(error, SourceError::Status { status: 429 | 503, .. })
 }
 
 enum Attempt {

@@ -3,6 +3,7 @@
 //! against page 1 as it arrives, so a listing that changed while we paged is caught.
 
 use super::Page;
+use crate::datasets::UniqueKey;
 use crate::schema::Misfit;
 
 /// How a read of a listing found it changed (or unfit for the file being written): the day is
@@ -41,10 +42,10 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
-    /// `key`: the key no two records share (`None`: nothing to check).
-    pub(crate) fn new(key: Option<&'static str>) -> Seen {
+    /// `unique_key`: what no two records share (`None`: nothing to check).
+    pub(crate) fn new(unique_key: Option<UniqueKey>) -> Seen {
         Seen {
-            key,
+            key: unique_key.map(|k| k.key),
             ids: Default::default(),
         }
     }
@@ -142,7 +143,7 @@ mod tests {
             if next { "\"x\"" } else { "null" },
             results.join(",")
         );
-        Page::parse(number, Bytes::from(body), None).unwrap()
+        Page::parse(number, Bytes::from(body), &[]).unwrap()
     }
 
     #[test]

@@ -99,10 +99,10 @@ fn results_key(body: &[u8]) -> Option<usize> {
 }
 
 impl Page {
-    /// Parses a page body and scans its records; with `unique_key`, also takes the digests of
+    /// Parses a page body and scans its records; with `id_keys`, also takes the digests of
     /// that key's values. The error says what is wrong, without the body.
-    pub fn parse(number: u32, body: Bytes, unique_key: Option<&str>) -> Result<Page, BodyError> {
-        let (page, _) = Self::parse_with(number, body, unique_key, |_| None::<(Found, ())>)?;
+    pub fn parse(number: u32, body: Bytes, id_keys: &[&str]) -> Result<Page, BodyError> {
+        let (page, _) = Self::parse_with(number, body, id_keys, |_| None::<(Found, ())>)?;
         Ok(page)
     }
 
@@ -112,12 +112,12 @@ impl Page {
     pub fn parse_with<R>(
         number: u32,
         body: Bytes,
-        unique_key: Option<&str>,
+        id_keys: &[&str],
         mut read: impl FnMut(&[u8]) -> Option<(Found, R)>,
     ) -> Result<(Page, Option<R>), BodyError> {
         if let Some((count, has_next, results)) = sliced(&body) {
             let page = Self::read(
-                number, count, has_next, &body, results, unique_key, &mut read,
+                number, count, has_next, &body, results, id_keys, &mut read,
             );
             if let Ok(page) = page {
                 return Ok(page);
@@ -128,21 +128,21 @@ impl Page {
         let results = envelope.results.get();
         let start = results.as_ptr() as usize - body.as_ptr() as usize;
         let range = start..start + results.len();
-        Self::read(number, count, has_next, &body, range, unique_key, &mut read)
+        Self::read(number, count, has_next, &body, range, id_keys, &mut read)
     }
 
     /// A plain JSON array of records (the answer of an endpoint that does not page), as the
     /// one and last page of its listing; `read` as for [`Page::parse_with`].
     pub fn from_array_with<R>(
         body: Bytes,
-        unique_key: Option<&str>,
+        id_keys: &[&str],
         mut read: impl FnMut(&[u8]) -> Option<(Found, R)>,
     ) -> Result<(Page, Option<R>), BodyError> {
         // Whitespace around the array is allowed; the scan rejects anything else.
         let trimmed = body.trim_ascii();
         let start = trimmed.as_ptr() as usize - body.as_ptr() as usize;
         let range = start..start + trimmed.len();
-        let (mut page, made) = Self::read(1, 0, false, &body, range, unique_key, &mut read)?;
+        let (mut page, made) = Self::read(1, 0, false, &body, range, id_keys, &mut read)?;
         page.count = page.records as u64;
         Ok((page, made))
     }
@@ -155,14 +155,14 @@ impl Page {
         has_next: bool,
         body: &Bytes,
         results: Range<usize>,
-        unique_key: Option<&str>,
+        id_keys: &[&str],
         read: &mut impl FnMut(&[u8]) -> Option<(Found, R)>,
     ) -> Result<(Page, Option<R>), BodyError> {
         let json = &body[results.clone()];
         let (found, made) = match read(json) {
             Some((found, made)) => (found, Some(made)),
             None => (
-                scan_records(json, unique_key).map_err(BodyError::NotRecords)?,
+                scan_records(json, id_keys).map_err(BodyError::NotRecords)?,
                 None,
             ),
         };
@@ -197,7 +197,7 @@ mod tests {
     fn parses_envelope_and_keeps_results_raw() {
         let body = br#"{"count": 3, "next": "http://other.host/api/v1/x/from_date=1&page=2", "previous": null,
                         "results": [{"a": 1}, {"a": "x"}]}"#;
-        let p = Page::parse(1, Bytes::from_static(body), None).unwrap();
+        let p = Page::parse(1, Bytes::from_static(body), &[]).unwrap();
         assert_eq!((p.count, p.has_next, p.records), (3, true, 2));
         assert_eq!(p.results_json(), br#"[{"a": 1}, {"a": "x"}]"#);
     }
@@ -207,7 +207,7 @@ mod tests {
         let p = Page::parse(
             1,
             Bytes::from_static(br#"{"count":0,"next":null,"previous":null,"results":[]}"#),
-            None,
+            &[],
         )
         .unwrap();
         assert_eq!((p.count, p.has_next, p.records), (0, false, 0));
@@ -217,19 +217,19 @@ mod tests {
     fn digests_of_the_unique_key_match_across_strings_and_numbers() {
         let body =
             br#"{"count": 3, "next": null, "results": [{"id": "7", "a": 1}, {"a": 2}, {"id": 7}]}"#;
-        let p = Page::parse(1, Bytes::from_static(body), Some("id")).unwrap();
+        let p = Page::parse(1, Bytes::from_static(body), &["id"]).unwrap();
         assert_eq!(p.ids.len(), 2);
         assert_eq!(p.ids[0], p.ids[1]);
         let (a, _) = Page::from_array_with(
             Bytes::from_static(b" [{\"id\": 1}, {\"id\": 2}]\n"),
-            Some("id"),
+            &["id"],
             no_reader,
         )
         .unwrap();
         assert_eq!((a.count, a.records, a.has_next), (2, 2, false));
         assert_ne!(a.ids[0], a.ids[1]);
         assert!(
-            Page::from_array_with(Bytes::from_static(br#"{"count": 0}"#), None, no_reader).is_err()
+            Page::from_array_with(Bytes::from_static(br#"{"count": 0}"#), &[], no_reader).is_err()
         );
     }
 
@@ -247,7 +247,7 @@ mod tests {
             // has no `results` at all.
             br#"{"count":1,"next":null,"previous\"results":[{"a":1}]}"#,
         ] {
-            assert!(Page::parse(1, Bytes::from_static(body), None).is_err());
+            assert!(Page::parse(1, Bytes::from_static(body), &[]).is_err());
         }
     }
 
@@ -265,7 +265,7 @@ mod tests {
             br#"{"count":2,"next":null,"previous\"results":[],"results":[{"a":1},{"a":"x"}]}"#,
         ];
         for body in bodies {
-            let page = Page::parse(1, Bytes::from_static(body), Some("a")).unwrap();
+            let page = Page::parse(1, Bytes::from_static(body), &["a"]).unwrap();
             let envelope: Envelope = serde_json::from_slice(body).unwrap();
             assert_eq!(
                 page.count,

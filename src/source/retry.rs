@@ -2,8 +2,10 @@
 //!
 //! Retried: 408, 429, 5xx and transport failures (refused/reset connections, timeouts, bodies cut
 //! short). Not retried: every other 4xx, which a retry cannot fix. Waits grow exponentially with
-//! full jitter, honour `Retry-After` (seconds or an HTTP date, capped), and stop at a per-request
-//! attempt limit or an overall time budget, whichever comes first.
+//! full jitter, and stop at a per-request attempt limit or an overall time budget, whichever
+//! comes first. A `Retry-After` (seconds or an HTTP date, capped) makes the wait longer, never
+//! shorter: `Retry-After: 0`, or a date already past, still backs off, or a throttled client
+//! would ask again at once, as often as it may.
 
 use std::time::{Duration, Instant};
 
@@ -51,15 +53,12 @@ impl RetryPolicy {
         if attempt >= self.max_attempts {
             return None;
         }
-        let delay = match retry_after {
-            Some(d) => d.min(self.max_delay),
-            None => {
-                let exp = self.base_delay.saturating_mul(1 << (attempt - 1).min(16));
-                let cap = exp.min(self.max_delay);
-                // Full jitter spreads the retries of many concurrent requests apart.
-                cap.mul_f64(rand::rng().random_range(0.5..=1.0))
-            }
-        };
+        let exp = self.base_delay.saturating_mul(1 << (attempt - 1).min(16));
+        // Full jitter spreads the retries of many concurrent requests apart.
+        let backoff = exp
+            .min(self.max_delay)
+            .mul_f64(rand::rng().random_range(0.5..=1.0));
+        let delay = retry_after.unwrap_or_default().max(backoff).min(self.max_delay);
         (started.elapsed() + delay <= self.budget).then_some(delay)
     }
 }
@@ -130,6 +129,13 @@ mod tests {
             Some(Duration::from_millis(250))
         );
         assert_eq!(p.next_delay(4, t, None), None);
+        for hint in [Duration::ZERO, Duration::from_millis(10)] {
+            let d = p.next_delay(1, t, Some(hint)).unwrap();
+            assert!(
+                d >= Duration::from_millis(50),
+                "Retry-After {hint:?} still backs off: {d:?}"
+            );
+        }
         let tight = RetryPolicy {
             budget: Duration::from_millis(10),
             ..p

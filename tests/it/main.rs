@@ -23,6 +23,7 @@ mod extract;
 mod operations;
 mod reliability;
 mod s3_dest;
+mod scopes;
 mod snapshots;
 mod store_faults;
 mod usage;
