@@ -483,7 +483,8 @@ fn the_files_a_run_left_behind_are_rewritten_while_its_last_partitions_run() {
 
 /// Page 1 of the first partitions goes out with the label requests, in one round trip: with
 /// half a second per answer, each arrives before any label could have come back, and each is
-/// fetched once (kept for its partition).
+/// fetched once (kept for its partition). The first window of a run asks for half of
+/// `--concurrency` (see `source::adaptive`): 16 leaves room for the 3 labels and 3 pages.
 #[test]
 fn the_first_partitions_fetch_their_page_1_while_the_labels_come() {
     let latency = std::time::Duration::from_millis(500);
@@ -502,6 +503,8 @@ fn the_first_partitions_fetch_their_page_1_while_the_labels_come() {
         "2019-08-01",
         "--to",
         "2019-08-01",
+        "--concurrency",
+        "16",
     ];
     ws.extract(&sim, &one_day).assert_code(0);
     let requests = sim.requests();
