@@ -31,6 +31,9 @@ work): the file system's share, which no rewrite can go below on this machine.
 
 Table 4, a big snapshot (one CRM's customers).
 
+Tables 5 and 6 (benches/scope_bench.py): an account of many sparse campaigns read per campaign and
+for the whole account (`--scope`), and a throttling API (`Retry-After: 1` and `0`).
+
 Then the targets, PASS/FAIL each. The exit status is 0 whatever the verdicts (a measurement, not a
 test); it is non-zero only when the benchmark itself cannot run. The tables and verdicts also go
 to `target/bench-results.md`. `--quick` runs a tiny version in seconds (a smoke test: its verdicts
@@ -56,6 +59,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import scope_bench
 
 REPO = Path(__file__).resolve().parents[1]
 # Release builds; CUBE_EXTRACT_BIN / CUBE_SIM_BIN override them (e.g. to try the script on debug builds).
@@ -102,6 +107,7 @@ class Dataset:
     rows_per_day: int
     first: dt.date
     days: int
+    quirks: str = QUIRKS
 
     @property
     def last(self) -> dt.date:
@@ -115,13 +121,13 @@ class Dataset:
     def data_flags(self) -> list[str]:
         return [
             "--seed", str(SEED), "--campaigns", str(self.campaigns),
-            "--rows-per-day", str(self.rows_per_day), "--quirks", QUIRKS,
+            "--rows-per-day", str(self.rows_per_day), "--quirks", self.quirks,
         ]
 
     def describe(self) -> str:
         return (
             f"{self.campaigns} campaigns x {self.days} days ({self.first}..{self.last}), "
-            f"--rows-per-day {self.rows_per_day}, --quirks {QUIRKS}, --page-size {PAGE_SIZE}, --seed {SEED}"
+            f"--rows-per-day {self.rows_per_day}, --quirks {self.quirks}, --page-size {PAGE_SIZE}, --seed {SEED}"
         )
 
 
@@ -933,6 +939,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="leave out the DuckDB row that writes one file per (campaign, day) (a target's bar)")
     p.add_argument("--snapshot-customers", type=int,
                    help="customers of the snapshot run (full: 200000, quick: 20000; 0 skips it)")
+    p.add_argument("--skip-scopes", action="store_true",
+                   help="leave out the many-campaigns (--scope) and throttling tables")
+    p.add_argument("--only-scopes", action="store_true",
+                   help="run only the many-campaigns (--scope) and throttling tables")
     p.add_argument("--timeout", type=float, default=3600, help="seconds any one measured process may take")
     p.add_argument("--work-dir", type=Path, default=REPO / "target/bench", help="scratch space (emptied first)")
     p.add_argument("--results", type=Path, default=REPO / "target/bench-results.md")
@@ -997,6 +1007,17 @@ def main(argv: list[str]) -> int:
         print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
+    if args.only_scopes:
+        me = sys.modules[__name__]
+        many = scope_bench.run_many_campaigns(me, work, args.timeout, args.quick)
+        runs = (*many, [(ra, scope_bench.run_throttling(me, work, args.timeout, ra)) for ra in (1, 0)])
+        text = "\n".join([f"# cube-extract benchmark, scopes only ({started:%Y-%m-%d %H:%M %z}; commit "
+                          f"{git_state()}; load {load_start} -> {load()})", "",
+                          *scope_bench.tables(*runs), "## Targets", "", *scope_bench.verdicts(me, *runs), ""])
+        print(text)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(text)
+        return 0
     say(f"dataset: {base.describe()}")
     ndjson = work / "records.ndjson"
     ndjson_partitioned = work / "records-with-partition.ndjson"
@@ -1107,6 +1128,15 @@ def main(argv: list[str]) -> int:
         say("snapshot: " + (f"FAILED {snapshot.failed}" if snapshot.failed else
                             f"{snapshot.rows:,} customers in {snapshot.measured.wall:.2f} s, "
                             f"{snapshot.rss_mib():.0f} MiB peak RSS, {snapshot.row_groups} row groups"))
+    # ---- tables 5 and 6: scopes (an account of many campaigns) and a throttling API -------------
+    scope_runs = None
+    if not args.skip_scopes:
+        say("many campaigns: --scope campaign, then --scope account")
+        many = scope_bench.run_many_campaigns(sys.modules[__name__], work, args.timeout, args.quick)
+        throttled = [(ra, scope_bench.run_throttling(sys.modules[__name__], work, args.timeout, ra))
+                     for ra in (1, 0)]
+        scope_runs = (*many, throttled)
+        say("many campaigns: " + ", ".join(f"{r.scope} {r.wall:.2f} s" if r.wall else r.scope for r in many))
     load_end = load()
 
     # ---- report ---------------------------------------------------------------------------
@@ -1207,8 +1237,12 @@ def main(argv: list[str]) -> int:
                 snapshot.rss_mib() < TARGET_RSS_MIB and snapshot.row_groups > 1,
                 f"snapshot of {snapshot.rows:,} customers: peak RSS {snapshot.rss_mib():.0f} MiB (target < "
                 f"{TARGET_RSS_MIB:.0f}), {snapshot.row_groups} row groups (target: several)"))
+    scope_verdicts = []
+    if scope_runs:
+        lines += scope_bench.tables(*scope_runs)
+        scope_verdicts = scope_bench.verdicts(sys.modules[__name__], *scope_runs)
     lines += ["## Targets", "", *verdicts(cube, baseline, duck, doubled, targets_latency, duck_same_layout, nightly),
-              *snapshot_verdicts, ""]
+              *snapshot_verdicts, *scope_verdicts, ""]
     text = "\n".join(lines)
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ pub struct Faults {
 }
 
 /// Misbehaviours of the real API that can be switched on. Data quirks: `drift`, `new_keys`,
-/// `odd_keys`, `case_keys`, `empty_days`, `wide`; paging quirks: `foreign_next`, `malformed_next`.
+/// `odd_keys`, `case_keys`, `empty_days`, `wide`, `sparse`; paging quirks: `foreign_next`, `malformed_next`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Quirks {
     /// Late days (15..31): `crm__custom_info__220` partly fractional, `crm__custom_info__1407`
@@ -135,6 +135,9 @@ pub struct Quirks {
     pub empty_days: bool,
     /// 300 extra keys `crm__custom_info__5000` ..= `crm__custom_info__5299`.
     pub wide: bool,
+    /// Records per (campaign, day) drawn from 0..=2 x rows_per_day instead of
+    /// [rows/2, rows*3/2]: an account of many sparse campaigns, some of whose days are empty.
+    pub sparse: bool,
 }
 
 impl Quirks {
@@ -149,11 +152,12 @@ impl Quirks {
             malformed_next: true,
             empty_days: true,
             wide: false,
+            sparse: false,
         }
     }
 
     /// Parses a comma list of: drift, new-keys, odd-keys, case-keys, foreign-next,
-    /// malformed-next, empty-days, wide, all (also accepts `_` for `-`, and `none`/empty).
+    /// malformed-next, empty-days, wide, sparse, all (also accepts `_` for `-`, and `none`/empty).
     pub fn parse(list: &str) -> Result<Self, String> {
         let mut q = Quirks::default();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -166,9 +170,11 @@ impl Quirks {
                 "malformed-next" => q.malformed_next = true,
                 "empty-days" => q.empty_days = true,
                 "wide" => q.wide = true,
+                "sparse" => q.sparse = true,
                 "all" => {
                     q = Quirks {
                         wide: q.wide,
+                        sparse: q.sparse,
                         ..Quirks::all()
                     }
                 }
@@ -176,7 +182,7 @@ impl Quirks {
                 other => {
                     return Err(format!(
                         "unknown quirk '{other}' (expected a comma list of: drift, new-keys, \
-                         odd-keys, case-keys, foreign-next, malformed-next, empty-days, wide, all)"
+                         odd-keys, case-keys, foreign-next, malformed-next, empty-days, wide, sparse, all)"
                     ))
                 }
             }

@@ -113,7 +113,7 @@ struct DataArgs {
     /// Mean rows per (campaign, day); actual counts lie in [rows/2, rows*3/2].
     #[arg(long, default_value_t = 60)]
     rows_per_day: u32,
-    /// Comma list: drift,new-keys,odd-keys,case-keys,foreign-next,malformed-next,empty-days,wide,all
+    /// Comma list: drift,new-keys,odd-keys,case-keys,foreign-next,malformed-next,empty-days,wide,sparse,all
     #[arg(long, default_value = "", value_parser = Quirks::parse)]
     quirks: Quirks,
     /// Fault: each listing request for page >= 2 inserts one more record (up to K) at the front
@@ -209,6 +209,9 @@ struct ServeArgs {
     /// Last preloaded day (default: --preload-from).
     #[arg(long, value_parser = parse_cli_date, requires = "preload_from")]
     preload_to: Option<NaiveDate>,
+    /// With --preload-from: also generate the account's call-outcome pages of those days.
+    #[arg(long, requires = "preload_from")]
+    preload_account: bool,
 }
 
 #[derive(Args, Debug)]
@@ -306,7 +309,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(from) = args.preload_from {
         let to = args.preload_to.unwrap_or(from);
         let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
-        handle.preload(&days);
+        handle.preload(&days, args.preload_account);
     }
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {}", handle.base_url());

@@ -211,7 +211,11 @@ pub fn row_count(cfg: &SimConfig, campaign_id: u64, day: NaiveDate) -> usize {
         return 0;
     }
     let mean = u64::from(cfg.rows_per_day);
-    let (lo, hi) = (mean / 2, mean * 3 / 2);
+    let (lo, hi) = if cfg.quirks.sparse {
+        (0, mean * 2)
+    } else {
+        (mean / 2, mean * 3 / 2)
+    };
     stream(cfg, STREAM_COUNT, campaign_id, day, 0).range(lo, hi) as usize
 }
 

@@ -125,15 +125,26 @@ impl SimHandle {
 }
 
 impl SimHandle {
-    /// Generates and caches every call-outcome page of the active campaigns for `days`, as a
-    /// client on `base_url()` will ask for them (needs `cache_pages`).
-    pub fn preload(&self, days: &[NaiveDate]) {
+    /// Generates and caches every call-outcome page of the active campaigns for `days` (and,
+    /// with `account`, of the account's listing), as a client on `base_url()` will ask for them
+    /// (needs `cache_pages`).
+    pub fn preload(&self, days: &[NaiveDate], account: bool) {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::HOST,
             HeaderValue::from_str(&self.sim.addr.to_string()).unwrap(),
         );
-        for campaign in campaign_ids(&self.sim.cfg) {
+        let mut listings: Vec<(String, Vec<u64>)> = campaign_ids(&self.sim.cfg)
+            .into_iter()
+            .map(|c| (format!("/api/v1/campaigns/{c}/call_outcomes/"), vec![c]))
+            .collect();
+        if account {
+            listings.push((
+                "/api/v1/call_outcomes/".to_owned(),
+                campaign_ids(&self.sim.cfg),
+            ));
+        }
+        for (path, campaigns) in &listings {
             for day in days {
                 let ymd = day.format("%Y%m%d");
                 for page in 1.. {
@@ -142,12 +153,10 @@ impl SimHandle {
                     } else {
                         format!("from_date={ymd}&to_date={ymd}&page={page}")
                     };
-                    let uri: Uri = format!("/api/v1/campaigns/{campaign}/call_outcomes/?{query}")
-                        .parse()
-                        .unwrap();
+                    let uri: Uri = format!("{path}?{query}").parse().unwrap();
                     let response = self
                         .sim
-                        .page(Kind::CallOutcomes, &[campaign], &uri, &headers);
+                        .page(Kind::CallOutcomes, campaigns, &uri, &headers);
                     if response.status() != StatusCode::OK {
                         break;
                     }
