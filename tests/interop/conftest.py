@@ -15,6 +15,7 @@ directory, and the same tests read that copy.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -325,7 +326,14 @@ def extract_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def simulator(sim_bin: Path):
-    cmd = [str(sim_bin), "serve", "--port", "0", "--page-size", PAGE_SIZE, *DATA_FLAGS]
+    with serve(sim_bin, ["--page-size", PAGE_SIZE, *DATA_FLAGS]) as sim:
+        yield sim
+
+
+@contextlib.contextmanager
+def serve(sim_bin: Path, flags: list[str]):
+    """`cube_sim serve` with `flags` on 127.0.0.1, until the block ends."""
+    cmd = [str(sim_bin), "serve", "--port", "0", *flags]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=local_env()
     )

@@ -1,0 +1,21 @@
+-- Calls per campaign and customer region for call outcomes extracted with --scope account (or
+-- crm), whose records carry no campaign id: a campaign is found by its name within its data
+-- owner (campaign__name, data_owner__name), then the customer as in duckdb_join.sql. Anonymized
+-- customers all share the id '': joined on it, each of their calls would meet every anonymized
+-- customer of the CRM, so they are left out.
+-- Run: duckdb -c "SET VARIABLE lake = 'out'" -f examples/queries/duckdb_account_join.sql
+SELECT ca.campaign__id,
+       ca.campaign__name,
+       cu.crm__custom_info__3902 AS region,
+       count(*) AS calls
+FROM read_parquet(getvariable('lake') || '/call_outcomes/**/*.parquet', hive_partitioning = true) AS co
+JOIN read_parquet(getvariable('lake') || '/campaigns/*.parquet') AS ca
+  ON co.campaign__name = ca.campaign__name
+ AND co.data_owner__name = ca.data_owner__name
+JOIN read_parquet(getvariable('lake') || '/customers/**/*.parquet', hive_partitioning = true) AS cu
+  ON cu.data_owner_id = ca.data_owner__id
+ AND cu.crm_type = ca.campaign__crm_type
+ AND cu.crm__customer_id = co.crm__customer_id
+WHERE co.crm__customer_id <> ''
+GROUP BY ALL
+ORDER BY ALL;
