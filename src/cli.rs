@@ -89,7 +89,12 @@ pub struct StatusArgs {
     pub json: bool,
     /// Only these campaigns (repeat or separate with commas); with --expect-from, a campaign
     /// the destination lacks counts as missing every day.
-    #[arg(long = "campaign", value_name = "ID", value_delimiter = ',', conflicts_with = "crms")]
+    #[arg(
+        long = "campaign",
+        value_name = "ID",
+        value_delimiter = ',',
+        conflicts_with = "crms"
+    )]
     pub campaigns: Vec<String>,
     /// Only these CRMs (DATA_OWNER_ID:CRM_TYPE), for a table read per CRM; with
     /// --expect-from, a CRM the destination lacks counts as missing every day.

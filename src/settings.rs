@@ -269,10 +269,7 @@ fn scoped(datasets: &[Dataset], scope: Option<ScopeKind>) -> Result<Vec<Dataset>
             tables: tables.join(", "),
         });
     }
-    Ok(datasets
-        .iter()
-        .map(|d| d.at(scope).unwrap_or(*d))
-        .collect())
+    Ok(datasets.iter().map(|d| d.at(scope).unwrap_or(*d)).collect())
 }
 
 fn scope_kind(arg: crate::cli::ScopeArg) -> ScopeKind {

@@ -195,11 +195,19 @@ fn status_record(cfg: &SimConfig, meta: &CampaignMeta, k: usize) -> Map<String, 
 /// What a snapshot lists, before changes.
 #[derive(Clone)]
 pub enum Snapshot {
-    Customers { owner_id: u64, crm_type: String },
-    Status { campaign_id: u64 },
+    Customers {
+        owner_id: u64,
+        crm_type: String,
+    },
+    Status {
+        campaign_id: u64,
+    },
     /// The call-flow status of a CRM's campaigns (archived ones included): each campaign's
     /// listing in turn, campaigns ascending, so a customer is there once per campaign.
-    CrmStatus { owner_id: u64, crm_type: String },
+    CrmStatus {
+        owner_id: u64,
+        crm_type: String,
+    },
 }
 
 /// One record of a snapshot: the campaign it is of (0 for a customer) and the customer's

@@ -154,9 +154,7 @@ impl SimHandle {
                         format!("from_date={ymd}&to_date={ymd}&page={page}")
                     };
                     let uri: Uri = format!("{path}?{query}").parse().unwrap();
-                    let response = self
-                        .sim
-                        .page(Kind::CallOutcomes, campaigns, &uri, &headers);
+                    let response = self.sim.page(Kind::CallOutcomes, campaigns, &uri, &headers);
                     if response.status() != StatusCode::OK {
                         break;
                     }

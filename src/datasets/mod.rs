@@ -218,7 +218,10 @@ mod tests {
     fn scopes_decide_partition_keys_and_endpoints() {
         assert_eq!(CALL_OUTCOMES.scope(), ScopeKind::Campaign);
         let crm = CALL_OUTCOMES.at(ScopeKind::Crm).unwrap();
-        assert_eq!(crm.partition_columns(), ["data_owner_id", "crm_type", "date"]);
+        assert_eq!(
+            crm.partition_columns(),
+            ["data_owner_id", "crm_type", "date"]
+        );
         assert_eq!(
             crm.endpoint(),
             "data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/"

@@ -148,7 +148,10 @@ pub(crate) fn scan_records(
     results_json: &[u8],
     id_keys: &[&str],
 ) -> Result<Found, serde_json::Error> {
-    assert!(id_keys.len() <= MAX_ID_PARTS, "a record is named by at most two keys");
+    assert!(
+        id_keys.len() <= MAX_ID_PARTS,
+        "a record is named by at most two keys"
+    );
     let mut found = Found::default();
     let scan = Scan {
         found: &mut found,

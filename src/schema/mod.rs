@@ -494,9 +494,9 @@ impl DatasetSchema {
         schema.keep_history = file.keep_history;
         schema.scope = match file.scope {
             None => None,
-            Some(scope) => Some(
-                ScopeKind::parse(&scope).ok_or(SchemaFileError::UnknownScope(scope))?,
-            ),
+            Some(scope) => {
+                Some(ScopeKind::parse(&scope).ok_or(SchemaFileError::UnknownScope(scope))?)
+            }
         };
         schema.matcher = Matcher::new(&schema.policy)?;
         Ok(schema)

@@ -351,7 +351,13 @@ fn verdict(outcome: &Attempt, took: Duration) -> Verdict {
 
 /// A 429 or 503: the API asks the client for less.
 fn is_throttle(error: &SourceError) -> bool {
-    matches!(error, SourceError::Status { status: 429 | 503, .. })
+    matches!(
+        error,
+        SourceError::Status {
+            status: 429 | 503,
+            ..
+        }
+    )
 }
 
 enum Attempt {

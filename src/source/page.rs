@@ -116,9 +116,7 @@ impl Page {
         mut read: impl FnMut(&[u8]) -> Option<(Found, R)>,
     ) -> Result<(Page, Option<R>), BodyError> {
         if let Some((count, has_next, results)) = sliced(&body) {
-            let page = Self::read(
-                number, count, has_next, &body, results, id_keys, &mut read,
-            );
+            let page = Self::read(number, count, has_next, &body, results, id_keys, &mut read);
             if let Ok(page) = page {
                 return Ok(page);
             }

@@ -58,7 +58,10 @@ impl RetryPolicy {
         let backoff = exp
             .min(self.max_delay)
             .mul_f64(rand::rng().random_range(0.5..=1.0));
-        let delay = retry_after.unwrap_or_default().max(backoff).min(self.max_delay);
+        let delay = retry_after
+            .unwrap_or_default()
+            .max(backoff)
+            .min(self.max_delay);
         (started.elapsed() + delay <= self.budget).then_some(delay)
     }
 }

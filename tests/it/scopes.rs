@@ -265,7 +265,15 @@ fn a_changing_account_listing_is_read_again_or_leaves_the_old_file(backend: Back
     };
     let (cfg, sim) = sim_with(cfg);
     let ws = Workspace::on(backend);
-    let args = ["--scope", "account", "--from", FROM, "--to", "2019-08-03", "-q"];
+    let args = [
+        "--scope",
+        "account",
+        "--from",
+        FROM,
+        "--to",
+        "2019-08-03",
+        "-q",
+    ];
     ws.extract(&sim, &args).assert_code(0);
     let view = ws.view();
     assert_partitions(
@@ -317,7 +325,9 @@ fn resume_and_status_work_per_scope() {
     let (_, sim) = sim_with(SimConfig::default());
     let ws = Workspace::new();
     let crm = |from: &str, to: &str, extra: &[&str]| {
-        let mut args = vec!["--scope", "crm", "--crm", "11:B2C", "--from", from, "--to", to];
+        let mut args = vec![
+            "--scope", "crm", "--crm", "11:B2C", "--from", from, "--to", to,
+        ];
         args.extend_from_slice(extra);
         ws.extract(&sim, &args)
     };
@@ -336,7 +346,10 @@ fn resume_and_status_work_per_scope() {
         })
         .collect();
     let skipped = |day: &str| statuses.contains(&(day.to_owned(), "skipped".to_owned()));
-    assert!(skipped("2019-08-01") && skipped("2019-08-03"), "{statuses:?}");
+    assert!(
+        skipped("2019-08-01") && skipped("2019-08-03"),
+        "{statuses:?}"
+    );
     assert!(
         statuses.contains(&("2019-08-05".to_owned(), "committed".to_owned())),
         "{statuses:?}"
@@ -357,8 +370,14 @@ fn resume_and_status_work_per_scope() {
         (&scopes[0]["data_owner_id"], &scopes[0]["crm_type"]),
         (&Value::from(11), &Value::from("B2C"))
     );
-    assert_eq!(scopes[0]["ranges"], serde_json::json!([[FROM, "2019-08-05"]]));
-    assert!(json["expected"].to_string().contains("2019-08-06"), "{json}");
+    assert_eq!(
+        scopes[0]["ranges"],
+        serde_json::json!([[FROM, "2019-08-05"]])
+    );
+    assert!(
+        json["expected"].to_string().contains("2019-08-06"),
+        "{json}"
+    );
     status(&["--crm", "11:B2C"]).assert_code(0);
     let wrong = status(&["--campaign", "101"]);
     wrong.assert_code(2);
@@ -382,7 +401,10 @@ fn resume_and_status_work_per_scope() {
     ]);
     out.assert_code(1);
     let json: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert!(json["expected"].to_string().contains("2019-08-02"), "{json}");
+    assert!(
+        json["expected"].to_string().contains("2019-08-02"),
+        "{json}"
+    );
 }
 
 /// Several anonymized customers (`crm__customer_id` "") in one snapshot are not "a customer
@@ -472,7 +494,13 @@ fn snapshots_with_anonymized_customers_commit_exact_in_every_scope() {
         .extract_with(
             "customers",
             &sim,
-            &["--crm", "11:B2C", "--hash-columns", "crm__customer_id", "-q"],
+            &[
+                "--crm",
+                "11:B2C",
+                "--hash-columns",
+                "crm__customer_id",
+                "-q",
+            ],
             &[("CUBE_EXTRACT_HASH_KEY", "k")],
         )
         .assert_code(0);
@@ -507,7 +535,11 @@ fn bad_scope_input_exits_2_and_changes_nothing() {
         assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
         assert!(errors[0].contains(says), "{says}: {}", errors[0]);
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-        assert_eq!(snapshot_of(&ws.dest()), before, "{args:?} changed the destination");
+        assert_eq!(
+            snapshot_of(&ws.dest()),
+            before,
+            "{args:?} changed the destination"
+        );
         assert!(
             listing_requests(&sim).is_empty(),
             "{args:?}: no listing was read"
