@@ -88,11 +88,10 @@ def _extract(bench: ModuleType, sim, args: list[str], work: Path, tag: str, time
 def run_many_campaigns(bench: ModuleType, work: Path, timeout: float, quick: bool) -> tuple[ScopeRun, ScopeRun]:
     campaigns = 20 if quick else MANY_CAMPAIGNS
     days = 5 if quick else MANY_DAYS
-    dataset = bench.Dataset(campaigns, MANY_ROWS_PER_DAY, MANY_FIRST, days)
+    dataset = bench.Dataset(campaigns, MANY_ROWS_PER_DAY, MANY_FIRST, days, quirks=bench.QUIRKS + ",sparse")
     span = ["--from", MANY_FIRST.isoformat(), "--to", dataset.last.isoformat()]
-    data = [*dataset.data_flags(), "--quirks", bench.QUIRKS + ",sparse"]
-    with bench.Simulator(dataset, work / "sim-many.log", MANY_LATENCY_MS,
-                         extra=("--quirks", bench.QUIRKS + ",sparse", "--preload-account")) as sim:
+    data = dataset.data_flags()
+    with bench.Simulator(dataset, work / "sim-many.log", MANY_LATENCY_MS, extra=("--preload-account",)) as sim:
         campaign = _extract(bench, sim, ["--scope", "campaign", "--all-campaigns", *span,
                                          "--concurrency", str(MANY_CONCURRENCY)], work, "campaign", timeout)
         account = _extract(bench, sim, ["--scope", "account", *span,

@@ -360,27 +360,38 @@ pub(crate) fn forbidden() -> Response {
     )
 }
 
+/// The CRM of a request's path, as (owner id, CRM type in upper case); 404 for an unknown owner
+/// or CRM type, 403 for a CRM the credentials may not read.
+pub(crate) fn requested_crm(
+    sim: &Sim,
+    owner: &str,
+    crm_type: &str,
+) -> Result<(u64, String), Response> {
+    let Some(owner_id) = owner
+        .parse()
+        .ok()
+        .filter(|&o| crm_campaign_ids(&sim.cfg, o, crm_type).is_some())
+    else {
+        return Err(not_found("Not found."));
+    };
+    if sim.forbidden(owner_id, crm_type) {
+        return Err(forbidden());
+    }
+    Ok((owner_id, crm_type.to_ascii_uppercase()))
+}
+
 pub(crate) async fn crm_customers(
     State(sim): State<Arc<Sim>>,
     Path((owner, crm_type)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let Some(owner_id) = owner
-        .parse()
-        .ok()
-        .filter(|&o| crm_campaign_ids(&sim.cfg, o, &crm_type).is_some())
-    else {
-        return not_found("Not found.");
-    };
-    if sim.forbidden(owner_id, &crm_type) {
-        return forbidden();
+    match requested_crm(&sim, &owner, &crm_type) {
+        Ok((owner_id, crm_type)) => {
+            sim.snapshot_page(&Snapshot::Customers { owner_id, crm_type }, &uri, &headers)
+        }
+        Err(response) => response,
     }
-    let snapshot = Snapshot::Customers {
-        owner_id,
-        crm_type: crm_type.to_ascii_uppercase(),
-    };
-    sim.snapshot_page(&snapshot, &uri, &headers)
 }
 
 pub(crate) async fn campaign_callflow_customers(
@@ -401,21 +412,12 @@ pub(crate) async fn crm_callflow_customers(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let Some(owner_id) = owner
-        .parse()
-        .ok()
-        .filter(|&o| crm_campaign_ids(&sim.cfg, o, &crm_type).is_some())
-    else {
-        return not_found("Not found.");
-    };
-    if sim.forbidden(owner_id, &crm_type) {
-        return forbidden();
+    match requested_crm(&sim, &owner, &crm_type) {
+        Ok((owner_id, crm_type)) => {
+            sim.snapshot_page(&Snapshot::CrmStatus { owner_id, crm_type }, &uri, &headers)
+        }
+        Err(response) => response,
     }
-    let snapshot = Snapshot::CrmStatus {
-        owner_id,
-        crm_type: crm_type.to_ascii_uppercase(),
-    };
-    sim.snapshot_page(&snapshot, &uri, &headers)
 }
 
 /// Whether the CRM's data may be read (fault `forbidden_crms`); custom-field definitions

@@ -54,17 +54,13 @@ fn crm_listing(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    let Some((owner_id, ids)) = owner
-        .parse()
-        .ok()
-        .and_then(|owner| Some((owner, crm_campaign_ids(&sim.cfg, owner, &crm_type)?)))
-    else {
-        return not_found("Not found.");
-    };
-    if sim.forbidden(owner_id, &crm_type) {
-        return forbidden();
+    match requested_crm(sim, &owner, &crm_type) {
+        Ok((owner_id, crm_type)) => {
+            let ids = crm_campaign_ids(&sim.cfg, owner_id, &crm_type).unwrap_or_default();
+            sim.page(kind, &ids, uri, headers)
+        }
+        Err(response) => response,
     }
-    sim.page(kind, &ids, uri, headers)
 }
 
 pub(crate) async fn account_call_outcomes(

@@ -101,6 +101,7 @@ pub(crate) async fn auth_and_log(
     let query = req.uri().query().unwrap_or("").to_owned();
     let authorization = header_text(req.headers(), header::AUTHORIZATION);
     let accept = header_text(req.headers(), header::ACCEPT);
+    let content_type = header_text(req.headers(), header::CONTENT_TYPE);
     let auth = sim.check_auth(authorization.as_deref());
     // Numbered on arrival, before any latency.
     let number = auth
@@ -155,6 +156,7 @@ pub(crate) async fn auth_and_log(
             status: response.status().as_u16(),
             authorization,
             accept,
+            content_type,
             fault,
             at,
         });

@@ -24,6 +24,7 @@ pub struct RequestLog {
     /// The raw `Authorization` header value, if any.
     pub authorization: Option<String>,
     pub accept: Option<String>,
+    pub content_type: Option<String>,
     /// The injected failure, if any: "throttle", "error", "drop" (status as answered, the body
     /// cut short) or "failing-day".
     pub fault: Option<&'static str>,

@@ -87,15 +87,6 @@ impl ScopeKind {
         }
     }
 
-    /// What one of its partitions is of, in a sentence.
-    pub(crate) fn noun(self) -> &'static str {
-        match self {
-            ScopeKind::Campaign => "campaign",
-            ScopeKind::Crm => "CRM",
-            ScopeKind::Account => "account",
-        }
-    }
-
     pub(crate) fn parse(text: &str) -> Option<ScopeKind> {
         [ScopeKind::Campaign, ScopeKind::Crm, ScopeKind::Account]
             .into_iter()

@@ -51,11 +51,12 @@ pub(crate) enum RunError {
     },
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
-    #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of a {scope} it lists); leave {table} out, or check --base-url")]
+    #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of {listing}); leave {table} out, or check --base-url")]
     Unserved {
         table: &'static str,
         url: String,
-        scope: &'static str,
+        /// Whose listing it was.
+        listing: &'static str,
     },
     #[error("{0}")]
     Auth(#[source] SourceError),

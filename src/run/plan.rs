@@ -146,7 +146,11 @@ async fn check_served(
     match futures::join!(client.first_page_kept(dataset, unit), fetched_ahead).0 {
         Err(SourceError::NotFound { url }) => Err(RunError::Unserved {
             table: dataset.name,
-            scope: unit.scope.kind().noun(),
+            listing: match unit.scope.kind() {
+                ScopeKind::Campaign => "a campaign it lists",
+                ScopeKind::Crm => "a CRM it lists",
+                ScopeKind::Account => "the account's listing",
+            },
             // The endpoint, without the day's query.
             url: url.split('?').next().unwrap_or(&url).to_owned(),
         }),

@@ -18,6 +18,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import os
 import re
@@ -328,6 +329,14 @@ def extract_bin() -> Path:
 def simulator(sim_bin: Path):
     with serve(sim_bin, ["--page-size", PAGE_SIZE, *DATA_FLAGS]) as sim:
         yield sim
+
+
+def load_module(path: Path):
+    """A Python file of examples/ as a module, to call its functions."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager

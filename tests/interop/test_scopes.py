@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import importlib.util
 import json
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from conftest import (
     REPO,
     RUN_TIMEOUT,
     TOKEN,
+    load_module,
     local_env,
     normalise_actual,
     normalise_expected,
@@ -196,13 +196,6 @@ def implied(sim_bin: Path) -> dict[tuple[int, str, str], int]:
     return dict(counts)
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_duckdb_account_join(lakes, implied):
     import duckdb
 
@@ -220,10 +213,10 @@ def test_polars_account_join(lakes, implied):
     r = subprocess.run([sys.executable, str(QUERIES / "polars_join.py"), lake, "account"],
                        capture_output=True, text=True, env=local_env(), timeout=120)
     assert r.returncode == 0, r.stderr
-    df = _load(QUERIES / "polars_join.py").account_calls_per_region(lake)
+    df = load_module(QUERIES / "polars_join.py").account_calls_per_region(lake)
     assert {(d["campaign__id"], d["campaign__name"], d["region"]): d["calls"] for d in df.to_dicts()} == implied
 
 
 def test_spark_account_join(lakes, implied, spark):
-    df = _load(QUERIES / "spark_join.py").account_calls_per_region(spark, str(lakes["account"]))
+    df = load_module(QUERIES / "spark_join.py").account_calls_per_region(spark, str(lakes["account"]))
     assert {(r["campaign__id"], r["campaign__name"], r["region"]): r["calls"] for r in df.collect()} == implied

@@ -9,7 +9,6 @@ Run: `.venv/bin/pytest tests/interop` after `cargo build --all-targets` (see con
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from conftest import (
     REPO,
     RUN_TIMEOUT,
     TOKEN,
+    load_module,
     local_env,
     normalise_actual,
     normalise_expected,
@@ -167,13 +167,6 @@ def implied(sim_bin: Path) -> dict[tuple[str, str], int]:
     return dict(counts)
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_duckdb_join(lake: Path, implied):
     import duckdb
 
@@ -190,10 +183,10 @@ def test_polars_join(lake: Path, implied):
     r = subprocess.run([sys.executable, str(QUERIES / "polars_join.py"), str(lake)],
                        capture_output=True, text=True, env=local_env(), timeout=120)
     assert r.returncode == 0, r.stderr
-    df = _load(QUERIES / "polars_join.py").calls_per_region(str(lake))
+    df = load_module(QUERIES / "polars_join.py").calls_per_region(str(lake))
     assert {(d["campaign__name"], d["region"]): d["calls"] for d in df.to_dicts()} == implied
 
 
 def test_spark_join(lake: Path, implied, spark):
-    df = _load(QUERIES / "spark_join.py").calls_per_region(spark, str(lake))
+    df = load_module(QUERIES / "spark_join.py").calls_per_region(spark, str(lake))
     assert {(r["campaign__name"], r["region"]): r["calls"] for r in df.collect()} == implied

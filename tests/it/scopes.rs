@@ -45,17 +45,7 @@ fn partitions_of(dest: &Path, name: &str) -> BTreeMap<String, Vec<Cells>> {
         let mut rows = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();
-            for i in 0..batch.num_rows() {
-                rows.push(
-                    batch
-                        .schema()
-                        .fields()
-                        .iter()
-                        .zip(batch.columns())
-                        .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i)))
-                        .collect(),
-                );
-            }
+            rows.extend((0..batch.num_rows()).map(|i| row_cells(&batch, i)));
         }
         out.insert(folder, rows);
     }
@@ -241,6 +231,14 @@ fn crm_and_account_tables_equal_what_the_simulator_serves(backend: Backend) {
                     .any(|p| p["date"] == "2019-08-07" && p["status"] == "empty"),
                 "day 7 is empty in every campaign"
             );
+            for request in sim.requests() {
+                assert_eq!(
+                    request.content_type.as_deref(),
+                    Some("application/json"),
+                    "Headshed's notes list the header for every request: {}",
+                    request.path
+                );
+            }
             if backend == Backend::Local {
                 let folders: &[&str] = match scope {
                     "crm" => &["data_owner_id", "crm_type", "date"],

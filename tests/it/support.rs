@@ -325,14 +325,19 @@ fn batch_rows(batch: &RecordBatch, campaign_id: u64, date: NaiveDate) -> Vec<Row
         .map(|i| Row {
             campaign_id,
             date,
-            values: batch
-                .schema()
-                .fields()
-                .iter()
-                .zip(batch.columns())
-                .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i)))
-                .collect(),
+            values: row_cells(batch, i),
         })
+        .collect()
+}
+
+/// Row `i` of a batch, by column name.
+pub fn row_cells(batch: &RecordBatch, i: usize) -> BTreeMap<String, Val> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i)))
         .collect()
 }
 
