@@ -361,21 +361,21 @@ pub(crate) fn forbidden() -> Response {
 }
 
 /// The CRM of a request's path, as (owner id, CRM type in upper case); 404 for an unknown owner
-/// or CRM type, 403 for a CRM the credentials may not read.
+/// or CRM type, 403 for a CRM the credentials may not read (boxed: a refusal is the rare path).
 pub(crate) fn requested_crm(
     sim: &Sim,
     owner: &str,
     crm_type: &str,
-) -> Result<(u64, String), Response> {
+) -> Result<(u64, String), Box<Response>> {
     let Some(owner_id) = owner
         .parse()
         .ok()
         .filter(|&o| crm_campaign_ids(&sim.cfg, o, crm_type).is_some())
     else {
-        return Err(not_found("Not found."));
+        return Err(Box::new(not_found("Not found.")));
     };
     if sim.forbidden(owner_id, crm_type) {
-        return Err(forbidden());
+        return Err(Box::new(forbidden()));
     }
     Ok((owner_id, crm_type.to_ascii_uppercase()))
 }
@@ -390,7 +390,7 @@ pub(crate) async fn crm_customers(
         Ok((owner_id, crm_type)) => {
             sim.snapshot_page(&Snapshot::Customers { owner_id, crm_type }, &uri, &headers)
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -416,7 +416,7 @@ pub(crate) async fn crm_callflow_customers(
         Ok((owner_id, crm_type)) => {
             sim.snapshot_page(&Snapshot::CrmStatus { owner_id, crm_type }, &uri, &headers)
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 

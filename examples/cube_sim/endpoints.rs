@@ -59,7 +59,7 @@ fn crm_listing(
             let ids = crm_campaign_ids(&sim.cfg, owner_id, &crm_type).unwrap_or_default();
             sim.page(kind, &ids, uri, headers)
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
