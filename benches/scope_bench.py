@@ -2,10 +2,10 @@
 its `measure`, `Simulator`, `Dataset` and binaries):
 
 - An account of many campaigns: 200 sparse campaigns (0-40 records a campaign-day, some empty) x 30
-  days, 50 ms latency, `--concurrency 8`: `--scope account` against `--scope campaign
-  --all-campaigns` (requests, wall time, each run against its own ideal pages x latency /
-  concurrency), both tables checked against the simulator's dump (row counts), and the account run's
-  peak RSS.
+  days, 50 ms latency, `--concurrency 8`: `--scope account` (median of 3 runs) against `--scope
+  campaign --all-campaigns` (one run of 40 s) (requests, wall time, each run against its own ideal
+  pages x latency / concurrency), both tables checked against the simulator's dump (row counts),
+  and the account runs' peak RSS.
 - A throttling API: 429 above 3 requests in flight, 20 ms a request, `Retry-After: 1` and `0`,
   `--concurrency 8`, 30 partitions: throttled share of the requests served, and wall time.
 """
@@ -48,6 +48,8 @@ class ScopeRun:
     expected_rows: int | None = None
     retries: int | None = None
     failed: str | None = None
+    # Every run's wall time, when the row is a median.
+    walls: list[float] = dataclasses.field(default_factory=list)
 
     def ideal(self, latency_ms: int, concurrency: int) -> float | None:
         return self.pages * latency_ms / 1000 / concurrency if self.pages else None
@@ -85,6 +87,20 @@ def _extract(bench: ModuleType, sim, args: list[str], work: Path, tag: str, time
     return run
 
 
+def _extract_median(bench: ModuleType, sim, args: list[str], work: Path, tag: str, timeout: float,
+                    runs: int) -> ScopeRun:
+    """`runs` runs in turn: the median wall time and the highest peak RSS, as the latency rows of
+    `run_bench.py` have (one run of two seconds moves by more than the target's margin)."""
+    done = [_extract(bench, sim, args, work, f"{tag}-{i}", timeout) for i in range(runs)]
+    failed = next((r for r in done if r.failed), None)
+    if failed:
+        failed.scope = tag
+        return failed
+    median = sorted(done, key=lambda r: r.wall)[runs // 2]
+    return dataclasses.replace(median, scope=tag, rss_mib=max(r.rss_mib for r in done),
+                               walls=[r.wall for r in done])
+
+
 def run_many_campaigns(bench: ModuleType, work: Path, timeout: float, quick: bool) -> tuple[ScopeRun, ScopeRun]:
     campaigns = 20 if quick else MANY_CAMPAIGNS
     days = 5 if quick else MANY_DAYS
@@ -94,8 +110,9 @@ def run_many_campaigns(bench: ModuleType, work: Path, timeout: float, quick: boo
     with bench.Simulator(dataset, work / "sim-many.log", MANY_LATENCY_MS, extra=("--preload-account",)) as sim:
         campaign = _extract(bench, sim, ["--scope", "campaign", "--all-campaigns", *span,
                                          "--concurrency", str(MANY_CONCURRENCY)], work, "campaign", timeout)
-        account = _extract(bench, sim, ["--scope", "account", *span,
-                                        "--concurrency", str(MANY_CONCURRENCY)], work, "account", timeout)
+        account = _extract_median(bench, sim, ["--scope", "account", *span,
+                                               "--concurrency", str(MANY_CONCURRENCY)], work, "account", timeout,
+                                  runs=1 if quick else 3)
     # The campaign scope reads the active campaigns; the account's listing holds the archived one too.
     active = ",".join(str(c) for c in range(101, 101 + campaigns + (1 if campaigns >= 99 else 0)) if c != 199)
     campaign.expected_rows = _dump_rows(bench, ["--campaign", active, *span, *data], work / "dump-many-c.log")
@@ -110,6 +127,13 @@ def run_throttling(bench: ModuleType, work: Path, timeout: float, retry_after: i
         return _extract(bench, sim, ["--campaign", "101", "--from", MANY_FIRST.isoformat(),
                                      "--to", dataset.last.isoformat(), "--concurrency", "8"],
                         work, f"throttle-{retry_after}", timeout)
+
+
+def _runs(r: ScopeRun) -> str:
+    if len(r.walls) < 2:
+        return ""
+    walls = ", ".join(f"{w:.2f}" for w in r.walls)
+    return f"median of {len(r.walls)} runs: {walls} s; peak RSS: the highest of them"
 
 
 def _fmt(v, spec: str) -> str:
@@ -129,8 +153,8 @@ def tables(campaign: ScopeRun, account: ScopeRun, throttled: list[tuple[int, Sco
         ratio = r.wall / ideal if ideal and r.wall and not r.failed else None
         lines.append(
             f"| {r.scope} | {_fmt(r.rows, ',')} ({_fmt(r.expected_rows, ',')}) | {_fmt(r.requests, ',')} "
-            f"| {_fmt(r.pages, ',')} | {_fmt(ideal, '.2f')} | {_fmt(r.wall, '.2f')} | {_fmt(ratio, '.2f')} "
-            f"| {_fmt(r.rss_mib, '.0f')} | {('FAILED: ' + r.failed) if r.failed else ''} |"
+            f"| {_fmt(r.pages, ',')} | {_fmt(ideal, '.2f')} | {_fmt(r.wall, '.2f')} | {_fmt(ratio, '.3f')} "
+            f"| {_fmt(r.rss_mib, '.0f')} | {('FAILED: ' + r.failed) if r.failed else _runs(r)} |"
         )
     lines += [
         "",
@@ -168,7 +192,7 @@ def verdicts(bench: ModuleType, campaign: ScopeRun, account: ScopeRun,
                                               f"(target >= {TARGET_FASTER:.0f}x)"))
         ideal = account.ideal(MANY_LATENCY_MS, MANY_CONCURRENCY)
         ratio = account.wall / ideal
-        out.append(v(ratio <= TARGET_IDEAL_RATIO, f"many campaigns: --scope account {ratio:.2f}x its ideal "
+        out.append(v(ratio <= TARGET_IDEAL_RATIO, f"many campaigns: --scope account {ratio:.3f}x its ideal "
                                                   f"{ideal:.2f} s (target <= {TARGET_IDEAL_RATIO}x)"))
         out.append(v(account.rss_mib < TARGET_RSS_MIB, f"many campaigns: --scope account peak RSS "
                                                        f"{account.rss_mib:.0f} MiB (target < {TARGET_RSS_MIB:.0f})"))

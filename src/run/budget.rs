@@ -48,7 +48,7 @@ pub(crate) fn partitions_in_flight(concurrency: usize) -> usize {
 /// More than one, because a partition read whole holds its pages' shares until its file is
 /// encoded: with one per slot, a day of `--concurrency` pages fetching while another encodes
 /// leaves no share for a third, and the request slots idle for every encoding. Measured on an
-/// account's listing of 9 pages a day at `--concurrency 8` (docs/measurements.md): 1.65x the
+/// account's listing of 9 pages a day at `--concurrency 8` (docs/performance.md): 1.65x the
 /// ideal time with one per slot, 1.26x with two, 1.20x with three, no better with four.
 pub(crate) struct PageBudget {
     pages: usize,
