@@ -2,12 +2,17 @@
 //! in flight follows how the API feels, the way TCP's congestion window (and Vector's adaptive
 //! request concurrency) does.
 //!
-//! - It starts at half the ceiling and doubles after each healthy window of responses (as many
-//!   as the limit), up to the ceiling: the first burst of a run never asks for more than half.
+//! - It grows only on evidence: a healthy answer to a request sent when the requests in flight
+//!   had reached the limit. An answer to a request sent below it (the campaign listing, the first
+//!   requests of a burst) says nothing about more, and counting it let a window grow before the
+//!   throttle of its own burst came back (RFC 7661's reason for not growing an unused window).
+//! - It starts at half the ceiling and grows by one with each such answer until the first
+//!   decrease, up to the ceiling: under a backlog it doubles each round trip, as TCP's slow start
+//!   does, and the first burst of a run never asks for more than half.
 //! - A throttle (429 or 503) halves the limit at once, and the limit it came at is remembered.
 //!   The other answers to requests sent under the old limit are the same burst: they change
 //!   nothing more.
-//! - Below the remembered limit it grows by one a healthy window. It asks for the remembered
+//! - Below the remembered limit it grows by one a healthy window that reached the limit. It asks for the remembered
 //!   limit again only after [`PROBE_AFTER`] healthy windows in a row, twice as many after each
 //!   probe the API throttled; a probe that passes a window forgets it.
 //! - A window whose response time rose well above the baseline, twice in a row, takes a tenth
@@ -67,7 +72,7 @@ struct State {
     in_flight: usize,
     /// Bumped at each decrease: an answer to a request sent before it is of the same burst.
     epoch: u64,
-    /// Doubling after each healthy window, until the first decrease.
+    /// Growing by one with each healthy answer sent at the limit, until the first decrease.
     slow_start: bool,
     /// The limit at which the API last throttled, until a probe passes it.
     throttled_at: Option<usize>,
@@ -78,6 +83,9 @@ struct State {
     probing: bool,
     /// Responses since the last adjustment, and what they said.
     responses: usize,
+    /// Whether one of them answered a request sent at the limit: a window below it is no
+    /// evidence that the API takes more.
+    window_used: bool,
     rtt_sum: Duration,
     rtt_count: u32,
     /// Mean response time of healthy windows (EWMA); `None` until the first.
@@ -106,6 +114,8 @@ pub(crate) struct Slot<'a> {
     verdict: Verdict,
     /// The epoch the request was sent in.
     epoch: u64,
+    /// Whether it was sent with the requests in flight at the limit.
+    at_limit: bool,
 }
 
 impl Slot<'_> {
@@ -116,7 +126,7 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.owner.release(self.verdict, self.epoch);
+        self.owner.release(self.verdict, self.epoch, self.at_limit);
     }
 }
 
@@ -142,6 +152,7 @@ impl AdaptiveConcurrency {
                 probe_after: PROBE_AFTER,
                 probing: false,
                 responses: 0,
+                window_used: false,
                 rtt_sum: Duration::ZERO,
                 rtt_count: 0,
                 baseline: None,
@@ -176,6 +187,7 @@ impl AdaptiveConcurrency {
                             owner: self,
                             verdict: Verdict::Neutral,
                             epoch: s.epoch,
+                            at_limit: s.in_flight == s.limit,
                         };
                     }
                     None => None,
@@ -222,7 +234,7 @@ impl AdaptiveConcurrency {
         }
     }
 
-    fn release(&self, verdict: Verdict, epoch: u64) {
+    fn release(&self, verdict: Verdict, epoch: u64, at_limit: bool) {
         let mut s = self.lock();
         s.in_flight -= 1;
         if self.adaptive {
@@ -235,6 +247,12 @@ impl AdaptiveConcurrency {
                     s.responses += 1;
                     s.rtt_sum += rtt;
                     s.rtt_count += 1;
+                    if at_limit {
+                        s.window_used = true;
+                        if s.slow_start {
+                            s.limit = (s.limit + 1).min(self.ceiling);
+                        }
+                    }
                 }
                 Verdict::Neutral => s.responses += 1,
             }
@@ -274,6 +292,7 @@ fn decreased(s: &mut State) {
 
 fn new_window(s: &mut State) {
     s.responses = 0;
+    s.window_used = false;
     s.rtt_sum = Duration::ZERO;
     s.rtt_count = 0;
 }
@@ -292,7 +311,9 @@ fn end_window(s: &mut State, ceiling: usize) {
             return;
         }
     } else {
-        grow(s, ceiling);
+        if s.window_used {
+            grow(s, ceiling);
+        }
         if let Some(m) = mean_rtt {
             s.baseline = Some(match s.baseline {
                 None => m,
@@ -303,20 +324,20 @@ fn end_window(s: &mut State, ceiling: usize) {
     new_window(s);
 }
 
-/// After a healthy window: double in slow start; else one more, but the limit the API
-/// throttled at only after enough healthy windows, and a passed probe forgets that limit.
+/// After a healthy window that reached the limit: one more (in slow start, its answers grew the
+/// limit already), but the limit the API throttled at only after enough healthy windows, and a
+/// passed probe forgets that limit.
 fn grow(s: &mut State, ceiling: usize) {
+    if s.slow_start {
+        return;
+    }
     if s.probing {
         // A whole window at the old throttling point passed: the API takes more now.
         s.probing = false;
         s.throttled_at = None;
         s.probe_after = PROBE_AFTER;
     }
-    let next = if s.slow_start {
-        s.limit.saturating_mul(2)
-    } else {
-        s.limit + 1
-    };
+    let next = s.limit + 1;
     match s.throttled_at {
         Some(at) if next >= at => {
             s.steady_windows += 1;
@@ -334,38 +355,115 @@ fn grow(s: &mut State, ceiling: usize) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use super::*;
 
-    /// A window of `n` responses (the limit now) that all say `verdict`, sent together.
-    fn window(c: &AdaptiveConcurrency, verdict: Verdict) {
-        let n = c.limit();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let slots: Vec<_> = futures::future::join_all((0..n).map(|_| c.acquire())).await;
-            for slot in slots {
-                slot.done(verdict);
+    /// A run with more requests waiting than the limit lets go: each answer frees a slot the
+    /// next request takes at once, so every request after the first burst is sent at the limit.
+    struct Backlog<'a> {
+        c: &'a AdaptiveConcurrency,
+        rt: tokio::runtime::Runtime,
+        in_flight: VecDeque<Slot<'a>>,
+    }
+
+    impl<'a> Backlog<'a> {
+        fn new(c: &'a AdaptiveConcurrency) -> Backlog<'a> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            Backlog {
+                c,
+                rt,
+                in_flight: VecDeque::new(),
             }
-        });
+        }
+
+        /// `n` answers saying `verdict`, oldest request first, the limit kept full.
+        fn answer(&mut self, n: usize, verdict: Verdict) {
+            for _ in 0..n {
+                while {
+                    let s = self.c.lock();
+                    s.in_flight < s.limit
+                } {
+                    let slot = self.rt.block_on(self.c.acquire());
+                    self.in_flight.push_back(slot);
+                }
+                self.in_flight.pop_front().unwrap().done(verdict);
+            }
+        }
+
+        /// As many answers as the limit.
+        fn window(&mut self, verdict: Verdict) {
+            self.answer(self.c.limit(), verdict);
+        }
+
+        /// Answers until a window has just ended, so the next `window` is one.
+        fn align(&mut self) {
+            self.answer(1, FAST);
+            while self.c.lock().responses != 0 {
+                self.answer(1, FAST);
+            }
+        }
     }
 
     const FAST: Verdict = Verdict::Healthy(Duration::from_millis(10));
 
     #[test]
-    fn it_starts_at_half_the_ceiling_and_doubles_up_to_it() {
+    fn it_starts_at_half_the_ceiling_and_doubles_each_round_trip_up_to_it() {
         let c = AdaptiveConcurrency::new(16, true);
         assert_eq!(c.limit(), 8);
-        window(&c, FAST);
-        assert_eq!(c.limit(), 16);
-        window(&c, FAST);
+        let mut run = Backlog::new(&c);
+        run.answer(8, FAST);
+        assert_eq!(
+            c.limit(),
+            9,
+            "of the first burst, only the request that filled the limit is evidence"
+        );
+        run.answer(9, FAST);
+        assert_eq!(c.limit(), 16, "every request sent at the limit is");
+        run.window(FAST);
         assert_eq!(c.limit(), 16, "the ceiling holds");
         assert_eq!(AdaptiveConcurrency::new(1, true).limit(), 1);
         let fixed = AdaptiveConcurrency::new(10, false);
         assert_eq!(fixed.limit(), 10);
-        window(&fixed, Verdict::Throttled);
+        Backlog::new(&fixed).window(Verdict::Throttled);
         assert_eq!(fixed.limit(), 10, "a fixed limit never moves");
+    }
+
+    /// Requests that never fill the limit (a lone listing, a run with little to do) say nothing
+    /// about more: the limit stays.
+    #[test]
+    fn answers_to_requests_below_the_limit_never_grow_it() {
+        let c = AdaptiveConcurrency::new(16, true);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for _ in 0..50 {
+            let (a, b) = rt.block_on(async { futures::join!(c.acquire(), c.acquire()) });
+            a.done(FAST);
+            b.done(FAST);
+        }
+        assert_eq!(c.limit(), 8);
+    }
+
+    /// The healthy answers of a run's first burst may come back before its throttle: they were
+    /// sent below the limit, as the campaign listing before them was, so the limit has not grown
+    /// when the throttle halves it (counted by the window, the listing and three answers doubled
+    /// it first, and the requests sent at 8 were throttled too).
+    #[test]
+    fn a_burst_s_healthy_answers_do_not_outrun_its_throttle() {
+        let c = AdaptiveConcurrency::new(8, true);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(c.acquire()).done(FAST);
+        let mut run = Backlog::new(&c);
+        run.answer(3, FAST);
+        assert_eq!(c.limit(), 4);
+        run.answer(1, Verdict::Throttled);
+        assert_eq!(c.limit(), 2);
     }
 
     /// A burst of throttles halves once; the limit then climbs by one to just below where the
@@ -374,31 +472,33 @@ mod tests {
     #[test]
     fn the_limit_the_api_throttled_at_is_remembered_and_probed_rarely() {
         let c = AdaptiveConcurrency::new(16, true);
-        window(&c, FAST);
-        window(&c, Verdict::Throttled);
+        let mut run = Backlog::new(&c);
+        run.answer(8 + 9, FAST);
+        assert_eq!(c.limit(), 16);
+        run.window(Verdict::Throttled);
         assert_eq!(c.limit(), 8, "a burst of throttles halves once");
         for expected in 9..=15 {
-            window(&c, FAST);
+            run.window(FAST);
             assert_eq!(c.limit(), expected);
         }
-        let held = |c: &AdaptiveConcurrency, windows: u32, at: usize| {
+        let held = |run: &mut Backlog, windows: u32, at: usize| {
             for _ in 0..windows {
-                window(c, FAST);
-                assert_eq!(c.limit(), at, "held below the throttling point");
+                run.window(FAST);
+                assert_eq!(run.c.limit(), at, "held below the throttling point");
             }
         };
-        held(&c, PROBE_AFTER - 1, 15);
-        window(&c, FAST);
+        held(&mut run, PROBE_AFTER - 1, 15);
+        run.window(FAST);
         assert_eq!(c.limit(), 16, "the probe");
-        window(&c, Verdict::Throttled);
+        run.window(Verdict::Throttled);
         assert_eq!(c.limit(), 8);
         for _ in 9..=15 {
-            window(&c, FAST);
+            run.window(FAST);
         }
-        held(&c, 2 * PROBE_AFTER - 1, 15);
-        window(&c, FAST);
+        held(&mut run, 2 * PROBE_AFTER - 1, 15);
+        run.window(FAST);
         assert_eq!(c.limit(), 16, "the second probe waited twice as long");
-        window(&c, FAST);
+        run.window(FAST);
         assert_eq!(c.limit(), 16, "a passed probe");
         let used = c.used();
         assert_eq!((used.ceiling, used.min, used.last), (16, 8, 16));
@@ -407,11 +507,13 @@ mod tests {
     #[test]
     fn rising_latency_takes_the_limit_down() {
         let c = AdaptiveConcurrency::new(10, true);
-        window(&c, FAST);
+        let mut run = Backlog::new(&c);
+        run.answer(5 + 6, FAST);
+        run.align();
         assert_eq!(c.limit(), 10);
-        window(&c, Verdict::Healthy(Duration::from_millis(50)));
+        run.window(Verdict::Healthy(Duration::from_millis(50)));
         assert_eq!(c.limit(), 10, "one slow window is noise");
-        window(&c, Verdict::Healthy(Duration::from_millis(50)));
+        run.window(Verdict::Healthy(Duration::from_millis(50)));
         assert_eq!(c.limit(), 9, "two in a row are not");
     }
 
