@@ -618,8 +618,9 @@ fn adaptive_concurrency_meets_a_throttling_api_with_far_fewer_retries_than_a_fix
 }
 
 /// A healthy API: the limit climbs from half the ceiling to the ceiling (by one with each
-/// answer to a request sent at the limit, so in about two round trips) and stays there. The mean
-/// counts that climb over the run's few dozen requests (11.1 in a run beside a CPU hog).
+/// answer to a request sent at the limit, so in about two round trips) and stays there. Small
+/// pages keep requests waiting for a slot, as a real backfill does: a limit that is never reached
+/// has no reason to grow. Mean 14.2 idle, 13.1-14.0 beside a CPU hog (91 requests).
 #[test]
 fn adaptive_concurrency_stays_at_the_ceiling_with_a_healthy_api() {
     let (_, sim) = faulty(
@@ -627,14 +628,14 @@ fn adaptive_concurrency_stays_at_the_ceiling_with_a_healthy_api() {
             latency_ms: 30,
             ..Faults::default()
         },
-        500,
+        25,
     );
     let (out, _) = extract_sixteen_at_most(&sim, &[]);
     out.assert_code(0);
     let used = &out.report()["concurrency"];
     assert_eq!(used["final"], 16, "{used}");
     assert_eq!(used["min"], 8, "{used}");
-    assert!(used["mean"].as_f64().unwrap() >= 10.0, "{used}");
+    assert!(used["mean"].as_f64().unwrap() >= 12.0, "{used}");
     assert_eq!(out.report()["retries"], 0);
 }
 
