@@ -54,12 +54,7 @@ fn partitions_of(dest: &Path, name: &str) -> BTreeMap<String, Vec<Cells>> {
 
 /// Records as the contract says they read back under the column types of `schema_json`.
 fn typed(records: &[Map<String, Value>], schema_json: &Value) -> Vec<Cells> {
-    let columns: Vec<&Value> = schema_json["columns"]
-        .as_array()
-        .expect("schema.json has columns")
-        .iter()
-        .filter(|c| c["personal_data"] != "dropped")
-        .collect();
+    let columns = file_columns(schema_json);
     records
         .iter()
         .map(|record| {

@@ -330,6 +330,17 @@ fn batch_rows(batch: &RecordBatch, campaign_id: u64, date: NaiveDate) -> Vec<Row
         .collect()
 }
 
+/// The columns of `schema.json` that files hold: dropped columns are recorded there but are in
+/// no file.
+pub fn file_columns(schema_json: &Value) -> Vec<&Value> {
+    schema_json["columns"]
+        .as_array()
+        .expect("schema.json has columns")
+        .iter()
+        .filter(|c| c["personal_data"] != "dropped")
+        .collect()
+}
+
 /// Row `i` of a batch, by column name.
 pub fn row_cells(batch: &RecordBatch, i: usize) -> BTreeMap<String, Val> {
     batch
@@ -377,13 +388,7 @@ pub fn expected_rows_with(
     schema_json: &Value,
     records: fn(&SimConfig, u64, NaiveDate) -> Vec<serde_json::Map<String, Value>>,
 ) -> Vec<Row> {
-    // Dropped columns are recorded in schema.json but are in no file.
-    let columns: Vec<&Value> = schema_json["columns"]
-        .as_array()
-        .expect("schema.json has columns")
-        .iter()
-        .filter(|c| c["personal_data"] != "dropped")
-        .collect();
+    let columns = file_columns(schema_json);
     let mut rows = Vec::new();
     for &c in campaigns {
         for &d in days {
