@@ -34,6 +34,9 @@ Table 4, a big snapshot (one CRM's customers).
 Tables 5 and 6 (benches/scope_bench.py): an account of many sparse campaigns read per campaign and
 for the whole account (`--scope`), and a throttling API (`Retry-After: 1` and `0`).
 
+Table 7 (benches/query_bench.py): analysts' queries over a year of history as written, against the
+same rows in one file and in DuckDB's month layout, and that year's backfill.
+
 Then the targets, PASS/FAIL each. The exit status is 0 whatever the verdicts (a measurement, not a
 test); it is non-zero only when the benchmark itself cannot run. The tables and verdicts also go
 to `target/bench-results.md`. `--quick` runs a tiny version in seconds (a smoke test: its verdicts
@@ -60,6 +63,7 @@ import threading
 import time
 from pathlib import Path
 
+import query_bench
 import scope_bench
 
 REPO = Path(__file__).resolve().parents[1]
@@ -943,6 +947,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="leave out the many-campaigns (--scope) and throttling tables")
     p.add_argument("--only-scopes", action="store_true",
                    help="run only the many-campaigns (--scope) and throttling tables")
+    p.add_argument("--skip-queries", action="store_true", help="leave out the query table")
+    p.add_argument("--only-queries", action="store_true", help="run only the query table")
     p.add_argument("--timeout", type=float, default=3600, help="seconds any one measured process may take")
     p.add_argument("--work-dir", type=Path, default=REPO / "target/bench", help="scratch space (emptied first)")
     p.add_argument("--results", type=Path, default=REPO / "target/bench-results.md")
@@ -1007,6 +1013,16 @@ def main(argv: list[str]) -> int:
         print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
+    if args.only_queries:
+        me = sys.modules[__name__]
+        queries = query_bench.run_queries(me, work, args.timeout, args.quick)
+        text = "\n".join([f"# cube-extract benchmark, queries only ({started:%Y-%m-%d %H:%M %z}; commit "
+                          f"{git_state()}; load {load_start} -> {load()})", "",
+                          *query_bench.tables(queries), "## Targets", "", *query_bench.verdicts(me, queries), ""])
+        print(text)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(text)
+        return 0
     if args.only_scopes:
         me = sys.modules[__name__]
         many = scope_bench.run_many_campaigns(me, work, args.timeout, args.quick)
@@ -1137,6 +1153,11 @@ def main(argv: list[str]) -> int:
                      for ra in (1, 0)]
         scope_runs = (*many, throttled)
         say("many campaigns: " + ", ".join(f"{r.scope} {r.wall:.2f} s" if r.wall else r.scope for r in many))
+    # ---- table 7: queries over a year of history ------------------------------------------
+    queries = None
+    if not args.skip_queries:
+        say("queries: a year of history, then DuckDB and Polars over three layouts")
+        queries = query_bench.run_queries(sys.modules[__name__], work, args.timeout, args.quick)
     load_end = load()
 
     # ---- report ---------------------------------------------------------------------------
@@ -1241,8 +1262,12 @@ def main(argv: list[str]) -> int:
     if scope_runs:
         lines += scope_bench.tables(*scope_runs)
         scope_verdicts = scope_bench.verdicts(sys.modules[__name__], *scope_runs)
+    query_verdicts = []
+    if queries:
+        lines += query_bench.tables(queries)
+        query_verdicts = query_bench.verdicts(sys.modules[__name__], queries)
     lines += ["## Targets", "", *verdicts(cube, baseline, duck, doubled, targets_latency, duck_same_layout, nightly),
-              *snapshot_verdicts, *scope_verdicts, ""]
+              *snapshot_verdicts, *scope_verdicts, *query_verdicts, ""]
     text = "\n".join(lines)
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)
