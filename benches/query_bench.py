@@ -4,12 +4,11 @@ writes it, against the same rows in one file and in DuckDB's own month layout. C
 binaries).
 
 A year of history (4 campaigns x 365 days, `--rows-per-day 300`: 306 rows a campaign-day on average)
-is extracted with the defaults,
-timed (the backfill). DuckDB then copies the table's rows into one file and into
-`PARTITION_BY (campaign_id, month)`. Three DuckDB queries and one Polars query are timed over each layout (in this
-process, warm cache, the median of 5 runs after one warm-up), and their answers must be equal on
-every layout. Targets: the table as written at most 2.5x one file and at most 1.1x DuckDB's month
-layout, query by query.
+is extracted with the defaults, and timed (the backfill). DuckDB then copies the table's rows into one
+file and into `PARTITION_BY (campaign_id, month)`. Three DuckDB queries and one Polars query are timed
+over each layout (in this process, warm cache, the median of 5 runs after one warm-up), and their
+answers must be equal on every layout. Targets: the table as written at most 2.5x one file and at most
+1.1x DuckDB's month layout, query by query.
 """
 
 from __future__ import annotations
