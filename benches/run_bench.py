@@ -1013,27 +1013,24 @@ def main(argv: list[str]) -> int:
         print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    if args.only_queries:
-        me = sys.modules[__name__]
-        queries = query_bench.run_queries(me, work, args.timeout, args.quick)
-        text = "\n".join([f"# cube-extract benchmark, queries only ({started:%Y-%m-%d %H:%M %z}; commit "
+    def only(what: str, tables: list[str], verdicts_: list[str]) -> int:
+        """Writes the results of a run of one table group alone (`--only-*`)."""
+        text = "\n".join([f"# cube-extract benchmark, {what} only ({started:%Y-%m-%d %H:%M %z}; commit "
                           f"{git_state()}; load {load_start} -> {load()})", "",
-                          *query_bench.tables(queries), "## Targets", "", *query_bench.verdicts(me, queries), ""])
+                          *tables, "## Targets", "", *verdicts_, ""])
         print(text)
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(text)
         return 0
+
+    me = sys.modules[__name__]
+    if args.only_queries:
+        queries = query_bench.run_queries(me, work, args.timeout, args.quick)
+        return only("queries", query_bench.tables(queries), query_bench.verdicts(me, queries))
     if args.only_scopes:
-        me = sys.modules[__name__]
         many = scope_bench.run_many_campaigns(me, work, args.timeout, args.quick)
         runs = (*many, [(ra, scope_bench.run_throttling(me, work, args.timeout, ra)) for ra in (1, 0)])
-        text = "\n".join([f"# cube-extract benchmark, scopes only ({started:%Y-%m-%d %H:%M %z}; commit "
-                          f"{git_state()}; load {load_start} -> {load()})", "",
-                          *scope_bench.tables(*runs), "## Targets", "", *scope_bench.verdicts(me, *runs), ""])
-        print(text)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(text)
-        return 0
+        return only("scopes", scope_bench.tables(*runs), scope_bench.verdicts(me, *runs))
     say(f"dataset: {base.describe()}")
     ndjson = work / "records.ndjson"
     ndjson_partitioned = work / "records-with-partition.ndjson"
