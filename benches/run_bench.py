@@ -1145,8 +1145,8 @@ def main(argv: list[str]) -> int:
     scope_runs = None
     if not args.skip_scopes:
         say("many campaigns: --scope campaign, then --scope account")
-        many = scope_bench.run_many_campaigns(sys.modules[__name__], work, args.timeout, args.quick)
-        throttled = [(ra, scope_bench.run_throttling(sys.modules[__name__], work, args.timeout, ra))
+        many = scope_bench.run_many_campaigns(me, work, args.timeout, args.quick)
+        throttled = [(ra, scope_bench.run_throttling(me, work, args.timeout, ra))
                      for ra in (1, 0)]
         scope_runs = (*many, throttled)
         say("many campaigns: " + ", ".join(f"{r.scope} {r.wall:.2f} s" if r.wall else r.scope for r in many))
@@ -1154,7 +1154,7 @@ def main(argv: list[str]) -> int:
     queries = None
     if not args.skip_queries:
         say("queries: a year of history, then DuckDB and Polars over three layouts")
-        queries = query_bench.run_queries(sys.modules[__name__], work, args.timeout, args.quick)
+        queries = query_bench.run_queries(me, work, args.timeout, args.quick)
     load_end = load()
 
     # ---- report ---------------------------------------------------------------------------
@@ -1258,11 +1258,11 @@ def main(argv: list[str]) -> int:
     scope_verdicts = []
     if scope_runs:
         lines += scope_bench.tables(*scope_runs)
-        scope_verdicts = scope_bench.verdicts(sys.modules[__name__], *scope_runs)
+        scope_verdicts = scope_bench.verdicts(me, *scope_runs)
     query_verdicts = []
     if queries:
         lines += query_bench.tables(queries)
-        query_verdicts = query_bench.verdicts(sys.modules[__name__], queries)
+        query_verdicts = query_bench.verdicts(me, queries)
     lines += ["## Targets", "", *verdicts(cube, baseline, duck, doubled, targets_latency, duck_same_layout, nightly),
               *snapshot_verdicts, *scope_verdicts, *query_verdicts, ""]
     text = "\n".join(lines)

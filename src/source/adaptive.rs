@@ -12,9 +12,9 @@
 //! - A throttle (429 or 503) halves the limit at once, and the limit it came at is remembered.
 //!   The other answers to requests sent under the old limit are the same burst: they change
 //!   nothing more.
-//! - Below the remembered limit it grows by one a healthy window that reached the limit. It asks for the remembered
-//!   limit again only after [`PROBE_AFTER`] healthy windows in a row, twice as many after each
-//!   probe the API throttled; a probe that passes a window forgets it.
+//! - Below the remembered limit it grows by one a healthy window that reached the limit. It asks
+//!   for the remembered limit again only after [`PROBE_AFTER`] healthy windows in a row, twice as
+//!   many after each probe the API throttled; a probe that passes a window forgets it.
 //! - A window whose response time rose well above the baseline, twice in a row, takes a tenth
 //!   off: one slow window on a busy machine is noise.
 //!
@@ -359,6 +359,13 @@ mod tests {
 
     use super::*;
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     /// A run with more requests waiting than the limit lets go: each answer frees a slot the
     /// next request takes at once, so every request after the first burst is sent at the limit.
     struct Backlog<'a> {
@@ -369,13 +376,9 @@ mod tests {
 
     impl<'a> Backlog<'a> {
         fn new(c: &'a AdaptiveConcurrency) -> Backlog<'a> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
             Backlog {
                 c,
-                rt,
+                rt: runtime(),
                 in_flight: VecDeque::new(),
             }
         }
@@ -437,9 +440,7 @@ mod tests {
     #[test]
     fn answers_to_requests_below_the_limit_never_grow_it() {
         let c = AdaptiveConcurrency::new(16, true);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         for _ in 0..50 {
             let (a, b) = rt.block_on(async { futures::join!(c.acquire(), c.acquire()) });
             a.done(FAST);
@@ -455,9 +456,7 @@ mod tests {
     #[test]
     fn a_burst_s_healthy_answers_do_not_outrun_its_throttle() {
         let c = AdaptiveConcurrency::new(8, true);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(c.acquire()).done(FAST);
         let mut run = Backlog::new(&c);
         run.answer(3, FAST);
