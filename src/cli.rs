@@ -174,6 +174,11 @@ pub struct ExtractArgs {
     /// snapshot_date=YYYY-MM-DD instead of replacing the last; chosen when the table is created.
     #[arg(long)]
     pub keep_history: bool,
+    /// How the files of date-partitioned tables are cut: one file per month holding its days
+    /// in order (month), or one per day (day). Chosen when the table is created [default: month;
+    /// tables made before this option are day].
+    #[arg(long, value_enum)]
+    pub partitioning: Option<PartitioningArg>,
     /// First day: YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago); default today (local time).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
@@ -224,6 +229,13 @@ pub struct ExtractArgs {
     /// Only warnings and errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// `--partitioning`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PartitioningArg {
+    Month,
+    Day,
 }
 
 /// `--scope`.

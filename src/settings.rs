@@ -6,7 +6,7 @@ use reqwest::header::HeaderValue;
 use url::Url;
 
 use crate::cli::{ExtractArgs, StatusArgs};
-use crate::datasets::{Dataset, ScopeKind};
+use crate::datasets::{Dataset, Partitioning, ScopeKind};
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) today: NaiveDate,
     /// `--keep-history`: snapshot tables keep one snapshot per day.
     pub(crate) keep_history: bool,
+    /// `--partitioning`, when given: checked against (or chosen for) each date-partitioned table.
+    pub(crate) partitioning: Option<Partitioning>,
     pub(crate) store: StoreSettings,
     /// `--concurrency`: the most requests in flight.
     pub(crate) concurrency: usize,
@@ -188,6 +190,12 @@ impl Settings {
                 "these tables are snapshots taken when the command runs; drop --from and --to",
             ));
         }
+        if args.partitioning.is_some() && !any(Dataset::by_day) {
+            return Err(not_applicable(
+                "partitioning",
+                "only call-outcomes and product-registrations are partitioned by date; drop --partitioning",
+            ));
+        }
         if args.keep_history && !any(Dataset::keeps_history) {
             return Err(not_applicable(
                 "keep-history",
@@ -241,6 +249,10 @@ impl Settings {
             days,
             today,
             keep_history: args.keep_history,
+            partitioning: args.partitioning.map(|p| match p {
+                crate::cli::PartitioningArg::Month => Partitioning::Month,
+                crate::cli::PartitioningArg::Day => Partitioning::Day,
+            }),
             store,
             concurrency: args.concurrency,
             fixed_concurrency: args.fixed_concurrency,

@@ -53,6 +53,7 @@ pub(super) async fn open_dataset(
             table: dataset.name,
             file: paths.schema_file().to_string(),
         })?;
+    let paths = Paths::of_schema(&dataset, &schema);
     Ok(Held {
         dest,
         paths,

@@ -103,6 +103,36 @@ impl ScopeKind {
     }
 }
 
+/// How a date-partitioned table's files are cut: one per (scope keys, day), or one per (scope
+/// keys, month) holding its days in order. Chosen when the table is created (`--partitioning`,
+/// kept in `schema.json`); the day stays the unit of work either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Partitioning {
+    Day,
+    Month,
+}
+
+impl Partitioning {
+    /// A new table's, unless asked otherwise: files of tens of MB, not one per day.
+    pub(crate) const NEW_TABLES: Partitioning = Partitioning::Month;
+    /// A table made before `--partitioning` (no entry in `schema.json`).
+    pub(crate) const OLDER_TABLES: Partitioning = Partitioning::Day;
+
+    /// The word of `--partitioning` and of `schema.json`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Partitioning::Day => "day",
+            Partitioning::Month => "month",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Partitioning> {
+        [Partitioning::Day, Partitioning::Month]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+}
+
 /// The key that names a record of a snapshot: no two records share the value of `key` (among
 /// those with the same value of `per`, when given). A record whose `key` is empty or null
 /// (an anonymized customer) names nothing and is not checked.

@@ -3,6 +3,7 @@
 //! date. The stages it drives (source, schema, decode, sink) know nothing of it.
 
 mod budget;
+mod month;
 mod partition;
 mod place;
 mod plan;
@@ -15,7 +16,7 @@ use futures::StreamExt;
 
 pub(crate) use reconcile::reconcile_dataset;
 
-use crate::datasets::{Dataset, ScopeKind};
+use crate::datasets::{Dataset, Partitioning, ScopeKind};
 use crate::decode::DecodeError;
 use crate::error::{Outcome, Signal};
 use crate::logging::Progress;
@@ -48,6 +49,11 @@ pub(crate) enum RunError {
     ScopeChanged {
         table: &'static str,
         created: ScopeKind,
+    },
+    #[error("{table} was created with --partitioning {}; run with --partitioning {} (or without the option), or extract into a new --dest", .created.as_str(), .created.as_str())]
+    PartitioningChanged {
+        table: &'static str,
+        created: Partitioning,
     },
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
@@ -252,9 +258,10 @@ async fn execute(
                 let run = runs[i].expect("units come from planned tables");
                 unfinished.started();
                 async move {
-                    let outcome = Partition::new(run, unit).extract(shutdown).await;
+                    let ended = Partition::new(run, unit).extract(shutdown).await;
+                    let settled = month::settle(run, unit, ended, shutdown).await;
                     unfinished.ended(i, &unit);
-                    if let Some(p) = &outcome {
+                    for p in &settled.partitions {
                         let failed = p.status == PartitionStatus::Failed;
                         progress.partition_done(
                             p.rows as u64,
@@ -263,15 +270,16 @@ async fn execute(
                             run.client.concurrency_used(),
                         );
                     }
-                    (i, outcome)
+                    (i, settled)
                 }
             })
             .buffer_unordered(budget::partitions_in_flight(settings.concurrency)));
         // Into the report as each partition ends, so that a report written after a signal has
         // every partition committed before it.
         let drain = async {
-            while let Some((i, outcome)) = outcomes.next().await {
-                reports[i].1.partitions.extend(outcome);
+            while let Some((i, settled)) = outcomes.next().await {
+                reports[i].1.partitions.extend(settled.partitions);
+                reports[i].1.bytes_written += settled.month_bytes;
             }
             unfinished.all_ended();
         };

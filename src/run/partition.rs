@@ -82,17 +82,22 @@ impl<'r> Partition<'r> {
     }
 
     /// Extracts the partition; `None` when a shutdown signal came before its file was to be placed (the
-    /// partition was abandoned and is not reported).
-    pub(crate) async fn extract(self, shutdown: &Shutdown) -> Option<PartitionReport> {
+    /// partition was abandoned and is not reported). A day of a month table is not recorded
+    /// yet: its ledger record comes back with its report, for when its month is built.
+    pub(crate) async fn extract(self, shutdown: &Shutdown) -> Option<Ended> {
         let unit = self.unit;
         let mut report =
             PartitionReport::new(&unit, self.run.paths.day_key(), PartitionStatus::Failed);
+        let mut unrecorded = None;
         let outcome = match shutdown.unless_stopped(self.read()).await {
             Err(_) => return None,
             Ok(Err(e)) => Err(e),
             Ok(Ok(read)) => match self.commit(read, &mut report, shutdown).await {
                 Ok(Placed::Abandoned) => return None,
-                Ok(Placed::Committed) => Ok(()),
+                Ok(Placed::Committed(record)) => {
+                    unrecorded = record;
+                    Ok(())
+                }
                 Err(e) => Err(e),
             },
         };
@@ -108,7 +113,7 @@ impl<'r> Partition<'r> {
                 report.file = None;
             }
         }
-        Some(report)
+        Some(Ended { report, unrecorded })
     }
 
     /// Places the file (or, for an empty day, removes the old one) and records the partition.
@@ -151,18 +156,22 @@ impl<'r> Partition<'r> {
                     Ok(uploaded) => uploaded?,
                 }
                 staged.place().await?;
-                record.file = Some(path.to_string());
+                record.file = Some(run.paths.table_file(&self.unit).to_string());
                 record.schema_version = version;
                 report.bytes_written = bytes;
                 report.status = PartitionStatus::Committed;
                 report.file = record.file.clone();
             }
         }
+        if run.paths.month_of(&self.unit).is_some() {
+            // Recorded once a month file holding the day is placed.
+            return Ok(Placed::Committed(Some(record)));
+        }
         record.committed_at = now();
         Ledger::new(&run.dest, &run.paths)
             .record(&self.unit, &record)
             .await?;
-        Ok(Placed::Committed)
+        Ok(Placed::Committed(None))
     }
 
     /// Reads the listing until one read is complete and consistent, a bounded number of times.
@@ -462,9 +471,18 @@ impl<'r> Partition<'r> {
     }
 }
 
+/// How a partition ended, unless a signal abandoned it.
+pub(crate) struct Ended {
+    pub(crate) report: PartitionReport,
+    /// The ledger record of a day of a month table whose segment was placed (or removed),
+    /// to be written once its month is built.
+    pub(crate) unrecorded: Option<LedgerRecord>,
+}
+
 /// How committing a partition ended, short of an error.
 enum Placed {
-    Committed,
+    /// The file is placed; the record, when it is still to be written.
+    Committed(Option<LedgerRecord>),
     /// A signal came before the file was visible: nothing of the partition is.
     Abandoned,
 }

@@ -10,9 +10,10 @@ use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 
 use super::budget::{CpuSlots, PageBudget};
+use super::month::Months;
 use super::state::Run;
 use super::RunError;
-use crate::datasets::{Dataset, ScopeKind};
+use crate::datasets::{Dataset, Partitioning, ScopeKind};
 use crate::privacy::Treatment;
 use crate::report::{PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KnownFields};
@@ -308,6 +309,31 @@ fn adopt_scope(
     Ok(())
 }
 
+/// How a date-partitioned table's files are cut: chosen when the table is created (month
+/// unless asked otherwise), and kept. A table made before `--partitioning` is cut by day.
+fn adopt_partitioning(
+    schema: &mut DatasetSchema,
+    dataset: &Dataset,
+    settings: &Settings,
+    existed: bool,
+) -> Result<Partitioning, RunError> {
+    if !dataset.by_day() {
+        return Ok(Partitioning::Day);
+    }
+    let created = match (existed, schema.partitioning) {
+        (true, recorded) => recorded.unwrap_or(Partitioning::OLDER_TABLES),
+        (false, _) => settings.partitioning.unwrap_or(Partitioning::NEW_TABLES),
+    };
+    if settings.partitioning.is_some_and(|asked| asked != created) {
+        return Err(RunError::PartitioningChanged {
+            table: dataset.name,
+            created,
+        });
+    }
+    schema.partitioning = Some(created);
+    Ok(created)
+}
+
 /// Whether a snapshot table keeps one snapshot per day: chosen when the table is created, and
 /// kept.
 fn adopt_history(
@@ -457,9 +483,15 @@ pub(super) async fn plan(
         .open(dataset)
         .await
         .map_err(RunError::Destination)?;
-    let paths = Paths::new(&dataset);
-    let (mut schema, mut base, existed) = load_schema(&dest, &paths, &dataset).await?;
+    let (mut schema, mut base, existed) =
+        load_schema(&dest, &Paths::new(&dataset), &dataset).await?;
     adopt_scope(&mut schema, &dataset, existed)?;
+    let paths = Paths::new(&dataset).cut_by(adopt_partitioning(
+        &mut schema,
+        &dataset,
+        settings,
+        existed,
+    )?);
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     adopt_history(&mut schema, &dataset, settings, existed)?;
     let ledger = Ledger::new(&dest, &paths);
@@ -496,6 +528,7 @@ pub(super) async fn plan(
             .await
             .map_err(RunError::StateWrite)?;
     }
-    let run = Run::new(context, dest, paths, dataset, settings, schema, base);
+    let mut run = Run::new(context, dest, paths, dataset, settings, schema, base);
+    run.months = Months::new(&run.paths, &todo);
     Ok((run, todo))
 }

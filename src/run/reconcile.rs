@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::budget::CpuSlots;
+use super::month::{months_of, MonthWriter, Published};
 use super::place::{self, Streamed};
 use super::PartitionError;
 use crate::datasets::Dataset;
@@ -106,8 +107,8 @@ impl Reconciler<'_> {
     ) -> Result<Rewritten, PartitionError> {
         let ledger = Ledger::new(self.dest, self.paths);
         // Two walks of a long history on local disk, or two series of LISTs: side by side.
-        let table_root = self.paths.table_root();
-        let (committed, files) = futures::join!(ledger.load(), self.dest.list(&table_root));
+        let unit_files = self.paths.unit_files_root();
+        let (committed, files) = futures::join!(ledger.load(), self.dest.list(&unit_files));
         let committed: BTreeMap<Unit, Committed> = committed?;
         let mut stale: Vec<(Unit, Option<Committed>)> = committed
             .iter()
@@ -144,18 +145,61 @@ impl Reconciler<'_> {
             .collect()
             .await;
         let mut done = Rewritten::default();
+        let mut brought = Vec::new();
         for (unit, r) in results {
             match r? {
-                Brought::Done(0) => {}
                 Brought::Done(written) => {
-                    done.files += 1;
-                    done.bytes += written;
+                    if written > 0 {
+                        done.files += 1;
+                        done.bytes += written;
+                    }
+                    brought.push(unit);
                 }
                 Brought::Ahead(columns) => done.ahead.push(Ahead { unit, columns }),
             }
         }
+        self.publish_months(brought, target, &mut done).await?;
         done.ahead.sort_by_key(|a| a.unit);
         Ok(done)
+    }
+
+    /// In a month table, builds the months of the days brought up to date anew: from their
+    /// segments, to the target.
+    async fn publish_months(
+        &self,
+        brought: Vec<Unit>,
+        target: &Target,
+        done: &mut Rewritten,
+    ) -> Result<(), PartitionError> {
+        let months = months_of(self.paths, brought);
+        let writer = MonthWriter {
+            dest: self.dest,
+            paths: self.paths,
+            policy: self.policy,
+            cpu: self.cpu,
+        };
+        let published: Vec<_> = futures::stream::iter(months)
+            .map(|month| {
+                let writer = &writer;
+                async move { (month, writer.publish(month, target).await) }
+            })
+            .buffer_unordered(rewrites_at_once(self.dest))
+            .collect()
+            .await;
+        for (month, p) in published {
+            match p? {
+                Published::Placed { bytes, .. } => {
+                    done.files += 1;
+                    done.bytes += bytes;
+                }
+                Published::Removed => {}
+                Published::Ahead(columns) => done.ahead.push(Ahead {
+                    unit: month.first_day(),
+                    columns,
+                }),
+            }
+        }
+        Ok(())
     }
 
     /// Rewrites one file if its layout is not the target's, unless that would lose a column.
@@ -231,7 +275,7 @@ impl Reconciler<'_> {
                 Streamed::GaveUp(Brought::Done(_)) => {}
             }
             if let Some(record) = &mut record {
-                record.file = Some(path.to_string());
+                record.file = Some(self.paths.table_file(&unit).to_string());
             }
         }
         // Files nobody recorded stay unrecorded, so --resume fetches their day again.
@@ -307,14 +351,18 @@ pub(crate) async fn reconcile_dataset(
         .open_for_writing(dataset)
         .await
         .map_err(ReconcileError::Destination)?;
-    let paths = Paths::new(&dataset);
-    let schemas = SchemaStore::new(&dest, &paths);
-    let Some((schema, _)) = schemas.load().await.map_err(ReconcileError::Destination)? else {
+    let Some((schema, _)) = SchemaStore::new(&dest, &Paths::new(&dataset))
+        .load()
+        .await
+        .map_err(ReconcileError::Destination)?
+    else {
         return Err(ReconcileError::NoDataset {
             dest: dest.display().to_owned(),
             table: dataset.name,
         });
     };
+    let paths = Paths::of_schema(&dataset, &schema);
+    let schemas = SchemaStore::new(&dest, &paths);
     // Hashing a file that still holds a column in the clear (a `--rewrite` run that was
     // stopped) needs the dataset's key.
     let spec = schema.policy();

@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use tokio::sync::Mutex;
 
 use super::budget::{CpuSlots, PageBudget};
+use super::month::Months;
 use super::plan::Context;
 use crate::datasets::Dataset;
 use crate::logging::DETAIL;
@@ -43,6 +44,8 @@ pub(crate) struct Run {
     decoding: std::sync::Mutex<(SchemaRef, SchemaRef)>,
     /// The most records a page of this table held so far (see [`Run::rows_per_page`]).
     rows_per_page: AtomicUsize,
+    /// A month table's months, each waiting for its days in this run.
+    pub(crate) months: Months,
 }
 
 struct SchemaState {
@@ -81,6 +84,7 @@ impl Run {
             }),
             decoding,
             rows_per_page: AtomicUsize::new(FIRST_ROWS_PER_PAGE),
+            months: Months::default(),
         }
     }
 

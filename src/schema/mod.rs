@@ -21,7 +21,7 @@ pub use infer::{Found, KeyKinds};
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 
-use crate::datasets::ScopeKind;
+use crate::datasets::{Partitioning, ScopeKind};
 use crate::privacy::{Matcher, PolicySpec, Treatment};
 use names::TakenNames;
 
@@ -49,6 +49,8 @@ pub enum SchemaFileError {
     Policy(#[from] crate::privacy::PolicyError),
     #[error("unknown scope {0:?} (expected campaign, crm or account)")]
     UnknownScope(String),
+    #[error("unknown partitioning {0:?} (expected month or day)")]
+    UnknownPartitioning(String),
 }
 
 /// One column of the dataset.
@@ -116,6 +118,9 @@ pub struct DatasetSchema {
     /// What one partition holds (`--scope`), chosen when the table was created; `None` for a
     /// table created before the option, which has its table's first scope.
     pub(crate) scope: Option<ScopeKind>,
+    /// How a date-partitioned table's files are cut (`--partitioning`), chosen when the table
+    /// was created; `None` for a snapshot table, or a table created before the option (`day`).
+    pub(crate) partitioning: Option<Partitioning>,
 }
 
 impl DatasetSchema {
@@ -155,6 +160,7 @@ impl DatasetSchema {
             partition_columns: Vec::new(),
             keep_history: false,
             scope: None,
+            partitioning: None,
         }
     }
 
@@ -435,6 +441,7 @@ impl DatasetSchema {
             partition_columns: self.partition_columns.clone(),
             keep_history: self.keep_history,
             scope: self.scope.map(|s| s.as_str().to_owned()),
+            partitioning: self.partitioning.map(|p| p.as_str().to_owned()),
             columns: self
                 .columns
                 .iter()
@@ -498,6 +505,10 @@ impl DatasetSchema {
                 Some(ScopeKind::parse(&scope).ok_or(SchemaFileError::UnknownScope(scope))?)
             }
         };
+        schema.partitioning = match file.partitioning {
+            None => None,
+            Some(p) => Some(Partitioning::parse(&p).ok_or(SchemaFileError::UnknownPartitioning(p))?),
+        };
         schema.matcher = Matcher::new(&schema.policy)?;
         Ok(schema)
     }
@@ -520,6 +531,10 @@ struct SchemaFile {
     /// `campaign`, `crm` or `account` (absent in tables made before `--scope`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    /// `month` or `day` for date-partitioned tables (absent in tables made before
+    /// `--partitioning`, which are `day`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partitioning: Option<String>,
     columns: Vec<ColumnEntry>,
 }
 

@@ -13,7 +13,7 @@ pub(crate) mod upload;
 
 pub(crate) use empty_strings::EmptyStrings;
 pub(crate) use ledger::{Committed, Ledger, LedgerRecord};
-pub(crate) use paths::{Paths, STATE_DIR};
+pub(crate) use paths::{MonthKey, Paths, DATA_FILE, DAY_COLUMN, STATE_DIR};
 pub(crate) use schema_store::{Base, SchemaStore};
 pub(crate) use store::{Destination, DestinationError, DestinationSpec, Staged, StoreError};
 pub(crate) use target::Target;

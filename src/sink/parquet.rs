@@ -334,62 +334,119 @@ pub fn rewrite<W: Write + Send>(
     policy: &Policy,
     out: W,
 ) -> Result<(W, usize), EncodeError> {
-    let metadata = info.footer.metadata().clone();
-    let plan = RewritePlan::new(info, &target, &meta)?;
-    let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
-    let mut writer = SerializedFileWriter::new(
-        out,
-        parquet_schema.root_schema_ptr(),
-        Arc::new(writer_properties(&meta, &[])),
-    )?;
-    let mut empty = kept_empty_strings(info, &target);
-    let mut rows = 0;
-    for (g, group) in metadata.row_groups().iter().enumerate() {
-        let n = group.num_rows() as usize;
-        let start = rows as u64;
-        rows += n;
-        let old = plan.read_sources(&bytes, info, g, n)?;
-        let arrays: Vec<ArrayRef> = plan
-            .encoded
-            .fields()
-            .iter()
-            .map(|field| {
-                let name = field.name();
-                let source = old.column_by_name(name);
-                // A `Utf8` column that held only `""` and null becomes typed: its `""` become
-                // null, and the file lists them.
-                if let Some(c) = source.filter(|_| field.data_type() != &DataType::Utf8) {
-                    let rows = empty_rows(c.as_ref(), start);
-                    if !rows.is_empty() {
-                        empty.extend(name, rows);
-                    }
-                }
-                let was_empty = info.empty_strings.rows_in(name, start, n);
-                let column = Conform {
-                    was_hashed: info.hashed.contains(name),
-                    hash: meta.hashed.contains(name),
-                    policy,
-                };
-                column.conform(source, field, n, was_empty)
-            })
-            .collect::<Result<_, _>>()?;
-        let mut chunks = encode_columns(&plan.encoded, &arrays, &meta)?.into_iter();
-        let mut group_writer = writer.next_row_group()?;
-        for copy in &plan.copy {
-            match copy {
-                Some(i) => group_writer.append_column(&bytes, spliced(group.column(*i), n))?,
-                None => chunks
-                    .next()
-                    .expect("one chunk per encoded column")
-                    .append_to_row_group(&mut group_writer)?,
+    let mut splicer = Splicer::new(target, meta, out)?;
+    splicer.append(bytes, info, policy, None)?;
+    splicer.finish()
+}
+
+/// Writes one file from the row groups of others, in order, each brought to the target as
+/// [`rewrite`] brings one file: a month file from its days' files. Columns are spliced where
+/// they can be, so a month costs little more than copying its days.
+pub struct Splicer<W: Write + Send> {
+    writer: SerializedFileWriter<W>,
+    target: SchemaRef,
+    meta: FileMeta,
+    empty: EmptyStrings,
+    rows: usize,
+}
+
+impl<W: Write + Send> Splicer<W> {
+    pub fn new(target: SchemaRef, meta: FileMeta, out: W) -> Result<Self, EncodeError> {
+        let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
+        let writer = SerializedFileWriter::new(
+            out,
+            parquet_schema.root_schema_ptr(),
+            Arc::new(writer_properties(&meta, &[])),
+        )?;
+        Ok(Splicer {
+            writer,
+            target,
+            meta,
+            empty: EmptyStrings::default(),
+            rows: 0,
+        })
+    }
+
+    /// Appends every row group of a file. `day`: a column the file lacks, filled with one day
+    /// (a month file's `date`, which its day files hold in their path).
+    pub fn append(
+        &mut self,
+        bytes: Bytes,
+        info: &FileInfo,
+        policy: &Policy,
+        day: Option<(&str, chrono::NaiveDate)>,
+    ) -> Result<usize, EncodeError> {
+        let metadata = info.footer.metadata().clone();
+        let (target, meta) = (&self.target, &self.meta);
+        let plan = RewritePlan::new(info, target, meta)?;
+        let offset = self.rows as u64;
+        let kept = kept_empty_strings(info, target);
+        for field in target.fields() {
+            let rows = kept.rows(field.name());
+            if !rows.is_empty() {
+                self.empty
+                    .extend(field.name(), rows.iter().map(|r| r + offset).collect());
             }
         }
-        group_writer.close()?;
+        let mut rows = 0;
+        for (g, group) in metadata.row_groups().iter().enumerate() {
+            let n = group.num_rows() as usize;
+            let start = rows as u64;
+            rows += n;
+            let old = plan.read_sources(&bytes, info, g, n)?;
+            let arrays: Vec<ArrayRef> = plan
+                .encoded
+                .fields()
+                .iter()
+                .map(|field| {
+                    let name = field.name();
+                    let source = old.column_by_name(name);
+                    if let Some((_, day)) = day.filter(|(c, _)| c == name && source.is_none()) {
+                        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a day");
+                        let value = (day - epoch).num_days() as i32;
+                        return Ok(Arc::new(arrow_array::Date32Array::from_value(value, n)) as ArrayRef);
+                    }
+                    // A `Utf8` column that held only `""` and null becomes typed: its `""`
+                    // become null, and the file lists them.
+                    if let Some(c) = source.filter(|_| field.data_type() != &DataType::Utf8) {
+                        let rows = empty_rows(c.as_ref(), offset + start);
+                        if !rows.is_empty() {
+                            self.empty.extend(name, rows);
+                        }
+                    }
+                    let was_empty = info.empty_strings.rows_in(name, start, n);
+                    let column = Conform {
+                        was_hashed: info.hashed.contains(name),
+                        hash: meta.hashed.contains(name),
+                        policy,
+                    };
+                    column.conform(source, field, n, was_empty)
+                })
+                .collect::<Result<_, _>>()?;
+            let mut chunks = encode_columns(&plan.encoded, &arrays, meta)?.into_iter();
+            let mut group_writer = self.writer.next_row_group()?;
+            for copy in &plan.copy {
+                match copy {
+                    Some(i) => group_writer.append_column(&bytes, spliced(group.column(*i), n))?,
+                    None => chunks
+                        .next()
+                        .expect("one chunk per encoded column")
+                        .append_to_row_group(&mut group_writer)?,
+                }
+            }
+            group_writer.close()?;
+        }
+        self.rows += rows;
+        Ok(rows)
     }
-    if let Some(kv) = empty.key_value() {
-        writer.append_key_value_metadata(kv);
+
+    /// Writes the footer; returns the output and the rows written.
+    pub fn finish(mut self) -> Result<(W, usize), EncodeError> {
+        if let Some(kv) = self.empty.key_value() {
+            self.writer.append_key_value_metadata(kv);
+        }
+        Ok((self.writer.into_inner()?, self.rows))
     }
-    Ok((writer.into_inner()?, rows))
 }
 
 /// Which target columns a rewrite copies from the file and which it encodes anew.

@@ -1,14 +1,18 @@
 //! Where everything lives under `--dest` (the contract's "Output layout").
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use object_store::path::Path;
 
-use crate::datasets::Dataset;
+use crate::datasets::{Dataset, Partitioning};
 use crate::unit::{Crm, CrmType, Scope, Unit};
 
 /// Folder of the tool's own state, beside (never under) the table roots.
 pub const STATE_DIR: &str = "_cube_extract";
 pub const DATA_FILE: &str = "part-00000.parquet";
+/// The column of a month file that holds each row's day (in a day file, the day is the folder).
+pub const DAY_COLUMN: &str = "date";
+/// The folder key of a month file.
+const MONTH_KEY: &str = "month";
 
 /// The paths of one table and of its state under `--dest`.
 #[derive(Clone, Debug)]
@@ -16,6 +20,46 @@ pub struct Paths {
     dataset: &'static str,
     /// The folder key of a partition's day (`date`, or `snapshot_date` of a kept snapshot).
     day_key: &'static str,
+    partitioning: Partitioning,
+}
+
+/// The file of a month table that holds a month of one scope: the scope of its units, and
+/// the first day of the month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct MonthKey(Unit);
+
+impl MonthKey {
+    pub(crate) fn of(unit: &Unit) -> Option<MonthKey> {
+        let day = unit.day?;
+        Some(MonthKey(Unit {
+            scope: unit.scope,
+            day: day.with_day(1),
+        }))
+    }
+
+    /// The month's first day, as a unit of its scope.
+    pub(crate) fn first_day(&self) -> Unit {
+        self.0
+    }
+
+    /// `YYYY-MM`.
+    pub(crate) fn month(&self) -> String {
+        self.0
+            .day
+            .expect("a month key has its first day")
+            .format("%Y-%m")
+            .to_string()
+    }
+}
+
+impl std::fmt::Display for MonthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scope = Unit {
+            day: None,
+            ..self.0
+        };
+        write!(f, "{scope} {}", self.month())
+    }
 }
 
 impl Paths {
@@ -23,6 +67,28 @@ impl Paths {
         Paths {
             dataset: dataset.name,
             day_key: dataset.day_key(),
+            partitioning: Partitioning::Day,
+        }
+    }
+
+    /// The paths of a stored table, cut as its schema says.
+    pub(crate) fn of_schema(dataset: &Dataset, schema: &crate::schema::DatasetSchema) -> Paths {
+        Paths::new(dataset).cut_by(schema.partitioning.unwrap_or(Partitioning::OLDER_TABLES))
+    }
+
+    /// The paths of a table whose files are cut by `partitioning`.
+    pub(crate) fn cut_by(self, partitioning: Partitioning) -> Paths {
+        Paths {
+            partitioning,
+            ..self
+        }
+    }
+
+    /// The month file a unit's rows live in, for a month table.
+    pub(crate) fn month_of(&self, unit: &Unit) -> Option<MonthKey> {
+        match self.partitioning {
+            Partitioning::Month => MonthKey::of(unit),
+            Partitioning::Day => None,
         }
     }
 
@@ -48,8 +114,42 @@ impl Paths {
         self.partition_under(self.table_root(), unit)
     }
 
+    /// The file that holds one unit's rows on its own: in a day table, the table's file; in a
+    /// month table, the day's segment under the tool's state, from which its month is built.
     pub(crate) fn data_file(&self, unit: &Unit) -> Path {
-        self.partition_dir(unit).join(DATA_FILE)
+        match self.month_of(unit) {
+            None => self.partition_dir(unit).join(DATA_FILE),
+            Some(month) => self.segments_of(&month).join(format!("{}={}", self.day_key, unit.day.expect("a month key's unit has a day"))).join(DATA_FILE),
+        }
+    }
+
+    /// The file a reader finds a unit's rows in (the ledger and the report name it).
+    pub(crate) fn table_file(&self, unit: &Unit) -> Path {
+        match self.month_of(unit) {
+            None => self.data_file(unit),
+            Some(month) => self.month_file(&month),
+        }
+    }
+
+    /// Where the files of single units live: the table, or a month table's segments.
+    pub(crate) fn unit_files_root(&self) -> Path {
+        match self.partitioning {
+            Partitioning::Day => self.table_root(),
+            Partitioning::Month => self.state_root().join("days"),
+        }
+    }
+
+    /// The folder of a month's day segments (each day in its `date=` folder).
+    pub(crate) fn segments_of(&self, month: &MonthKey) -> Path {
+        self.partition_under(self.unit_files_root(), &Unit { day: None, ..month.0 })
+            .join(format!("{MONTH_KEY}={}", month.month()))
+    }
+
+    /// The file of a month of a month table.
+    pub(crate) fn month_file(&self, month: &MonthKey) -> Path {
+        self.partition_under(self.table_root(), &Unit { day: None, ..month.0 })
+            .join(format!("{MONTH_KEY}={}", month.month()))
+            .join(DATA_FILE)
     }
 
     pub fn state_root(&self) -> Path {
@@ -146,6 +246,29 @@ mod tests {
         );
         assert_eq!(l.unit_of(&l.ledger_entry(&u, 7)), Some(u));
         assert_eq!(l.unit_of(&l.data_file(&u)), Some(u));
+    }
+
+    #[test]
+    fn month_tables_keep_days_as_segments_and_show_months() {
+        let l = Paths::new(&crate::datasets::CALL_OUTCOMES).cut_by(Partitioning::Month);
+        let u = Unit::campaign_day(926, NaiveDate::from_ymd_opt(2019, 8, 14).unwrap());
+        assert_eq!(
+            l.table_file(&u).as_ref(),
+            "call_outcomes/campaign_id=926/month=2019-08/part-00000.parquet"
+        );
+        assert_eq!(
+            l.data_file(&u).as_ref(),
+            "_cube_extract/call_outcomes/days/campaign_id=926/month=2019-08/date=2019-08-14/part-00000.parquet"
+        );
+        assert_eq!(l.unit_of(&l.data_file(&u)), Some(u));
+        assert_eq!(l.unit_of(&l.ledger_entry(&u, 7)), Some(u));
+        assert!(l.data_file(&u).prefix_matches(&l.segments_of(&l.month_of(&u).unwrap())));
+        let account = Paths::new(&crate::datasets::PRODUCT_REGISTRATIONS.at(crate::datasets::ScopeKind::Account).unwrap()).cut_by(Partitioning::Month);
+        let a = Unit { scope: Scope::Account, day: u.day };
+        assert_eq!(
+            account.table_file(&a).as_ref(),
+            "product_registrations/month=2019-08/part-00000.parquet"
+        );
     }
 
     #[test]

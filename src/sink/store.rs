@@ -130,6 +130,8 @@ pub enum StoreError {
         #[source]
         source: Box<object_store::Error>,
     },
+    #[error("{path} was rebuilt {attempts} times while other writers kept changing its days; run again with --resume once fewer writers run at once")]
+    Contended { path: String, attempts: usize },
     #[error("{0}")]
     Setting(#[from] store_http::BadSetting),
     #[error("{dest}/{path} is not a valid dataset schema ({source}); restore it from a backup or extract into a new --dest")]

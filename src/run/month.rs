@@ -1,0 +1,357 @@
+//! Month files: a month table keeps each day of a scope as a segment under the tool's state
+//! (written, checked and recorded as a day file is), and shows readers one file per (scope,
+//! month), built from the month's segments in day order with the day as a `date` column.
+//!
+//! Building a month is optimistic: list the month's segments, splice them into a new month
+//! file, place it in one atomic step, then list them again. If the listing changed (another
+//! writer placed a day of the same month meanwhile, or a stale build of it may have been placed
+//! over a newer one), build again. The last build placed is always followed by a listing that
+//! matched what it was built from, so it holds every day placed before it: two writers of one
+//! month never lose each other's days, and neither waits on a lock a dead process may hold.
+//!
+//! The segments are also what makes replacing one day cheap (the month is spliced from its
+//! days' column chunks, not decoded) and a kill harmless: the ledger records a day only once a
+//! month holding it is placed, so `--resume` fetches any day a killed run left unpublished.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use object_store::ObjectMeta;
+
+use futures::StreamExt;
+
+use super::budget::CpuSlots;
+use super::partition::Ended;
+use super::place::{self, Streamed};
+use super::signal::Shutdown;
+use super::state::Run;
+use super::{now, PartitionError};
+use crate::logging::DETAIL;
+use crate::privacy::Policy;
+use crate::report::{PartitionReport, PartitionStatus};
+use crate::sink::parquet::{file_info, EncodeError, Splicer};
+use crate::sink::{
+    Destination, Ledger, LedgerRecord, MonthKey, Paths, StoreError, Target, DAY_COLUMN,
+};
+use crate::unit::Unit;
+
+/// Builds that met a changed listing before one held: a month with many writers at once
+/// still settles, and a writer that keeps losing says so.
+const MAX_BUILDS: usize = 16;
+
+/// The columns of a month file: the day, then the dataset's.
+pub(crate) fn month_schema(columns: &SchemaRef) -> SchemaRef {
+    let mut fields = vec![Arc::new(Field::new(DAY_COLUMN, DataType::Date32, false))];
+    fields.extend(columns.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// What building a month did.
+#[derive(Debug)]
+pub(crate) enum Published {
+    /// The month file was placed: its size and rows.
+    Placed { bytes: u64, rows: usize },
+    /// No day of the month holds rows: there is no month file.
+    Removed,
+    /// A segment holds columns the target does not know (another writer's schema change has
+    /// not reached this one): the month was left as it is.
+    Ahead(Vec<String>),
+}
+
+/// Builds month files from their segments.
+pub(crate) struct MonthWriter<'a> {
+    pub(crate) dest: &'a Destination,
+    pub(crate) paths: &'a Paths,
+    pub(crate) policy: &'a Policy,
+    pub(crate) cpu: &'a CpuSlots,
+}
+
+/// A segment as a listing saw it: what tells that it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    location: object_store::path::Path,
+    size: u64,
+    e_tag: Option<String>,
+    last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<ObjectMeta> for Seen {
+    fn from(meta: ObjectMeta) -> Seen {
+        Seen {
+            location: meta.location,
+            size: meta.size,
+            e_tag: meta.e_tag,
+            last_modified: meta.last_modified,
+        }
+    }
+}
+
+impl MonthWriter<'_> {
+    /// Builds `month`'s file from every segment of it, until a build is placed that the
+    /// segments did not change under.
+    pub(crate) async fn publish(
+        &self,
+        month: MonthKey,
+        target: &Target,
+    ) -> Result<Published, PartitionError> {
+        let file = self.paths.month_file(&month);
+        let mut seen = self.segments(&month).await?;
+        for build in 1..=MAX_BUILDS {
+            let published = match self.build(&month, &seen, target).await? {
+                Some(published) => published,
+                // A segment went away while it was read: another writer emptied its day.
+                None => {
+                    seen = self.segments(&month).await?;
+                    continue;
+                }
+            };
+            if let Published::Ahead(_) = published {
+                return Ok(published);
+            }
+            let now = self.segments(&month).await?;
+            if now == seen {
+                tracing::info!(target: DETAIL, month = %month, days = seen.len(), build, "month file placed");
+                return Ok(published);
+            }
+            tracing::debug!(month = %month, build, "the month's days changed while it was built; building it again");
+            seen = now;
+        }
+        Err(StoreError::Contended {
+            path: file.to_string(),
+            attempts: MAX_BUILDS,
+        }
+        .into())
+    }
+
+    /// The month's segments, in day order.
+    async fn segments(&self, month: &MonthKey) -> Result<Vec<Seen>, StoreError> {
+        let mut listed: Vec<Seen> = self
+            .dest
+            .list(&self.paths.segments_of(month))
+            .await?
+            .into_iter()
+            .filter(|m| m.location.filename() == Some(crate::sink::DATA_FILE))
+            .filter(|m| self.paths.unit_of(&m.location).is_some_and(|u| u.day.is_some()))
+            .map(Seen::from)
+            .collect();
+        listed.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(listed)
+    }
+
+    /// One build of the month from the segments `seen`: `None` if one of them vanished.
+    async fn build(
+        &self,
+        month: &MonthKey,
+        seen: &[Seen],
+        target: &Target,
+    ) -> Result<Option<Published>, PartitionError> {
+        let file = self.paths.month_file(month);
+        if seen.is_empty() {
+            self.dest.delete(&file).await?;
+            self.dest.prune_empty_dirs(&file);
+            return Ok(Some(Published::Removed));
+        }
+        let schema = month_schema(&target.arrow);
+        let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
+            let mut splicer = Splicer::new(schema, target.meta.clone(), out)?;
+            for segment in seen {
+                let Some(bytes) = self.dest.get(&segment.location).await? else {
+                    return Ok(Err(None));
+                };
+                let day = self
+                    .paths
+                    .unit_of(&segment.location)
+                    .and_then(|u| u.day)
+                    .expect("a listed segment has a day");
+                let (to, policy) = (target.clone(), self.policy.clone());
+                let appended = self
+                    .cpu
+                    .run(move || {
+                        let info = file_info(&bytes)?;
+                        let ahead = to.unknown_columns(&info.schema);
+                        if !ahead.is_empty() {
+                            return Ok::<_, EncodeError>(Err(ahead));
+                        }
+                        splicer.append(bytes, &info, &policy, Some((DAY_COLUMN, day)))?;
+                        Ok(Ok(splicer))
+                    })
+                    .await?;
+                splicer = match appended {
+                    Ok(splicer) => splicer,
+                    Err(ahead) => return Ok(Err(Some(ahead))),
+                };
+            }
+            let (out, rows) = self.cpu.run(move || splicer.finish()).await?;
+            let bytes = out.complete().map_err(EncodeError::from)?;
+            Ok::<_, PartitionError>(Ok((bytes, rows)))
+        })
+        .await?;
+        match streamed {
+            Streamed::Staged((bytes, rows), mut staged) => {
+                staged.upload_parts().await?;
+                staged.place().await?;
+                Ok(Some(Published::Placed { bytes, rows }))
+            }
+            Streamed::GaveUp(None) => Ok(None),
+            Streamed::GaveUp(Some(ahead)) => Ok(Some(Published::Ahead(ahead))),
+        }
+    }
+}
+
+/// The days of a run's months that are still being extracted, and those done, waiting for
+/// their month: the last day of a month to end builds it, then records its days.
+#[derive(Default)]
+pub(crate) struct Months {
+    open: std::sync::Mutex<HashMap<MonthKey, Open>>,
+}
+
+#[derive(Default)]
+struct Open {
+    remaining: usize,
+    done: Vec<Done>,
+}
+
+/// A day whose segment is placed (or removed), waiting for its month to be built.
+pub(crate) struct Done {
+    pub(crate) unit: Unit,
+    pub(crate) record: LedgerRecord,
+    pub(crate) report: PartitionReport,
+}
+
+impl Months {
+    /// The months of a run's `units`, each waiting for all of its days.
+    pub(crate) fn new(paths: &Paths, units: &[Unit]) -> Months {
+        let mut open: HashMap<MonthKey, Open> = HashMap::new();
+        for unit in units {
+            if let Some(month) = paths.month_of(unit) {
+                open.entry(month).or_default().remaining += 1;
+            }
+        }
+        Months {
+            open: std::sync::Mutex::new(open),
+        }
+    }
+
+    /// A day of the run ended (`done`: its segment was placed). Returns the month's days that
+    /// wait for it once it was the last.
+    pub(crate) fn ended(&self, month: MonthKey, done: Option<Done>) -> Option<Vec<Done>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = open.get_mut(&month)?;
+        entry.done.extend(done);
+        entry.remaining = entry.remaining.saturating_sub(1);
+        if entry.remaining > 0 {
+            return None;
+        }
+        open.remove(&month).map(|o| o.done)
+    }
+}
+
+/// The months of `units`, each once, in order.
+pub(crate) fn months_of(paths: &Paths, units: impl IntoIterator<Item = Unit>) -> Vec<MonthKey> {
+    let months: BTreeMap<MonthKey, ()> = units
+        .into_iter()
+        .filter_map(|u| paths.month_of(&u))
+        .map(|m| (m, ()))
+        .collect();
+    months.into_keys().collect()
+}
+
+/// What a day's end gave the run's report: its partitions (a month table's days come all at
+/// once, when their month is built) and the bytes of the month file written.
+#[derive(Default)]
+pub(crate) struct Settled {
+    pub(crate) partitions: Vec<PartitionReport>,
+    pub(crate) month_bytes: u64,
+}
+
+/// Ends a day of the run: a day table's day is recorded already; a month table's day waits
+/// for the other days of its month in this run, and the last of them builds the month and
+/// records them all. A month not built (a signal came, or the build failed) leaves its days
+/// unrecorded, so `--resume` fetches them again; their segments are whole and do no harm.
+pub(crate) async fn settle(
+    run: &Run,
+    unit: Unit,
+    ended: Option<Ended>,
+    shutdown: &Shutdown,
+) -> Settled {
+    let Some(month) = run.paths.month_of(&unit) else {
+        return Settled {
+            partitions: ended.into_iter().map(|e| e.report).collect(),
+            month_bytes: 0,
+        };
+    };
+    let mut settled = Settled::default();
+    let done = match ended {
+        Some(Ended {
+            report,
+            unrecorded: Some(record),
+        }) => Some(Done {
+            unit,
+            record,
+            report,
+        }),
+        // Failed: reported now; its month is built without it.
+        Some(Ended { report, .. }) => {
+            settled.partitions.push(report);
+            None
+        }
+        None => None,
+    };
+    let Some(days) = run.months.ended(month, done) else {
+        return settled;
+    };
+    if days.is_empty() || shutdown.received().is_some() {
+        return settled;
+    }
+    let writer = MonthWriter {
+        dest: &run.dest,
+        paths: &run.paths,
+        policy: &run.policy,
+        cpu: &run.cpu,
+    };
+    let target = run.target().await;
+    let failed = |mut days: Vec<Done>, error: String| {
+        days.iter_mut().for_each(|d| {
+            d.report.status = PartitionStatus::Failed;
+            d.report.file = None;
+            d.report.error = Some(error.clone());
+        });
+        days.into_iter().map(|d| d.report).collect::<Vec<_>>()
+    };
+    match writer.publish(month, &target).await {
+        Ok(Published::Placed { bytes, .. }) => settled.month_bytes = bytes,
+        Ok(Published::Removed) => {}
+        Ok(Published::Ahead(columns)) => {
+            let error = format!("the month file of {month} was not built: a day of it holds columns this run does not know yet ({}), added by another writer; run reconcile", columns.join(", "));
+            tracing::error!(table = run.dataset.name, %month, "{error}");
+            settled.partitions.extend(failed(days, error));
+            return settled;
+        }
+        Err(e) => {
+            tracing::error!(table = run.dataset.name, %month, error = %e, "building the month file failed");
+            settled.partitions.extend(failed(days, e.to_string()));
+            return settled;
+        }
+    }
+    let ledger = Ledger::new(&run.dest, &run.paths);
+    let recorded: Vec<(Done, Result<(), StoreError>)> = futures::stream::iter(days)
+        .map(|mut day| {
+            let ledger = &ledger;
+            async move {
+                day.record.committed_at = now();
+                let r = ledger.record(&day.unit, &day.record).await;
+                (day, r)
+            }
+        })
+        .buffer_unordered(run.fan_out)
+        .collect()
+        .await;
+    for (day, r) in recorded {
+        match r {
+            Ok(()) => settled.partitions.push(day.report),
+            Err(e) => settled.partitions.extend(failed(vec![day], e.to_string())),
+        }
+    }
+    settled
+}
