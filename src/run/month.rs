@@ -132,7 +132,11 @@ impl MonthWriter<'_> {
             .await?
             .into_iter()
             .filter(|m| m.location.filename() == Some(crate::sink::DATA_FILE))
-            .filter(|m| self.paths.unit_of(&m.location).is_some_and(|u| u.day.is_some()))
+            .filter(|m| {
+                self.paths
+                    .unit_of(&m.location)
+                    .is_some_and(|u| u.day.is_some())
+            })
             .map(Seen::from)
             .collect();
         listed.sort_by(|a, b| a.location.cmp(&b.location));
@@ -154,7 +158,12 @@ impl MonthWriter<'_> {
         }
         let schema = month_schema(&target.arrow);
         let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
-            let mut splicer = Splicer::new(schema, target.meta.clone(), out)?;
+            // Writing into `out` may block until the upload takes the bytes: on a CPU slot.
+            let meta = target.meta.clone();
+            let mut splicer = self
+                .cpu
+                .run(move || Splicer::new(schema, meta, out))
+                .await?;
             for segment in seen {
                 let Some(bytes) = self.dest.get(&segment.location).await? else {
                     return Ok(Err(None));
@@ -182,8 +191,13 @@ impl MonthWriter<'_> {
                     Err(ahead) => return Ok(Err(Some(ahead))),
                 };
             }
-            let (out, rows) = self.cpu.run(move || splicer.finish()).await?;
-            let bytes = out.complete().map_err(EncodeError::from)?;
+            let (bytes, rows) = self
+                .cpu
+                .run(move || {
+                    let (out, rows) = splicer.finish()?;
+                    Ok::<_, EncodeError>((out.complete()?, rows))
+                })
+                .await?;
             Ok::<_, PartitionError>(Ok((bytes, rows)))
         })
         .await?;

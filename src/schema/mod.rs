@@ -507,7 +507,9 @@ impl DatasetSchema {
         };
         schema.partitioning = match file.partitioning {
             None => None,
-            Some(p) => Some(Partitioning::parse(&p).ok_or(SchemaFileError::UnknownPartitioning(p))?),
+            Some(p) => {
+                Some(Partitioning::parse(&p).ok_or(SchemaFileError::UnknownPartitioning(p))?)
+            }
         };
         schema.matcher = Matcher::new(&schema.policy)?;
         Ok(schema)

@@ -394,35 +394,36 @@ impl<W: Write + Send> Splicer<W> {
             let start = rows as u64;
             rows += n;
             let old = plan.read_sources(&bytes, info, g, n)?;
-            let arrays: Vec<ArrayRef> = plan
-                .encoded
-                .fields()
-                .iter()
-                .map(|field| {
-                    let name = field.name();
-                    let source = old.column_by_name(name);
-                    if let Some((_, day)) = day.filter(|(c, _)| c == name && source.is_none()) {
-                        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a day");
-                        let value = (day - epoch).num_days() as i32;
-                        return Ok(Arc::new(arrow_array::Date32Array::from_value(value, n)) as ArrayRef);
-                    }
-                    // A `Utf8` column that held only `""` and null becomes typed: its `""`
-                    // become null, and the file lists them.
-                    if let Some(c) = source.filter(|_| field.data_type() != &DataType::Utf8) {
-                        let rows = empty_rows(c.as_ref(), offset + start);
-                        if !rows.is_empty() {
-                            self.empty.extend(name, rows);
+            let arrays: Vec<ArrayRef> =
+                plan.encoded
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        let name = field.name();
+                        let source = old.column_by_name(name);
+                        if let Some((_, day)) = day.filter(|(c, _)| c == name && source.is_none()) {
+                            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a day");
+                            let value = (day - epoch).num_days() as i32;
+                            return Ok(Arc::new(arrow_array::Date32Array::from_value(value, n))
+                                as ArrayRef);
                         }
-                    }
-                    let was_empty = info.empty_strings.rows_in(name, start, n);
-                    let column = Conform {
-                        was_hashed: info.hashed.contains(name),
-                        hash: meta.hashed.contains(name),
-                        policy,
-                    };
-                    column.conform(source, field, n, was_empty)
-                })
-                .collect::<Result<_, _>>()?;
+                        // A `Utf8` column that held only `""` and null becomes typed: its `""`
+                        // become null, and the file lists them.
+                        if let Some(c) = source.filter(|_| field.data_type() != &DataType::Utf8) {
+                            let rows = empty_rows(c.as_ref(), offset + start);
+                            if !rows.is_empty() {
+                                self.empty.extend(name, rows);
+                            }
+                        }
+                        let was_empty = info.empty_strings.rows_in(name, start, n);
+                        let column = Conform {
+                            was_hashed: info.hashed.contains(name),
+                            hash: meta.hashed.contains(name),
+                            policy,
+                        };
+                        column.conform(source, field, n, was_empty)
+                    })
+                    .collect::<Result<_, _>>()?;
             let mut chunks = encode_columns(&plan.encoded, &arrays, meta)?.into_iter();
             let mut group_writer = self.writer.next_row_group()?;
             for copy in &plan.copy {

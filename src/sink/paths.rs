@@ -119,7 +119,14 @@ impl Paths {
     pub(crate) fn data_file(&self, unit: &Unit) -> Path {
         match self.month_of(unit) {
             None => self.partition_dir(unit).join(DATA_FILE),
-            Some(month) => self.segments_of(&month).join(format!("{}={}", self.day_key, unit.day.expect("a month key's unit has a day"))).join(DATA_FILE),
+            Some(month) => self
+                .segments_of(&month)
+                .join(format!(
+                    "{}={}",
+                    self.day_key,
+                    unit.day.expect("a month key's unit has a day")
+                ))
+                .join(DATA_FILE),
         }
     }
 
@@ -141,15 +148,27 @@ impl Paths {
 
     /// The folder of a month's day segments (each day in its `date=` folder).
     pub(crate) fn segments_of(&self, month: &MonthKey) -> Path {
-        self.partition_under(self.unit_files_root(), &Unit { day: None, ..month.0 })
-            .join(format!("{MONTH_KEY}={}", month.month()))
+        self.partition_under(
+            self.unit_files_root(),
+            &Unit {
+                day: None,
+                ..month.0
+            },
+        )
+        .join(format!("{MONTH_KEY}={}", month.month()))
     }
 
     /// The file of a month of a month table.
     pub(crate) fn month_file(&self, month: &MonthKey) -> Path {
-        self.partition_under(self.table_root(), &Unit { day: None, ..month.0 })
-            .join(format!("{MONTH_KEY}={}", month.month()))
-            .join(DATA_FILE)
+        self.partition_under(
+            self.table_root(),
+            &Unit {
+                day: None,
+                ..month.0
+            },
+        )
+        .join(format!("{MONTH_KEY}={}", month.month()))
+        .join(DATA_FILE)
     }
 
     pub fn state_root(&self) -> Path {
@@ -262,9 +281,19 @@ mod tests {
         );
         assert_eq!(l.unit_of(&l.data_file(&u)), Some(u));
         assert_eq!(l.unit_of(&l.ledger_entry(&u, 7)), Some(u));
-        assert!(l.data_file(&u).prefix_matches(&l.segments_of(&l.month_of(&u).unwrap())));
-        let account = Paths::new(&crate::datasets::PRODUCT_REGISTRATIONS.at(crate::datasets::ScopeKind::Account).unwrap()).cut_by(Partitioning::Month);
-        let a = Unit { scope: Scope::Account, day: u.day };
+        assert!(l
+            .data_file(&u)
+            .prefix_matches(&l.segments_of(&l.month_of(&u).unwrap())));
+        let account = Paths::new(
+            &crate::datasets::PRODUCT_REGISTRATIONS
+                .at(crate::datasets::ScopeKind::Account)
+                .unwrap(),
+        )
+        .cut_by(Partitioning::Month);
+        let a = Unit {
+            scope: Scope::Account,
+            day: u.day,
+        };
         assert_eq!(
             account.table_file(&a).as_ref(),
             "product_registrations/month=2019-08/part-00000.parquet"

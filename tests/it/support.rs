@@ -197,9 +197,29 @@ pub fn run_bin_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String
     }
 }
 
+/// The commands that write date-partitioned tables.
+const DATE_PARTITIONED: [&str; 3] = ["call-outcomes", "product-registrations", "sync"];
+
 /// The `cube-extract` command with `args` and `env`, and no CUBE_*/AWS_*/RUST_LOG settings of
-/// the test's own environment.
+/// the test's own environment. The tests written for one file per day run on `--partitioning
+/// day` unless they choose: the contract keeps that layout's rules, and those tests hold it
+/// to them (month tables have tests of their own, `months.rs`).
 pub fn bin_command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Command {
+    let mut args: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    let writes_days = args
+        .first()
+        .is_some_and(|c| DATE_PARTITIONED.iter().any(|d| c == *d));
+    if writes_days && !args.iter().any(|a| a == "--partitioning") {
+        args.splice(1..1, ["--partitioning".into(), "day".into()]);
+    }
+    bin_command_as_is(&args, env)
+}
+
+/// As [`bin_command`], with `args` exactly as given.
+pub fn bin_command_as_is<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(String, String)],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cube-extract"));
     for var in [
         "AWS_ACCESS_KEY_ID",
