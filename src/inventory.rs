@@ -49,7 +49,8 @@ pub(crate) struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Recorded {
     pub(crate) rows: usize,
-    pub(crate) has_file: bool,
+    /// The file that holds its rows (a month table's days share their month's).
+    pub(crate) file: Option<String>,
     pub(crate) committed_at: String,
 }
 
@@ -79,7 +80,7 @@ impl Inventory {
             let entry = Entry {
                 record: record.map(|r| Recorded {
                     rows: r.rows,
-                    has_file: r.file.is_some(),
+                    file: r.file,
                     committed_at: r.committed_at,
                 }),
                 schema_version,
@@ -218,6 +219,7 @@ impl Summary {
                 )
             })
             .collect();
+        let mut files = std::collections::BTreeSet::new();
         for (day, entry) in days {
             if entry.schema_version < current {
                 s.behind.push(*day);
@@ -227,16 +229,18 @@ impl Summary {
                 continue;
             };
             s.rows += r.rows as u64;
-            if r.has_file {
-                s.files += 1;
-            } else if let Some(day) = day {
-                s.empty_days.push(*day);
+            match &r.file {
+                Some(file) => {
+                    files.insert(file.as_str());
+                }
+                None => s.empty_days.extend(*day),
             }
             // RFC 3339 times in UTC with one precision compare as text.
             if s.newest.as_ref().is_none_or(|(_, at)| r.committed_at > *at) {
                 s.newest = Some((*day, r.committed_at.clone()));
             }
         }
+        s.files = files.len();
         s
     }
 }
@@ -422,7 +426,7 @@ mod tests {
         Entry {
             record: Some(Recorded {
                 rows,
-                has_file: rows > 0,
+                file: (rows > 0).then(|| format!("f{at}")),
                 committed_at: at.into(),
             }),
             schema_version: version,

@@ -50,8 +50,8 @@ pub(crate) fn month_schema(columns: &SchemaRef) -> SchemaRef {
 /// What building a month did.
 #[derive(Debug)]
 pub(crate) enum Published {
-    /// The month file was placed: its size and rows.
-    Placed { bytes: u64, rows: usize },
+    /// The month file was placed: its size.
+    Placed { bytes: u64 },
     /// No day of the month holds rows: there is no month file.
     Removed,
     /// A segment holds columns the target does not know (another writer's schema change has
@@ -205,7 +205,8 @@ impl MonthWriter<'_> {
             Streamed::Staged((bytes, rows), mut staged) => {
                 staged.upload_parts().await?;
                 staged.place().await?;
-                Ok(Some(Published::Placed { bytes, rows }))
+                tracing::debug!(month = %month, rows, bytes, "month file placed");
+                Ok(Some(Published::Placed { bytes }))
             }
             Streamed::GaveUp(None) => Ok(None),
             Streamed::GaveUp(Some(ahead)) => Ok(Some(Published::Ahead(ahead))),

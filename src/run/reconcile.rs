@@ -235,6 +235,7 @@ impl Reconciler<'_> {
         if let Some(old) = data? {
             let to = target.clone();
             let policy = self.policy.clone();
+            let built_from = self.paths.builds_months();
             let streamed = place::stream(self.dest, &path, self.paths.staging_dir(), |out| {
                 self.cpu.run(move || {
                     let info = file_info(&old)?;
@@ -251,6 +252,17 @@ impl Reconciler<'_> {
                     ahead.extend(narrowed_columns(&old, &info, &arrow)?);
                     if !ahead.is_empty() {
                         return Ok(Err(Brought::Ahead(ahead)));
+                    }
+                    // A month table's day is brought to the target each time its month is
+                    // built from it: it is rewritten only so that no value the policy now
+                    // drops or hashes stays in the clear.
+                    let holds_dropped = info
+                        .schema
+                        .fields()
+                        .iter()
+                        .any(|f| to.dropped.contains(f.name()));
+                    if built_from && info.hashed == meta.hashed && !holds_dropped {
+                        return Ok(Err(Brought::Done(0)));
                     }
                     let (out, rows) = rewrite(old, &info, arrow, meta, &policy, out)?;
                     let bytes = out.complete().map_err(EncodeError::from)?;

@@ -84,6 +84,11 @@ impl Paths {
         }
     }
 
+    /// Whether the table's files are months built from day segments.
+    pub(crate) fn builds_months(&self) -> bool {
+        self.partitioning == Partitioning::Month
+    }
+
     /// The month file a unit's rows live in, for a month table.
     pub(crate) fn month_of(&self, unit: &Unit) -> Option<MonthKey> {
         match self.partitioning {

@@ -20,6 +20,7 @@ macro_rules! on_every_backend {
 
 mod datasets;
 mod extract;
+mod months;
 mod operations;
 mod reliability;
 mod s3_dest;

@@ -252,9 +252,11 @@ fn sigkill_mid_run_leaves_a_readable_table_and_resume_completes_it_without_refet
     );
     let ws = Workspace::new();
     let dest = ws.dest();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cube-extract"))
+    let mut child = bin_command::<&str>(&[], &[])
         .args([
             "call-outcomes",
+            "--partitioning",
+            "day",
             "--base-url",
             &sim.base_url(),
             "--token",
