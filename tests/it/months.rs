@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use chrono::{Datelike, NaiveDate};
 use arrow_array::RecordBatchReader;
+use chrono::{Datelike, NaiveDate};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -97,7 +97,11 @@ fn assert_api_order(actual: &[Row], expected: &[Row]) {
         }
         by_day
     };
-    assert_eq!(ids(actual), ids(expected), "rows in API order within each day");
+    assert_eq!(
+        ids(actual),
+        ids(expected),
+        "rows in API order within each day"
+    );
 }
 
 /// The table holds exactly what `cfg` serves for `campaigns` over `from..=to`, in order.
@@ -139,7 +143,14 @@ fn a_month_table_holds_every_day_in_its_month_file_in_order(backend: Backend) {
     let out = month_extract(
         &ws,
         &sim,
-        &["--campaign", "101,102", "--from", "2019-07-29", "--to", "2019-08-04"],
+        &[
+            "--campaign",
+            "101,102",
+            "--from",
+            "2019-07-29",
+            "--to",
+            "2019-08-04",
+        ],
     );
     out.assert_code(0);
     let view = ws.view();
@@ -180,7 +191,14 @@ fn replacing_a_day_rewrites_its_month_with_only_that_day_changed(backend: Backen
         month_extract(
             &ws,
             &sim,
-            &["--campaign", "101", "--from", "2019-08-01", "--to", "2019-08-06"],
+            &[
+                "--campaign",
+                "101",
+                "--from",
+                "2019-08-01",
+                "--to",
+                "2019-08-06",
+            ],
         )
         .assert_code(0);
     }
@@ -190,17 +208,16 @@ fn replacing_a_day_rewrites_its_month_with_only_that_day_changed(backend: Backen
         ..cfg.clone()
     };
     let sim = cube_sim::start(changed.clone());
-    month_extract(
-        &ws,
-        &sim,
-        &["--campaign", "101", "--from", "2019-08-03"],
-    )
-    .assert_code(0);
+    month_extract(&ws, &sim, &["--campaign", "101", "--from", "2019-08-03"]).assert_code(0);
     let table = read_months(&ws.view());
     assert_eq!(table.files.len(), 1);
     let mut expected = Vec::new();
     for d in days("2019-08-01", "2019-08-06") {
-        let served_by = if d == day("2019-08-03") { &changed } else { &cfg };
+        let served_by = if d == day("2019-08-03") {
+            &changed
+        } else {
+            &cfg
+        };
         expected.extend(expected_rows(served_by, &[101], &[d], &table.schema_json));
     }
     assert_rows(&table.rows, &expected);
@@ -279,7 +296,10 @@ fn four_writers_on_the_same_months_lose_no_day(backend: Backend) {
     let view = ws.view();
     assert_exact_months(&view, &cfg, &[101, 102], "2019-07-22", "2019-08-10");
     let after = read_months(&view);
-    assert_eq!(after.files.len(), 2 * months("2019-07-22", "2019-08-10").len());
+    assert_eq!(
+        after.files.len(),
+        2 * months("2019-07-22", "2019-08-10").len()
+    );
     assert!(
         after.schemas.windows(2).all(|w| w[0] == w[1]),
         "one schema in every month file"
@@ -374,7 +394,10 @@ fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact() {
     );
     out.assert_code(0);
     assert_exact_months(&dest, &cfg, &[101, 102], "2019-07-20", "2019-08-12");
-    let (status, code) = status_of(&ws, &["--expect-from", "2019-07-20", "--expect-to", "2019-08-12"]);
+    let (status, code) = status_of(
+        &ws,
+        &["--expect-from", "2019-07-20", "--expect-to", "2019-08-12"],
+    );
     assert_eq!(code, 0, "{status}");
 }
 
@@ -388,7 +411,14 @@ fn a_new_column_rewrites_the_month_files_and_keeps_every_row(backend: Backend) {
     month_extract(
         &ws,
         &sim,
-        &["--campaign", "101", "--from", "2019-07-01", "--to", "2019-08-09"],
+        &[
+            "--campaign",
+            "101",
+            "--from",
+            "2019-07-01",
+            "--to",
+            "2019-08-09",
+        ],
     )
     .assert_code(0);
     let out = month_extract(&ws, &sim, &["--campaign", "101", "--from", "2019-08-10"]);
@@ -397,12 +427,19 @@ fn a_new_column_rewrites_the_month_files_and_keeps_every_row(backend: Backend) {
     let table = read_months(&view);
     let column = "call_outcome__extra__Oppfølging";
     assert!(
-        table.schemas.iter().all(|s| s.field_with_name(column).is_ok()),
+        table
+            .schemas
+            .iter()
+            .all(|s| s.field_with_name(column).is_ok()),
         "every month file has the new column"
     );
     assert_exact_months(&view, &cfg, &[101], "2019-07-01", "2019-08-10");
     // Two month files written anew, not one per day.
-    assert!(out.report()["files_rewritten"].as_u64().unwrap() <= 2, "{}", out.report());
+    assert!(
+        out.report()["files_rewritten"].as_u64().unwrap() <= 2,
+        "{}",
+        out.report()
+    );
     let _ = table.rows.iter().map(|r| r.date.month()).max();
 }
 
@@ -427,13 +464,27 @@ fn new_tables_are_cut_by_month_and_older_tables_keep_their_days() {
         &dest,
     ];
     let out = bin_command_as_is(&base, &[]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_exact_months(&ws.dest(), &cfg, &[101], "2019-08-01", "2019-08-01");
 
     // A day table (made with --partitioning day, or before the option) stays one.
     let older = Workspace::new();
     older
-        .extract(&sim, &["--partitioning", "day", "--campaign", "101", "--from", "2019-08-01"])
+        .extract(
+            &sim,
+            &[
+                "--partitioning",
+                "day",
+                "--campaign",
+                "101",
+                "--from",
+                "2019-08-01",
+            ],
+        )
         .assert_code(0);
     let schema = older.dest().join("_cube_extract/call_outcomes/schema.json");
     let mut json: Value = serde_json::from_slice(&std::fs::read(&schema).unwrap()).unwrap();
@@ -445,7 +496,11 @@ fn new_tables_are_cut_by_month_and_older_tables_keep_their_days() {
     *args.last_mut().unwrap() = &older_dest;
     args[8] = "2019-08-02";
     let out = bin_command_as_is(&args, &[]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_exact_table(&older.dest(), &cfg, &[101], "2019-08-01", "2019-08-02");
 }
 
@@ -457,7 +512,14 @@ fn asking_a_table_for_the_other_partitioning_exits_2_and_changes_nothing() {
     let before = snapshot_files(&ws.dest());
     let out = ws.extract(
         &sim,
-        &["--partitioning", "day", "--campaign", "101", "--from", "2019-08-02"],
+        &[
+            "--partitioning",
+            "day",
+            "--campaign",
+            "101",
+            "--from",
+            "2019-08-02",
+        ],
     );
     out.assert_code(2);
     let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
@@ -469,7 +531,14 @@ fn asking_a_table_for_the_other_partitioning_exits_2_and_changes_nothing() {
     );
     let weekly = ws.extract(
         &sim,
-        &["--partitioning", "week", "--campaign", "101", "--from", "2019-08-02"],
+        &[
+            "--partitioning",
+            "week",
+            "--campaign",
+            "101",
+            "--from",
+            "2019-08-02",
+        ],
     );
     weekly.assert_code(2);
     assert!(weekly.stderr.contains("month, day"), "{}", weekly.stderr);
