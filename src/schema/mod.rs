@@ -164,11 +164,20 @@ impl DatasetSchema {
         }
     }
 
-    /// The folders a reader finds in the path of this table's files.
-    pub(crate) fn path_columns(&self) -> impl Iterator<Item = &String> {
-        self.partition_columns
-            .iter()
-            .filter(|c| self.keep_history || c.as_str() != crate::datasets::SNAPSHOT_DAY_KEY)
+    /// The columns a reader finds beside those of the dataset: the folders of the path, and
+    /// in a month table the `month` folder and the `date` column.
+    pub(crate) fn path_columns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.partition_columns {
+            if !self.keep_history && c == crate::datasets::SNAPSHOT_DAY_KEY {
+                continue;
+            }
+            if c == "date" && self.partitioning == Some(Partitioning::Month) {
+                out.push("month".to_owned());
+            }
+            out.push(c.clone());
+        }
+        out
     }
 
     /// The personal-data policy the dataset's files follow.

@@ -67,7 +67,7 @@ pub(crate) fn duckdb_view(schema: &DatasetSchema, view: &str, glob: &str) -> Str
         .iter()
         .filter(|c| c.label.is_none())
         .map(|c| c.name.to_lowercase())
-        .chain(schema.path_columns().map(|c| c.to_lowercase()))
+        .chain(schema.path_columns().iter().map(|c| c.to_lowercase()))
         .collect();
     let mut select = Vec::with_capacity(in_files.len() + 2);
     for c in &in_files {
@@ -86,7 +86,7 @@ pub(crate) fn duckdb_view(schema: &DatasetSchema, view: &str, glob: &str) -> Str
             select.push(format!("{} AS {}", ident(&c.name), ident(&alias)));
         }
     }
-    select.extend(schema.path_columns().map(|c| ident(c)));
+    select.extend(schema.path_columns().iter().map(|c| ident(c)));
     format!(
         "CREATE OR REPLACE VIEW {} AS\nSELECT\n  {}\nFROM read_parquet({}, hive_partitioning = true);\n",
         ident(view),

@@ -62,6 +62,9 @@ S3_PREFIX = "lake"  # --dest s3://S3_BUCKET/S3_PREFIX
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 
 PARTITION_COLUMNS = ("campaign_id", "date")
+# What a reader finds beside the columns of schema.json, per `--partitioning`: a day table's
+# folders; a month table's folders and its `date` column.
+LAYOUT_COLUMNS = {"day": PARTITION_COLUMNS, "month": ("campaign_id", "month", "date")}
 TABLE = "call_outcomes"
 # Every table the scenario extracts (into the same destination), with its command and the
 # `cube_sim dump` flags that print its records.
@@ -425,6 +428,7 @@ class RunResult:
 @dataclasses.dataclass
 class Scenario:
     backend: str  # "local" or "s3"
+    layout: str  # "day" or "month" (--partitioning)
     dest: Path  # a local directory with the output (for S3: a download of the bucket prefix)
     table: Path
     runs: list[RunResult]
@@ -443,6 +447,11 @@ class Scenario:
     @property
     def column_names(self) -> list[str]:
         return [c["name"] for c in self.columns]
+
+    @property
+    def layout_columns(self) -> tuple[str, ...]:
+        """What a reader finds beside the columns of schema.json."""
+        return LAYOUT_COLUMNS[self.layout]
 
     def parquet_files(self) -> list[Path]:
         """The data files (stray files are the layout test's business)."""
@@ -590,28 +599,30 @@ class Extraction:
     backend: str
     dest: Path  # a local directory holding the output (for S3: a download of everything under the prefix)
     runs: dict[str, list[RunResult]]  # table -> its runs
+    layout: str = "day"  # --partitioning
 
 
 def run_extractions(
     extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str,
-    extra_env: dict[str, str] | None = None, server_log=None,
+    extra_env: dict[str, str] | None = None, server_log=None, partitioning: str = "day", tables=tuple(TABLES),
 ) -> dict[str, list[RunResult]]:
     """The runs of every table, one table after the other, into the same destination."""
     return {
-        table: _run_table(extract_bin, simulator, dest_arg, reports_dir, backend, table, extra_env, server_log)
-        for table in TABLES
+        table: _run_table(extract_bin, simulator, dest_arg, reports_dir, backend, table, extra_env, server_log,
+                          partitioning)
+        for table in tables
     }
 
 
 def _run_table(
     extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str, table: str,
-    extra_env: dict[str, str] | None, server_log,
+    extra_env: dict[str, str] | None, server_log, partitioning: str,
 ) -> list[RunResult]:
     runs: list[RunResult] = []
     for i, (first, last) in enumerate(RUNS, 1):
         report_path = reports_dir / f"{table}-run{i}.json"
         cmd = [
-            str(extract_bin), TABLES[table][0],
+            str(extract_bin), TABLES[table][0], "--partitioning", partitioning,
             "--base-url", simulator.url, "--token", TOKEN,
             "--campaign", CAMPAIGN_ARG, "--from", first, "--to", last,
             "--dest", dest_arg, "--report", str(report_path),
@@ -648,7 +659,7 @@ def run_fanout(
     for i, (first, last) in enumerate(FANOUT, 1):
         report_path = reports_dir / f"fanout-{i}.json"
         cmd = [
-            str(extract_bin), "call-outcomes", "--base-url", simulator.url, "--token", TOKEN,
+            str(extract_bin), "call-outcomes", "--partitioning", "day", "--base-url", simulator.url, "--token", TOKEN,
             "--campaign", CAMPAIGN_ARG, "--from", first, "--to", last, "--dest", dest_arg,
             "--report", str(report_path),
         ]
@@ -735,11 +746,36 @@ def extraction_s3(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_
     return Extraction("s3", copy, runs)
 
 
-# (extraction, table): the three overlapping runs of each table on each backend, and the fan-out of
-# call outcomes on each backend.
-SCENARIOS = [(backend, table) for table in TABLES for backend in BACKENDS] + [
-    (f"{backend}_fanout", TABLE) for backend in BACKENDS
-]
+@pytest.fixture(scope="session")
+def extraction_local_months(tmp_path_factory, extract_bin: Path, simulator: Simulator) -> Extraction:
+    dest = tmp_path_factory.mktemp("dest-local-months")
+    runs = run_extractions(extract_bin, simulator, str(dest), tmp_path_factory.mktemp("reports-local-months"),
+                           "local", partitioning="month")
+    return Extraction("local", dest, runs, "month")
+
+
+@pytest.fixture(scope="session")
+def extraction_s3_months(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_server: S3Server) -> Extraction:
+    bucket, prefix = "cube-interop-months", "lake"
+    s3_server.client.create_bucket(Bucket=bucket)
+    runs = run_extractions(
+        extract_bin, simulator, f"s3://{bucket}/{prefix}", tmp_path_factory.mktemp("reports-s3-months"), "s3",
+        extra_env=s3_server.env(), partitioning="month", tables=(TABLE,),
+    )
+    copy = tmp_path_factory.mktemp("dest-s3-months-download")
+    if not download_prefix(s3_server, f"{prefix}/", copy, bucket):
+        pytest.fail(f"nothing under s3://{bucket}/{prefix}/ after the month runs", pytrace=False)
+    return Extraction("s3", copy, runs, "month")
+
+
+# (extraction, table): the three overlapping runs of each table on each backend, the fan-out of
+# call outcomes on each backend, and the same runs into month tables (`--partitioning month`).
+SCENARIOS = (
+    [(backend, table) for table in TABLES for backend in BACKENDS]
+    + [(f"{backend}_fanout", TABLE) for backend in BACKENDS]
+    + [("local_months", table) for table in TABLES]
+    + [("s3_months", TABLE)]
+)
 
 
 @pytest.fixture(scope="session", params=SCENARIOS, ids=[f"{b}-{t}" for b, t in SCENARIOS])
@@ -782,7 +818,7 @@ def scenario(request, dumps) -> Scenario:
         expected_raw[key] = raw_by_col
 
     return Scenario(
-        backend=extraction.backend, dest=dest, table=dest / table, runs=runs, schema=schema, columns=columns, types=types, dump=dump,
+        backend=extraction.backend, layout=extraction.layout, dest=dest, table=dest / table, runs=runs, schema=schema, columns=columns, types=types, dump=dump,
         key_to_column=key_to_column, unmapped_keys=unmapped, ambiguous_keys=ambiguous,
         widened_to_utf8=widened, expected=expected, expected_raw=expected_raw, duplicate_dump_keys=dups,
     )
@@ -821,7 +857,7 @@ def check_reader_result(sc: Scenario, engine: str, columns: list[str], rows: lis
     # Columns.
     counts = collections.Counter(columns)
     repeated = sorted(c for c, n in counts.items() if n > 1)
-    want = set(sc.column_names) | set(PARTITION_COLUMNS)
+    want = set(sc.column_names) | set(sc.layout_columns)
     missing = sorted(want - set(columns))
     extra = sorted(set(columns) - want)
     if repeated or missing or extra:
@@ -842,6 +878,13 @@ def check_reader_result(sc: Scenario, engine: str, columns: list[str], rows: lis
     seen = collections.Counter()
     for row in rows:
         cid, day = row.get("campaign_id"), partition_date(row.get("date"))
+        if sc.layout == "month":
+            # A month table's `date` is a column of the file, read as a date; its folder, the month.
+            date = row.get("date")
+            is_date = isinstance(date, dt.date) and not isinstance(date, dt.datetime)
+            if not is_date or day is None or str(row.get("month")) != day[:7]:
+                bad_partition.append(f"date={date!r} ({type(date).__name__}) month={row.get('month')!r}")
+                continue
         if not isinstance(cid, int) or isinstance(cid, bool) or day is None:
             bad_partition.append(f"campaign_id={row.get('campaign_id')!r} date={row.get('date')!r}")
             continue

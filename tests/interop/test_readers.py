@@ -84,6 +84,11 @@ def test_spark(scenario: Scenario, spark):
 def test_table_root_holds_only_partition_folders_and_parquet_files(scenario: Scenario):
     table = scenario.table
     assert table.is_dir(), f"{table} does not exist"
+    # A day table: campaign_id=*/date=YYYY-MM-DD/; a month table: campaign_id=*/month=YYYY-MM/.
+    key, shape, fmt = {
+        "day": ("date", r"\d{4}-\d{2}-\d{2}", "%Y-%m-%d"),
+        "month": ("month", r"\d{4}-\d{2}", "%Y-%m"),
+    }[scenario.layout]
     stray: list[str] = []
     with_files: set[tuple[int, str]] = set()
     for top in sorted(table.iterdir()):
@@ -92,9 +97,9 @@ def test_table_root_holds_only_partition_folders_and_parquet_files(scenario: Sce
             stray.append(str(top.relative_to(table)))
             continue
         for sub in sorted(top.iterdir()):
-            d = re.fullmatch(r"date=(\d{4}-\d{2}-\d{2})", sub.name)
+            d = re.fullmatch(f"{key}=({shape})", sub.name)
             try:
-                valid = d is not None and dt.date.fromisoformat(d.group(1)).isoformat() == d.group(1)
+                valid = d is not None and dt.datetime.strptime(d.group(1), fmt).strftime(fmt) == d.group(1)
             except ValueError:
                 valid = False
             if not (sub.is_dir() and not sub.is_symlink() and valid):
@@ -105,12 +110,13 @@ def test_table_root_holds_only_partition_folders_and_parquet_files(scenario: Sce
                     with_files.add((int(m.group(1)), d.group(1)))
                 else:
                     stray.append(str(f.relative_to(table)))
-    assert not stray, f"entries under {table} that are not campaign_id=*/date=*/ folders or .parquet files: {stray[:MAX_SHOWN]}"
+    assert not stray, f"entries under {table} that are not campaign_id=*/{key}=*/ folders or .parquet files: {stray[:MAX_SHOWN]}"
 
-    want = {(d["campaign_id"], d["date"]) for d in scenario.dump}
+    width = len(dt.date(2000, 1, 1).strftime(fmt))
+    want = {(d["campaign_id"], d["date"][:width]) for d in scenario.dump}
     missing, extra = sorted(want - with_files), sorted(with_files - want)
     assert not missing and not extra, (
-        f"partitions with data files differ from the dump's non-empty (campaign, day) pairs: "
+        f"partitions with data files differ from the dump's non-empty (campaign, {key}) pairs: "
         f"missing {missing[:MAX_SHOWN]}, unexpected {extra[:MAX_SHOWN]}"
     )
 
@@ -126,6 +132,8 @@ def test_every_file_has_every_column_with_the_same_type(scenario: Scenario):
         else:
             bad_decl.append((name, t))
     assert not bad_decl, f"schema.json declares types outside the contract: {bad_decl[:MAX_SHOWN]}"
+    if scenario.layout == "month":
+        declared["date"] = pa.date32()  # a month file holds each row's day
 
     # problem -> files it occurs in, so that one defect repeated in every file reads as one line.
     problems: dict[str, list[str]] = collections.defaultdict(list)

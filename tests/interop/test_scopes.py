@@ -109,10 +109,17 @@ def check(lake: Path, sim_bin: Path, scope: str, table: str, engine: str, rows: 
         key = tuple(partition_text(p, getattr(rec[f"__{p}"], "text", rec[f"__{p}"])) for p in partitions)
         values = tuple(canon(normalise_expected(rec.get(c["source_key"], ABSENT), c["type"])) for c in columns)
         expected[key + values] += 1
-    names = sorted([c["name"] for c in columns] + list(partitions))
+    # The tables by date are month tables (the default): `month` is their folder, `date` a column.
+    by_month = "date" in partitions
+    assert schema.get("partitioning") == ("month" if by_month else None)
+    names = sorted([c["name"] for c in columns] + list(partitions) + (["month"] if by_month else []))
     actual = collections.Counter()
     for row in rows:
         assert sorted(row) == names, f"{engine}: columns of {table} are {sorted(row)}"
+        if by_month:
+            date = row["date"]
+            assert isinstance(date, dt.date) and not isinstance(date, dt.datetime), f"{engine}: date is {date!r}"
+            assert str(row["month"]) == date.isoformat()[:7], f"{engine}: {date} in month {row['month']!r}"
         key = tuple(partition_text(p, row[p]) for p in partitions)
         actual[key + tuple(canon(normalise_actual(row[c["name"]])) for c in columns)] += 1
     assert sum(actual.values()) == sum(expected.values()), (
