@@ -74,6 +74,7 @@ def test_the_duckdb_view_names_custom_columns_by_label(scenario: Scenario, extra
         con.close()
     assert count == len(scenario.expected), f"the view has {count} rows, the dump {len(scenario.expected)}"
     in_files = [c["name"] for c in scenario.columns if c.get("personal_data") != "dropped"]
-    assert len(view_cols) == len(in_files) + 2, view_cols
+    assert len(view_cols) == len(in_files) + len(scenario.layout_columns), view_cols
+    assert view_cols[-len(scenario.layout_columns):] == list(scenario.layout_columns), view_cols
     for label in labels.values():
         assert label in view_cols, f"label {label!r} is not a column of the view: {view_cols}"
