@@ -880,4 +880,69 @@ mod tests {
         assert_eq!(b.column(1).as_primitive::<Float64Type>().value(499), 499.0);
         assert_eq!(b.column(2).null_count(), 500);
     }
+
+    /// Days spliced into one month file keep their order, each row gets its day, and the rows
+    /// where a typed column held `""` are listed at their place in the new file.
+    #[test]
+    fn a_splice_of_days_keeps_their_order_dates_and_empty_strings() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let day_file = |values: Vec<Option<i64>>, empty: Vec<u64>| {
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                    .unwrap();
+            let meta = FileMeta {
+                schema_version: 1,
+                ..FileMeta::default()
+            };
+            let mut w = PartitionWriter::new(Vec::new(), schema.clone(), meta);
+            w.write(&batch).unwrap();
+            let mut listed = EmptyStrings::default();
+            listed.insert("n".to_owned(), empty);
+            Bytes::from(w.finish(&listed).unwrap())
+        };
+        let first = day_file(vec![Some(1), None], vec![1]);
+        let second = day_file(vec![None, Some(4), None], vec![0, 2]);
+        let target = Arc::new(Schema::new(vec![
+            Field::new("date", DataType::Date32, false),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let meta = FileMeta {
+            schema_version: 2,
+            ..FileMeta::default()
+        };
+        let mut splicer = Splicer::new(target.clone(), meta, Vec::new()).unwrap();
+        let days = [
+            chrono::NaiveDate::from_ymd_opt(2024, 2, 28).unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap(),
+        ];
+        for (file, day) in [(first, days[0]), (second, days[1])] {
+            let info = file_info(&file).unwrap();
+            splicer
+                .append(file, &info, &Policy::default(), Some(("date", day)))
+                .unwrap();
+        }
+        let (out, rows) = splicer.finish().unwrap();
+        assert_eq!(rows, 5);
+        let out = Bytes::from(out);
+        let info = file_info(&out).unwrap();
+        assert_eq!(info.schema.fields(), target.fields());
+        assert_eq!(info.version, Some(2));
+        assert_eq!(info.empty_strings.rows("n"), &[1, 2, 4]);
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(out)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let all = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let day = |d: chrono::NaiveDate| (d - epoch).num_days() as i32;
+        let dates: Vec<i32> = all.column(0).as_primitive::<Date32Type>().values().to_vec();
+        assert_eq!(
+            dates,
+            [days[0], days[0], days[1], days[1], days[1]].map(day)
+        );
+        let n: Vec<Option<i64>> = all.column(1).as_primitive::<Int64Type>().iter().collect();
+        assert_eq!(n, [Some(1), None, None, Some(4), None]);
+    }
 }
