@@ -1,16 +1,16 @@
 //! Month files: a month table keeps each day of a scope as a segment under the tool's state
 //! (written, checked and recorded as a day file is), and shows readers one file per (scope,
-//! month), built from the month's segments in day order with the day as a `date` column.
+//! month), built from the month's segments in day order with the day as a `date` column, in row
+//! groups of up to [`ROW_GROUP_ROWS`](crate::sink::parquet::ROW_GROUP_ROWS) rows.
 //!
-//! Building a month is optimistic: list the month's segments, splice them into a new month
+//! Building a month is optimistic: list the month's segments, merge them into a new month
 //! file, place it in one atomic step, then list them again. If the listing changed (another
 //! writer placed a day of the same month meanwhile, or a stale build of it may have been placed
 //! over a newer one), build again. The last build placed is always followed by a listing that
 //! matched what it was built from, so it holds every day placed before it: two writers of one
 //! month never lose each other's days, and neither waits on a lock a dead process may hold.
 //!
-//! The segments are also what makes replacing one day cheap (the month is spliced from its
-//! days' column chunks, not decoded) and a kill harmless: the ledger records a day only once a
+//! The segments are also what makes a kill harmless: the ledger records a day only once a
 //! month holding it is placed, so `--resume` fetches any day a killed run left unpublished.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +30,7 @@ use super::{now, PartitionError};
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
-use crate::sink::parquet::{file_info, EncodeError, Splicer};
+use crate::sink::parquet::{file_info, EncodeError, Merger};
 use crate::sink::{
     Destination, Ledger, LedgerRecord, MonthKey, Paths, StoreError, Target, DAY_COLUMN,
 };
@@ -158,12 +158,8 @@ impl MonthWriter<'_> {
         }
         let schema = month_schema(&target.arrow);
         let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
-            // Writing into `out` may block until the upload takes the bytes: on a CPU slot.
             let meta = target.meta.clone();
-            let mut splicer = self
-                .cpu
-                .run(move || Splicer::new(schema, meta, out))
-                .await?;
+            let mut merger = Merger::new(schema, meta, out);
             for segment in seen {
                 let Some(bytes) = self.dest.get(&segment.location).await? else {
                     return Ok(Err(None));
@@ -182,19 +178,19 @@ impl MonthWriter<'_> {
                         if !ahead.is_empty() {
                             return Ok::<_, EncodeError>(Err(ahead));
                         }
-                        splicer.append(bytes, &info, &policy, Some((DAY_COLUMN, day)))?;
-                        Ok(Ok(splicer))
+                        merger.append(bytes, &info, &policy, Some((DAY_COLUMN, day)))?;
+                        Ok(Ok(merger))
                     })
                     .await?;
-                splicer = match appended {
-                    Ok(splicer) => splicer,
+                merger = match appended {
+                    Ok(merger) => merger,
                     Err(ahead) => return Ok(Err(Some(ahead))),
                 };
             }
             let (bytes, rows) = self
                 .cpu
                 .run(move || {
-                    let (out, rows) = splicer.finish()?;
+                    let (out, rows) = merger.finish()?;
                     Ok::<_, EncodeError>((out.complete()?, rows))
                 })
                 .await?;

@@ -157,6 +157,12 @@ fn a_month_table_holds_every_day_in_its_month_file_in_order(backend: Backend) {
     assert_exact_months(&view, &cfg, &[101, 102], "2019-07-29", "2019-08-04");
     let table = read_months(&view);
     assert_eq!(table.files.len(), 2 * 2, "one file per campaign and month");
+    for file in &table.files {
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap()).unwrap();
+        // Days of a few hundred rows each share a row group: readers pay per row group.
+        assert_eq!(builder.metadata().num_row_groups(), 1, "{file:?}");
+    }
     assert!(table.schemas.windows(2).all(|w| w[0] == w[1]));
     // The day stays the unit of the report and the ledger, each naming its month file.
     let partitions = out.report()["partitions"].as_array().unwrap();
