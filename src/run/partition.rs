@@ -25,7 +25,7 @@ use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
 use crate::schema::KeyKinds;
-use crate::sink::parquet::{EncodeError, PartitionWriter};
+use crate::sink::parquet::{EncodeError, Packing, PartitionWriter};
 use crate::sink::upload::ChunkWriter;
 use crate::sink::{EmptyStrings, Ledger, LedgerRecord, Staged, Target};
 use crate::source::{Listing, ListingChange, Page, Seen, SourceError, MAX_READS};
@@ -234,6 +234,15 @@ impl<'r> Partition<'r> {
         })
     }
 
+    /// How the partition's file is compressed: a month table's day segment is read back only
+    /// by the tool, as its month is built.
+    fn packing(&self) -> Packing {
+        match self.run.paths.month_of(&self.unit) {
+            Some(_) => Packing::Plain,
+            None => Packing::Zstd,
+        }
+    }
+
     /// The day the partition's rows belong to: its own, or the day of the snapshot.
     fn day(&self) -> chrono::NaiveDate {
         self.unit.day.unwrap_or(self.run.today)
@@ -275,7 +284,13 @@ impl<'r> Partition<'r> {
             run.merge_and_snapshot(&first.page.keys, self.day()).await?;
         target.meta.snapshot_at = written.snapshot_at;
         let version = target.version;
-        let mut encoder = PageEncoder::new(&target, listing.page_size as usize, out, &run.policy);
+        let mut encoder = PageEncoder::new(
+            &target,
+            listing.page_size as usize,
+            out,
+            &run.policy,
+            self.packing(),
+        );
         encoder = self.encode(encoder, first).await?;
         let mut rest = std::pin::pin!(futures::stream::iter(2..=listing.pages)
             .map(|n| async move { (n, self.fetch(n).await) })
@@ -341,10 +356,11 @@ impl<'r> Partition<'r> {
         let version = target.version;
         let page_size = listing.page_size as usize;
         let policy = run.policy.clone();
+        let packing = self.packing();
         let bytes = run
             .cpu
             .run(move || {
-                let mut encoder = PageEncoder::new(&target, page_size, out, &policy);
+                let mut encoder = PageEncoder::new(&target, page_size, out, &policy, packing);
                 // Each page is dropped once encoded, so the memory held shrinks as the file grows.
                 for parsed in pages {
                     encoder = encoder.push(parsed.page, parsed.decoded)?;
@@ -507,13 +523,24 @@ struct PageEncoder {
 }
 
 impl PageEncoder {
-    fn new(target: &Target, page_size: usize, out: ChunkWriter, policy: &Policy) -> Self {
+    fn new(
+        target: &Target,
+        page_size: usize,
+        out: ChunkWriter,
+        policy: &Policy,
+        packing: Packing,
+    ) -> Self {
         PageEncoder {
             decoder: None,
             page_size,
             decode_schema: target.decode.clone(),
             arrow: target.arrow.clone(),
-            writer: PartitionWriter::new(out, target.arrow.clone(), target.meta.clone()),
+            writer: PartitionWriter::packed(
+                out,
+                target.arrow.clone(),
+                target.meta.clone(),
+                packing,
+            ),
             hashed: target.hashed.clone(),
             policy: policy.clone(),
             rows: 0,

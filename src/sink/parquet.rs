@@ -86,12 +86,31 @@ pub enum EncodeError {
     Io(#[from] std::io::Error),
 }
 
+/// How a file's pages are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// zstd: the files readers see.
+    Zstd,
+    /// None: a month table's day segments, which only the tool reads back. parquet-rs makes a
+    /// zstd compressor for every column chunk it writes or reads, and each one runs `CPUID`,
+    /// which this VM makes dear: segments without it made a year's backfill into month files
+    /// faster than the one into day files.
+    Plain,
+}
+
 /// Writer settings; `plain` lists the columns written without a dictionary.
 pub fn writer_properties(meta: &FileMeta, plain: &[&str]) -> WriterProperties {
+    packed_writer_properties(meta, plain, Packing::Zstd)
+}
+
+/// As [`writer_properties`], compressed as `packing` says.
+fn packed_writer_properties(meta: &FileMeta, plain: &[&str], packing: Packing) -> WriterProperties {
+    let compression = match packing {
+        Packing::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
+        Packing::Plain => Compression::UNCOMPRESSED,
+    };
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
+        .set_compression(compression)
         // Chunk statistics give readers min/max and null counts for pruning; page-level
         // indexes would more than double the size of a typical (small) partition file.
         .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -122,12 +141,22 @@ struct Pending<W> {
     out: W,
     schema: SchemaRef,
     meta: FileMeta,
+    packing: Packing,
 }
 
 impl<W: Write + Send> PartitionWriter<W> {
     pub fn new(out: W, schema: SchemaRef, meta: FileMeta) -> Self {
+        Self::packed(out, schema, meta, Packing::Zstd)
+    }
+
+    pub fn packed(out: W, schema: SchemaRef, meta: FileMeta, packing: Packing) -> Self {
         PartitionWriter {
-            pending: Some(Pending { out, schema, meta }),
+            pending: Some(Pending {
+                out,
+                schema,
+                meta,
+                packing,
+            }),
             writer: None,
         }
     }
@@ -150,7 +179,13 @@ impl<W: Write + Send> PartitionWriter<W> {
 
     /// The Parquet writer, opened with column settings chosen from `sample` if not open yet.
     fn open(&mut self, sample: Option<&RecordBatch>) -> Result<&mut ArrowWriter<W>, EncodeError> {
-        if let Some(Pending { out, schema, meta }) = self.pending.take() {
+        if let Some(Pending {
+            out,
+            schema,
+            meta,
+            packing,
+        }) = self.pending.take()
+        {
             let plain: Vec<&str> = match sample {
                 Some(batch) => schema
                     .fields()
@@ -165,7 +200,7 @@ impl<W: Write + Send> PartitionWriter<W> {
             // (UTC-adjusted timestamps read back as zoned, the rest as naive), so the embedded
             // Arrow schema copy is dropped: it is a large part of a small file's footer.
             let options = ArrowWriterOptions::new()
-                .with_properties(writer_properties(&meta, &plain))
+                .with_properties(packed_writer_properties(&meta, &plain, packing))
                 .with_skip_arrow_metadata(true);
             self.writer = Some(ArrowWriter::try_new_with_options(
                 out,
