@@ -30,7 +30,7 @@ use super::{now, PartitionError};
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
-use crate::sink::parquet::{file_info, EncodeError, Merger};
+use crate::sink::parquet::{file_info, rewrite, EncodeError, Merger};
 use crate::sink::{
     Destination, Ledger, LedgerRecord, MonthKey, Paths, StoreError, Target, DAY_COLUMN,
 };
@@ -52,6 +52,9 @@ pub(crate) fn month_schema(columns: &SchemaRef) -> SchemaRef {
 pub(crate) enum Published {
     /// The month file was placed: its size.
     Placed { bytes: u64 },
+    /// The month file was built from the month's days as they are, under the target: nothing
+    /// to do.
+    Current,
     /// No day of the month holds rows: there is no month file.
     Removed,
     /// A segment holds columns the target does not know (another writer's schema change has
@@ -76,6 +79,16 @@ struct Seen {
     last_modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// What a month file records of the days it was built from (`cube.days`): each day file's
+/// name, size and entity tag. The same days again mean the same rows.
+fn fingerprint(seen: &[Seen]) -> String {
+    let days: Vec<(&str, u64, Option<&str>)> = seen
+        .iter()
+        .map(|s| (s.location.as_ref(), s.size, s.e_tag.as_deref()))
+        .collect();
+    serde_json::to_string(&days).expect("names serialise")
+}
+
 impl From<ObjectMeta> for Seen {
     fn from(meta: ObjectMeta) -> Seen {
         Seen {
@@ -98,7 +111,11 @@ impl MonthWriter<'_> {
         let file = self.paths.month_file(&month);
         let mut seen = self.segments(&month).await?;
         for build in 1..=MAX_BUILDS {
-            let published = match self.build(&month, &seen, target).await? {
+            let published = match self.rewrite(&month, &seen, target).await? {
+                Some(published) => Some(published),
+                None => self.build(&month, &seen, target).await?,
+            };
+            let published = match published {
                 Some(published) => published,
                 // A segment went away while it was read: another writer emptied its day.
                 None => {
@@ -143,6 +160,61 @@ impl MonthWriter<'_> {
         Ok(listed)
     }
 
+    /// Brings the month file to the target by itself, if it was built from the segments `seen`
+    /// (a new column is then one column's encoding, not the month's days decoded and encoded
+    /// again); `None` if it was not, or is not there.
+    async fn rewrite(
+        &self,
+        month: &MonthKey,
+        seen: &[Seen],
+        target: &Target,
+    ) -> Result<Option<Published>, PartitionError> {
+        if seen.is_empty() {
+            return Ok(None);
+        }
+        let file = self.paths.month_file(month);
+        let Some(old) = self.dest.get(&file).await? else {
+            return Ok(None);
+        };
+        let schema = month_schema(&target.arrow);
+        let mut meta = target.meta.clone();
+        meta.days = Some(fingerprint(seen));
+        let (to, policy) = (target.clone(), self.policy.clone());
+        let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| {
+            self.cpu.run(move || {
+                let info = file_info(&old)?;
+                if info.days != meta.days {
+                    return Ok(Err(None));
+                }
+                if info.schema.fields() == schema.fields()
+                    && info.hashed == meta.hashed
+                    && info.version == Some(meta.schema_version)
+                {
+                    return Ok(Err(Some(Published::Current)));
+                }
+                // The day column is the month file's own; any other the target lacks is a
+                // column another writer added, which a rewrite would lose.
+                let mut ahead = to.unknown_columns(&info.schema);
+                ahead.retain(|c| c != DAY_COLUMN);
+                if !ahead.is_empty() {
+                    return Ok(Err(Some(Published::Ahead(ahead))));
+                }
+                let (out, _) = rewrite(old, &info, schema, meta, &policy, out)?;
+                Ok::<_, PartitionError>(Ok(out.complete().map_err(EncodeError::from)?))
+            })
+        })
+        .await?;
+        Ok(match streamed {
+            Streamed::Staged(bytes, mut staged) => {
+                staged.upload_parts().await?;
+                staged.place().await?;
+                tracing::debug!(month = %month, bytes, "month file brought to the dataset schema");
+                Some(Published::Placed { bytes })
+            }
+            Streamed::GaveUp(unchanged) => unchanged,
+        })
+    }
+
     /// One build of the month from the segments `seen`: `None` if one of them vanished.
     async fn build(
         &self,
@@ -158,7 +230,8 @@ impl MonthWriter<'_> {
         }
         let schema = month_schema(&target.arrow);
         let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
-            let meta = target.meta.clone();
+            let mut meta = target.meta.clone();
+            meta.days = Some(fingerprint(seen));
             let mut merger = Merger::new(schema, meta, out);
             for segment in seen {
                 let Some(bytes) = self.dest.get(&segment.location).await? else {
@@ -332,7 +405,7 @@ pub(crate) async fn settle(
     };
     match writer.publish(month, &target).await {
         Ok(Published::Placed { bytes, .. }) => settled.month_bytes = bytes,
-        Ok(Published::Removed) => {}
+        Ok(Published::Removed | Published::Current) => {}
         Ok(Published::Ahead(columns)) => {
             let error = format!("the month file of {month} was not built: a day of it holds columns this run does not know yet ({}), added by another writer; run reconcile", columns.join(", "));
             tracing::error!(table = run.dataset.name, %month, "{error}");

@@ -30,6 +30,10 @@ const REWRITES_AT_ONCE_ON_DISK: usize = 8;
 /// network round trip that more rewrites at once hide: at 50 ms per request, 244 files took
 /// 7.8-8.1 s at 8 at once and 3.8-4.3 s at 32 (64 was no faster against moto, then the limit).
 const REWRITES_AT_ONCE_ON_OBJECT_STORE: usize = 32;
+/// Month files brought up to date at once. Each holds its month file (up to a few hundred MB in a
+/// large account) or one day of it while it is built: few at once keep memory bounded; the CPU
+/// is busy with fewer.
+const MONTHS_AT_ONCE: usize = 4;
 /// What the rewrites running at once may hold, in KiB. A rewrite holds its file and, until
 /// they are uploaded, about as many bytes of the new file (at most three upload chunks): it
 /// counts twice its file's size. A file larger than half of this is rewritten alone.
@@ -183,7 +187,7 @@ impl Reconciler<'_> {
                 let writer = &writer;
                 async move { (month, writer.publish(month, target).await) }
             })
-            .buffer_unordered(rewrites_at_once(self.dest))
+            .buffer_unordered(MONTHS_AT_ONCE)
             .collect()
             .await;
         for (month, p) in published {
@@ -192,7 +196,7 @@ impl Reconciler<'_> {
                     done.files += 1;
                     done.bytes += bytes;
                 }
-                Published::Removed => {}
+                Published::Removed | Published::Current => {}
                 Published::Ahead(columns) => done.ahead.push(Ahead {
                     unit: month.first_day(),
                     columns,

@@ -39,6 +39,8 @@ pub const LABELS_KEY: &str = "cube.labels";
 pub const HASHED_KEY: &str = "cube.hashed_columns";
 /// File-level metadata key holding the moment (UTC, RFC 3339) a snapshot's reading began.
 pub const SNAPSHOT_AT_KEY: &str = "cube.snapshot_at";
+/// File-level metadata key of a month file: the day files it was built from (a JSON array).
+pub const DAYS_KEY: &str = "cube.days";
 
 /// What a file says about itself in its key/value metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,6 +52,8 @@ pub struct FileMeta {
     pub hashed: Vec<String>,
     /// `cube.snapshot_at`, in files of snapshot tables.
     pub snapshot_at: Option<String>,
+    /// `cube.days`, in month files.
+    pub days: Option<String>,
 }
 
 impl FileMeta {
@@ -69,6 +73,9 @@ impl FileMeta {
         }
         if let Some(at) = &self.snapshot_at {
             kv.push(KeyValue::new(SNAPSHOT_AT_KEY.to_owned(), at.clone()));
+        }
+        if let Some(days) = &self.days {
+            kv.push(KeyValue::new(DAYS_KEY.to_owned(), days.clone()));
         }
         kv
     }
@@ -277,6 +284,8 @@ pub struct FileInfo {
     pub hashed: Vec<String>,
     /// When its snapshot began, for files of snapshot tables.
     pub snapshot_at: Option<String>,
+    /// The day files a month file was built from.
+    pub days: Option<String>,
     /// The rows where its typed columns held `""`.
     pub empty_strings: EmptyStrings,
 }
@@ -296,6 +305,7 @@ pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
             .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default(),
         snapshot_at: value(SNAPSHOT_AT_KEY),
+        days: value(DAYS_KEY),
         empty_strings: value(EMPTY_STRINGS_KEY)
             .and_then(|v| EmptyStrings::from_json(&v))
             .unwrap_or_default(),

@@ -43,6 +43,7 @@ impl Target {
                 labels: schema.labels_json(),
                 hashed: hashed_names,
                 snapshot_at: None,
+                days: None,
             },
             hashed,
             dropped: schema.dropped_columns(),
