@@ -69,7 +69,8 @@ def _extract(bench: ModuleType, sim, args: list[str], work: Path, tag: str, time
     dest = bench.fresh(work / f"out-{tag}")
     report_path = bench.fresh(work / f"report-{tag}.json")
     m = bench.measure(
-        [bench.EXTRACT_BIN, "call-outcomes", "--base-url", sim.url, "--token", bench.TOKEN, *args,
+        [bench.EXTRACT_BIN, "call-outcomes", "--partitioning", bench.PARTITIONING, "--base-url", sim.url,
+         "--token", bench.TOKEN, *args,
          "--dest", dest, "--report", report_path, "-q"],
         work / f"run-{tag}", timeout, server=sim,
     )

@@ -75,29 +75,19 @@ pub(crate) struct MonthWriter<'a> {
 struct Seen {
     location: object_store::path::Path,
     size: u64,
-    e_tag: Option<String>,
-    last_modified: chrono::DateTime<chrono::Utc>,
+    /// What changes when the file is written anew: its entity tag on an object store (a hash of
+    /// its bytes on S3), its modification time on local disk (whose entity tag also holds the
+    /// inode, which a copy of the destination changes though the bytes are the same).
+    version: String,
 }
-
 /// What a month file records of the days it was built from (`cube.days`): each day file's
 /// name, size and entity tag. The same days again mean the same rows.
 fn fingerprint(seen: &[Seen]) -> String {
-    let days: Vec<(&str, u64, Option<&str>)> = seen
+    let days: Vec<(&str, u64, &str)> = seen
         .iter()
-        .map(|s| (s.location.as_ref(), s.size, s.e_tag.as_deref()))
+        .map(|s| (s.location.as_ref(), s.size, s.version.as_str()))
         .collect();
     serde_json::to_string(&days).expect("names serialise")
-}
-
-impl From<ObjectMeta> for Seen {
-    fn from(meta: ObjectMeta) -> Seen {
-        Seen {
-            location: meta.location,
-            size: meta.size,
-            e_tag: meta.e_tag,
-            last_modified: meta.last_modified,
-        }
-    }
 }
 
 impl MonthWriter<'_> {
@@ -141,6 +131,20 @@ impl MonthWriter<'_> {
         .into())
     }
 
+    fn seen(&self, meta: ObjectMeta) -> Seen {
+        let version = match (self.dest.is_local(), meta.e_tag) {
+            (false, Some(tag)) => tag,
+            _ => meta
+                .last_modified
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        };
+        Seen {
+            location: meta.location,
+            size: meta.size,
+            version,
+        }
+    }
+
     /// The month's segments, in day order.
     async fn segments(&self, month: &MonthKey) -> Result<Vec<Seen>, StoreError> {
         let mut listed: Vec<Seen> = self
@@ -154,7 +158,7 @@ impl MonthWriter<'_> {
                     .unit_of(&m.location)
                     .is_some_and(|u| u.day.is_some())
             })
-            .map(Seen::from)
+            .map(|m| self.seen(m))
             .collect();
         listed.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(listed)
@@ -394,7 +398,6 @@ pub(crate) async fn settle(
         policy: &run.policy,
         cpu: &run.cpu,
     };
-    let target = run.target().await;
     let failed = |mut days: Vec<Done>, error: String| {
         days.iter_mut().for_each(|d| {
             d.report.status = PartitionStatus::Failed;
@@ -403,7 +406,16 @@ pub(crate) async fn settle(
         });
         days.into_iter().map(|d| d.report).collect::<Vec<_>>()
     };
-    match writer.publish(month, &target).await {
+    let mut published = writer.publish(month, &run.target().await).await;
+    if let Ok(Published::Ahead(_)) = published {
+        // Another writer changed the dataset schema and wrote a day of this month under it:
+        // take the change up, then build again.
+        published = match run.settle_schema().await {
+            Ok(target) => writer.publish(month, &target).await,
+            Err(e) => Err(e.into()),
+        };
+    }
+    match published {
         Ok(Published::Placed { bytes, .. }) => settled.month_bytes = bytes,
         Ok(Published::Removed | Published::Current) => {}
         Ok(Published::Ahead(columns)) => {
