@@ -327,6 +327,7 @@ async fn bring_up_to_date(run: &Run) -> Result<Rewritten, PartitionError> {
         policy: &run.policy,
         cpu: &run.cpu,
         every_file: false,
+        policy_changed: run.policy_changed,
     }
     .reconcile(&target)
     .await

@@ -530,5 +530,6 @@ pub(super) async fn plan(
     }
     let mut run = Run::new(context, dest, paths, dataset, settings, schema, base);
     run.months = Months::new(&run.paths, &todo);
+    run.policy_changed = policy_changed;
     Ok((run, todo))
 }

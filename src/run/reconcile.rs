@@ -92,6 +92,11 @@ pub(crate) struct Reconciler<'a> {
     /// (moto's is a check, then a put) can let two writers commit different layouts under one
     /// version.
     pub(crate) every_file: bool,
+    /// The personal-data settings may differ from those a month table's day segments were
+    /// written under: each segment is then read, and rewritten if it holds a value the settings
+    /// now drop or hash. Otherwise the segments are left unread: their month is brought to the
+    /// schema as it is built (a new column costs the month files, not every day's).
+    pub(crate) policy_changed: bool,
 }
 
 impl Reconciler<'_> {
@@ -215,6 +220,7 @@ impl Reconciler<'_> {
     ) -> Result<Brought, PartitionError> {
         let path = self.paths.data_file(&unit);
         let ledger = Ledger::new(self.dest, self.paths);
+        let file_kept = self.paths.builds_months() && !self.policy_changed;
         // The entry and the file are read together: a rewrite is a chain of short requests.
         let (listed, data) = futures::join!(
             async {
@@ -223,7 +229,12 @@ impl Reconciler<'_> {
                     None => Ok(None),
                 }
             },
-            self.dest.get(&path)
+            async {
+                match file_kept {
+                    true => Ok(None),
+                    false => self.dest.get(&path).await,
+                }
+            }
         );
         // The listing may be older than the unit's entry: another writer may have replaced it
         // since (written the new, deleted the old). Read it afresh then; a record that still
@@ -401,6 +412,7 @@ pub(crate) async fn reconcile_dataset(
         policy: &policy,
         cpu: &cpu,
         every_file: true,
+        policy_changed: true,
     }
     .reconcile(&Target::of(&schema))
     .await;
@@ -512,6 +524,7 @@ mod tests {
             policy: &Policy::default(),
             cpu: &cpu,
             every_file: false,
+            policy_changed: false,
         }
         .reconcile_leaving(&our_target, &leave)
         .await
@@ -605,6 +618,7 @@ mod tests {
             policy: &Policy::default(),
             cpu: &cpu,
             every_file: false,
+            policy_changed: false,
         }
         .bring_up_to_date(unit, Some(stale), &newer)
         .await

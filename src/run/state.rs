@@ -46,6 +46,8 @@ pub(crate) struct Run {
     rows_per_page: AtomicUsize,
     /// A month table's months, each waiting for its days in this run.
     pub(crate) months: Months,
+    /// This run adopted personal-data settings unlike the dataset's (`--rewrite`).
+    pub(crate) policy_changed: bool,
 }
 
 struct SchemaState {
@@ -85,6 +87,7 @@ impl Run {
             decoding,
             rows_per_page: AtomicUsize::new(FIRST_ROWS_PER_PAGE),
             months: Months::default(),
+            policy_changed: false,
         }
     }
 

@@ -111,6 +111,7 @@ pub(super) async fn rewrite_early(
             policy: &run.policy,
             cpu: &run.cpu,
             every_file: false,
+            policy_changed: run.policy_changed,
         };
         match shutdown
             .unless_stopped(pass.reconcile_leaving(&target, &leave))
