@@ -317,12 +317,12 @@ on_every_backend!(
     replacing_a_day_rewrites_its_month_with_only_that_day_changed,
     four_writers_on_the_same_months_lose_no_day,
     a_new_column_rewrites_the_month_files_and_keeps_every_row,
+    a_killed_month_run_leaves_whole_files_and_resume_ends_exact,
 );
 
 /// A run killed with SIGKILL at several moments leaves only whole month files, and
 /// `--resume` then ends with the exact table.
-#[test]
-fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact() {
+fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact(backend: Backend) {
     let cfg = SimConfig {
         faults: Faults {
             latency_ms: 20,
@@ -331,8 +331,8 @@ fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact() {
         ..SimConfig::default()
     };
     let sim = cube_sim::start(cfg.clone());
-    let ws = Workspace::new();
-    let dest = ws.dest();
+    let ws = Workspace::on(backend);
+    let dest = ws.dest_arg();
     // Killed after 2, 9 and 17 days ended: before any month was placed, between months, and
     // (likely) between a month's placement and its days' ledger entries.
     for kill_after in [2, 9, 17] {
@@ -356,9 +356,9 @@ fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact() {
             "--log-format",
             "json",
             "--dest",
-            dest.to_str().unwrap(),
+            &dest,
         ];
-        let mut child = bin_command(&args, &[])
+        let mut child = bin_command(&args, &ws.env())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -379,9 +379,10 @@ fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact() {
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        if dest.join("call_outcomes").exists() {
+        let view = ws.view();
+        if view.join("call_outcomes").exists() {
             // Whole files only: every month file reads, its rows in day order.
-            read_months(&dest);
+            read_months(&view);
         }
     }
     let out = ws.extract(
@@ -399,7 +400,7 @@ fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact() {
         ],
     );
     out.assert_code(0);
-    assert_exact_months(&dest, &cfg, &[101, 102], "2019-07-20", "2019-08-12");
+    assert_exact_months(&ws.view(), &cfg, &[101, 102], "2019-07-20", "2019-08-12");
     let (status, code) = status_of(
         &ws,
         &["--expect-from", "2019-07-20", "--expect-to", "2019-08-12"],
