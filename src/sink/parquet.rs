@@ -470,7 +470,15 @@ pub struct Merger<W: Write + Send> {
     meta: FileMeta,
     empty: EmptyStrings,
     rows: usize,
+    /// Rows held until there are [`DICTIONARY_SAMPLE_ROWS`] of them: the writer decides per
+    /// column whether a dictionary pays from its first batch, and one day is too small a sample
+    /// for a month (a customer id is nearly unique in a day, and repeats over a month).
+    held: Vec<RecordBatch>,
+    sampled: bool,
 }
+
+/// Rows a month file's encoder sees before it decides on dictionaries.
+const DICTIONARY_SAMPLE_ROWS: usize = 16_384;
 
 impl<W: Write + Send> Merger<W> {
     pub fn new(target: SchemaRef, meta: FileMeta, out: W) -> Self {
@@ -480,6 +488,8 @@ impl<W: Write + Send> Merger<W> {
             meta,
             empty: EmptyStrings::default(),
             rows: 0,
+            held: Vec::new(),
+            sampled: false,
         }
     }
 
@@ -494,9 +504,10 @@ impl<W: Write + Send> Merger<W> {
     ) -> Result<usize, EncodeError> {
         let metadata = info.footer.metadata().clone();
         let plan = RewritePlan::new(info, &self.target, &self.meta, Splice::Never)?;
+        let meta = self.meta.clone();
         let from = Conformed {
             info,
-            meta: &self.meta,
+            meta: &meta,
             policy,
             day,
             offset: self.rows as u64,
@@ -507,15 +518,39 @@ impl<W: Write + Send> Merger<W> {
             let n = group.num_rows() as usize;
             let arrays = from.group(&plan, &bytes, g, start, n, &mut self.empty)?;
             start += n as u64;
-            self.writer
-                .write(&RecordBatch::try_new(self.target.clone(), arrays)?)?;
+            let batch = RecordBatch::try_new(self.target.clone(), arrays)?;
+            match self.sampled {
+                true => self.writer.write(&batch)?,
+                false => {
+                    self.held.push(batch);
+                    if self.held_rows() >= DICTIONARY_SAMPLE_ROWS {
+                        self.release()?;
+                    }
+                }
+            }
         }
         self.rows += start as usize;
         Ok(start as usize)
     }
 
+    fn held_rows(&self) -> usize {
+        self.held.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Writes the rows held, as one batch: the writer's sample.
+    fn release(&mut self) -> Result<(), EncodeError> {
+        self.sampled = true;
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let sample = arrow_select::concat::concat_batches(&self.target, &self.held)?;
+        self.held.clear();
+        self.writer.write(&sample)
+    }
+
     /// Writes the footer; returns the output and the rows written.
-    pub fn finish(self) -> Result<(W, usize), EncodeError> {
+    pub fn finish(mut self) -> Result<(W, usize), EncodeError> {
+        self.release()?;
         Ok((self.writer.finish(&self.empty)?, self.rows))
     }
 }
