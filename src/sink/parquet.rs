@@ -379,84 +379,45 @@ pub fn rewrite<W: Write + Send>(
     policy: &Policy,
     out: W,
 ) -> Result<(W, usize), EncodeError> {
-    let mut splicer = Splicer::new(target, meta, out)?;
-    splicer.append(bytes, info, policy)?;
-    splicer.finish()
-}
-
-/// Writes a file from the row groups of another, brought to the target: [`rewrite`]'s work.
-/// Columns are spliced where they can be.
-pub struct Splicer<W: Write + Send> {
-    writer: SerializedFileWriter<W>,
-    target: SchemaRef,
-    meta: FileMeta,
-    empty: EmptyStrings,
-    rows: usize,
-}
-
-impl<W: Write + Send> Splicer<W> {
-    pub fn new(target: SchemaRef, meta: FileMeta, out: W) -> Result<Self, EncodeError> {
-        let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
-        let writer = SerializedFileWriter::new(
-            out,
-            parquet_schema.root_schema_ptr(),
-            Arc::new(writer_properties(&meta, &[])),
-        )?;
-        Ok(Splicer {
-            writer,
-            target,
-            meta,
-            empty: EmptyStrings::default(),
-            rows: 0,
-        })
-    }
-
-    /// Appends every row group of a file.
-    pub fn append(
-        &mut self,
-        bytes: Bytes,
-        info: &FileInfo,
-        policy: &Policy,
-    ) -> Result<usize, EncodeError> {
-        let metadata = info.footer.metadata().clone();
-        let plan = RewritePlan::new(info, &self.target, &self.meta, Splice::Where)?;
-        let from = Conformed {
-            info,
-            meta: &self.meta,
-            policy,
-            day: None,
-            offset: self.rows as u64,
-        };
-        from.list_kept_empty_strings(&self.target, &mut self.empty);
-        let mut start = 0;
-        for (g, group) in metadata.row_groups().iter().enumerate() {
-            let n = group.num_rows() as usize;
-            let arrays = from.group(&plan, &bytes, g, start, n, &mut self.empty)?;
-            start += n as u64;
-            let mut chunks = encode_columns(&plan.encoded, &arrays, &self.meta)?.into_iter();
-            let mut group_writer = self.writer.next_row_group()?;
-            for copy in &plan.copy {
-                match copy {
-                    Some(i) => group_writer.append_column(&bytes, spliced(group.column(*i), n))?,
-                    None => chunks
-                        .next()
-                        .expect("one chunk per encoded column")
-                        .append_to_row_group(&mut group_writer)?,
-                }
+    let metadata = info.footer.metadata().clone();
+    let plan = RewritePlan::new(info, &target, &meta, Splice::Where)?;
+    let parquet_schema = ArrowSchemaConverter::new().convert(&target)?;
+    let mut writer = SerializedFileWriter::new(
+        out,
+        parquet_schema.root_schema_ptr(),
+        Arc::new(writer_properties(&meta, &[])),
+    )?;
+    let from = Conformed {
+        info,
+        meta: &meta,
+        policy,
+        day: None,
+        offset: 0,
+    };
+    let mut empty = EmptyStrings::default();
+    from.list_kept_empty_strings(&target, &mut empty);
+    let mut rows = 0;
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        let n = group.num_rows() as usize;
+        let arrays = from.group(&plan, &bytes, g, rows as u64, n, &mut empty)?;
+        rows += n;
+        let mut chunks = encode_columns(&plan.encoded, &arrays, &meta)?.into_iter();
+        let mut group_writer = writer.next_row_group()?;
+        for copy in &plan.copy {
+            match copy {
+                Some(i) => group_writer.append_column(&bytes, spliced(group.column(*i), n))?,
+                None => chunks
+                    .next()
+                    .expect("one chunk per encoded column")
+                    .append_to_row_group(&mut group_writer)?,
             }
-            group_writer.close()?;
         }
-        self.rows += start as usize;
-        Ok(start as usize)
+        group_writer.close()?;
     }
-
-    /// Writes the footer; returns the output and the rows written.
-    pub fn finish(mut self) -> Result<(W, usize), EncodeError> {
-        if let Some(kv) = self.empty.key_value() {
-            self.writer.append_key_value_metadata(kv);
-        }
-        Ok((self.writer.into_inner()?, self.rows))
+    if let Some(kv) = empty.key_value() {
+        writer.append_key_value_metadata(kv);
     }
+    Ok((writer.into_inner()?, rows))
 }
 
 /// Writes one file from the rows of others, in order, each brought to the target as [`rewrite`]
