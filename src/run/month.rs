@@ -13,7 +13,7 @@
 //! The segments are also what makes a kill harmless: the ledger records a day only once a
 //! month holding it is placed, so `--resume` fetches any day a killed run left unpublished.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -80,6 +80,7 @@ struct Seen {
     /// inode, which a copy of the destination changes though the bytes are the same).
     version: String,
 }
+
 /// What a month file records of the days it was built from (`cube.days`): each day file's
 /// name, size and entity tag. The same days again mean the same rows.
 fn fingerprint(seen: &[Seen]) -> String {
@@ -90,6 +91,17 @@ fn fingerprint(seen: &[Seen]) -> String {
     serde_json::to_string(&days).expect("names serialise")
 }
 
+/// Why a month is published, which tells whether its file may still hold its days.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// Days of it were just written: the file cannot hold them yet, so it is built at once
+    /// (reading the file first to learn that would cost a whole download).
+    DaysWritten,
+    /// Its days may be as the file holds them (a schema change, `reconcile`): the file is
+    /// brought to the target by itself when they are.
+    Reconcile,
+}
+
 impl MonthWriter<'_> {
     /// Builds `month`'s file from every segment of it, until a build is placed that the
     /// segments did not change under.
@@ -97,11 +109,17 @@ impl MonthWriter<'_> {
         &self,
         month: MonthKey,
         target: &Target,
+        cause: Cause,
     ) -> Result<Published, PartitionError> {
         let file = self.paths.month_file(&month);
         let mut seen = self.segments(&month).await?;
         for build in 1..=MAX_BUILDS {
-            let published = match self.rewrite(&month, &seen, target).await? {
+            // After a changed listing the file no longer holds the month's days either.
+            let in_place = match cause == Cause::Reconcile && build == 1 {
+                true => self.rewrite(&month, &seen, target).await?,
+                false => None,
+            };
+            let published = match in_place {
                 Some(published) => Some(published),
                 None => self.build(&month, &seen, target).await?,
             };
@@ -118,7 +136,9 @@ impl MonthWriter<'_> {
             }
             let now = self.segments(&month).await?;
             if now == seen {
-                tracing::info!(target: DETAIL, month = %month, days = seen.len(), build, "month file placed");
+                if let Published::Placed { bytes } = published {
+                    tracing::info!(target: DETAIL, month = %month, days = seen.len(), build, bytes, "month file placed");
+                }
                 return Ok(published);
             }
             tracing::debug!(month = %month, build, "the month's days changed while it was built; building it again");
@@ -336,13 +356,14 @@ impl Months {
 }
 
 /// The months of `units`, each once, in order.
-pub(crate) fn months_of(paths: &Paths, units: impl IntoIterator<Item = Unit>) -> Vec<MonthKey> {
-    let months: BTreeMap<MonthKey, ()> = units
+pub(crate) fn months_of(
+    paths: &Paths,
+    units: impl IntoIterator<Item = Unit>,
+) -> BTreeSet<MonthKey> {
+    units
         .into_iter()
         .filter_map(|u| paths.month_of(&u))
-        .map(|m| (m, ()))
-        .collect();
-    months.into_keys().collect()
+        .collect()
 }
 
 /// What a day's end gave the run's report: its partitions (a month table's days come all at
@@ -406,12 +427,14 @@ pub(crate) async fn settle(
         });
         days.into_iter().map(|d| d.report).collect::<Vec<_>>()
     };
-    let mut published = writer.publish(month, &run.target().await).await;
+    let mut published = writer
+        .publish(month, &run.target().await, Cause::DaysWritten)
+        .await;
     if let Ok(Published::Ahead(_)) = published {
         // Another writer changed the dataset schema and wrote a day of this month under it:
         // take the change up, then build again.
         published = match run.settle_schema().await {
-            Ok(target) => writer.publish(month, &target).await,
+            Ok(target) => writer.publish(month, &target, Cause::DaysWritten).await,
             Err(e) => Err(e.into()),
         };
     }

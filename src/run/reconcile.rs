@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::budget::CpuSlots;
-use super::month::{months_of, MonthWriter, Published};
+use super::month::{months_of, Cause, MonthWriter, Published};
 use super::place::{self, Streamed};
 use super::PartitionError;
 use crate::datasets::Dataset;
@@ -190,7 +190,7 @@ impl Reconciler<'_> {
         let published: Vec<_> = futures::stream::iter(months)
             .map(|month| {
                 let writer = &writer;
-                async move { (month, writer.publish(month, target).await) }
+                async move { (month, writer.publish(month, target, Cause::Reconcile).await) }
             })
             .buffer_unordered(MONTHS_AT_ONCE)
             .collect()
