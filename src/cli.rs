@@ -179,6 +179,11 @@ pub struct ExtractArgs {
     /// tables made before this option are day].
     #[arg(long, value_enum)]
     pub partitioning: Option<PartitioningArg>,
+    /// What the tables are: plain Hive-partitioned Parquet (parquet), or Delta Lake tables whose
+    /// log makes every change one atomic commit (delta). Chosen when a table is created
+    /// [default: parquet].
+    #[arg(long, value_enum)]
+    pub table_format: Option<TableFormatArg>,
     /// First day: YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago); default today (local time).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
@@ -236,6 +241,13 @@ pub struct ExtractArgs {
 pub enum PartitioningArg {
     Month,
     Day,
+}
+
+/// `--table-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TableFormatArg {
+    Parquet,
+    Delta,
 }
 
 /// `--scope`.

@@ -6,7 +6,7 @@ use reqwest::header::HeaderValue;
 use url::Url;
 
 use crate::cli::{ExtractArgs, StatusArgs};
-use crate::datasets::{Dataset, Partitioning, ScopeKind};
+use crate::datasets::{Dataset, Partitioning, ScopeKind, TableFormat};
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) keep_history: bool,
     /// `--partitioning`, when given: checked against (or chosen for) each date-partitioned table.
     pub(crate) partitioning: Option<Partitioning>,
+    /// `--table-format`, when given: checked against (or chosen for) each table.
+    pub(crate) table_format: Option<TableFormat>,
     pub(crate) store: StoreSettings,
     /// `--concurrency`: the most requests in flight.
     pub(crate) concurrency: usize,
@@ -252,6 +254,10 @@ impl Settings {
             partitioning: args.partitioning.map(|p| match p {
                 crate::cli::PartitioningArg::Month => Partitioning::Month,
                 crate::cli::PartitioningArg::Day => Partitioning::Day,
+            }),
+            table_format: args.table_format.map(|f| match f {
+                crate::cli::TableFormatArg::Parquet => TableFormat::Parquet,
+                crate::cli::TableFormatArg::Delta => TableFormat::Delta,
             }),
             store,
             concurrency: args.concurrency,

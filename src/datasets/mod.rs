@@ -133,6 +133,34 @@ impl Partitioning {
     }
 }
 
+/// What readers find under a table's folder: plain Hive-partitioned Parquet, or a Delta Lake
+/// table (the same folders, and a `_delta_log/` that says which files hold the rows). Chosen
+/// when the table is created (`--table-format`, kept in `schema.json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TableFormat {
+    Parquet,
+    Delta,
+}
+
+impl TableFormat {
+    /// A new table's, and a table's made before `--table-format`.
+    pub(crate) const DEFAULT: TableFormat = TableFormat::Parquet;
+
+    /// The word of `--table-format` and of `schema.json`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Delta => "delta",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<TableFormat> {
+        [TableFormat::Parquet, TableFormat::Delta]
+            .into_iter()
+            .find(|f| f.as_str() == text)
+    }
+}
+
 /// The key that names a record of a snapshot: no two records share the value of `key` (among
 /// those with the same value of `per`, when given). A record whose `key` is empty or null
 /// (an anonymized customer) names nothing and is not checked.

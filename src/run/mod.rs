@@ -7,6 +7,7 @@ mod month;
 mod partition;
 mod place;
 mod plan;
+mod publish;
 mod reconcile;
 mod signal;
 mod state;
@@ -16,7 +17,7 @@ use futures::StreamExt;
 
 pub(crate) use reconcile::reconcile_dataset;
 
-use crate::datasets::{Dataset, Partitioning, ScopeKind};
+use crate::datasets::{Dataset, Partitioning, ScopeKind, TableFormat};
 use crate::decode::DecodeError;
 use crate::error::{Outcome, Signal};
 use crate::logging::Progress;
@@ -55,6 +56,13 @@ pub(crate) enum RunError {
         table: &'static str,
         created: Partitioning,
     },
+    #[error("{table} was created with --table-format {}; run with --table-format {} (or without the option), or extract into a new --dest", .created.as_str(), .created.as_str())]
+    FormatChanged {
+        table: &'static str,
+        created: TableFormat,
+    },
+    #[error("{0}")]
+    Delta(#[source] crate::sink::delta::DeltaError),
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
     #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of {listing}); leave {table} out, or check --base-url")]
@@ -99,6 +107,8 @@ pub(crate) enum PartitionError {
     Encode(#[from] EncodeError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Delta(crate::sink::delta::DeltaError),
 }
 
 impl PartitionError {
@@ -106,7 +116,9 @@ impl PartitionError {
         match self {
             PartitionError::Source(e) => e.is_contract_violation(),
             PartitionError::Decode(_) => true,
-            PartitionError::Encode(_) | PartitionError::Store(_) => false,
+            PartitionError::Encode(_) | PartitionError::Store(_) | PartitionError::Delta(_) => {
+                false
+            }
         }
     }
 }
@@ -293,6 +305,12 @@ async fn execute(
     let mut stopped_by = shutdown.received();
     for (i, run) in planned {
         let report = &mut reports[i].1;
+        if stopped_by.is_none() {
+            if let Err(e) = publish::republish_lost(&run).await {
+                tracing::error!(table = run.dataset.name, error = %e, "a commit lost to another writer could not be made again");
+                report.error = Some(format!("{e}; run again with --resume"));
+            }
+        }
         if stopped_by.is_none() {
             match shutdown.unless_stopped(bring_up_to_date(&run)).await {
                 Err(signal) => stopped_by = Some(signal),

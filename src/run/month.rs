@@ -24,6 +24,9 @@ use futures::StreamExt;
 use super::budget::CpuSlots;
 use super::partition::Ended;
 use super::place::{self, Streamed};
+use super::publish::Publisher;
+use crate::sink::delta::NewFile;
+use object_store::path::Path;
 use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
@@ -50,8 +53,8 @@ pub(crate) fn month_schema(columns: &SchemaRef) -> SchemaRef {
 /// What building a month did.
 #[derive(Debug)]
 pub(crate) enum Published {
-    /// The month file was placed: its size.
-    Placed { bytes: u64 },
+    /// The month file was placed and published: where, and its size.
+    Placed { file: Path, bytes: u64 },
     /// The month file was built from the month's days as they are, under the target: nothing
     /// to do.
     Current,
@@ -68,6 +71,7 @@ pub(crate) struct MonthWriter<'a> {
     pub(crate) paths: &'a Paths,
     pub(crate) policy: &'a Policy,
     pub(crate) cpu: &'a CpuSlots,
+    pub(crate) publisher: &'a Publisher,
 }
 
 /// A segment as a listing saw it: what tells that it changed.
@@ -111,7 +115,6 @@ impl MonthWriter<'_> {
         target: &Target,
         cause: Cause,
     ) -> Result<Published, PartitionError> {
-        let file = self.paths.month_file(&month);
         let mut seen = self.segments(&month).await?;
         for build in 1..=MAX_BUILDS {
             // After a changed listing the file no longer holds the month's days either.
@@ -136,7 +139,7 @@ impl MonthWriter<'_> {
             }
             let now = self.segments(&month).await?;
             if now == seen {
-                if let Published::Placed { bytes } = published {
+                if let Published::Placed { bytes, .. } = published {
                     tracing::info!(target: DETAIL, month = %month, days = seen.len(), build, bytes, "month file placed");
                 }
                 return Ok(published);
@@ -145,7 +148,7 @@ impl MonthWriter<'_> {
             seen = now;
         }
         Err(StoreError::Contended {
-            path: file.to_string(),
+            path: self.paths.partition_of_month(&month).dir.to_string(),
             attempts: MAX_BUILDS,
         }
         .into())
@@ -201,6 +204,7 @@ impl MonthWriter<'_> {
             return Ok(None);
         };
         let schema = month_schema(&target.arrow);
+        let schema_of_file = Arc::clone(&schema);
         let mut meta = target.meta.clone();
         meta.days = Some(fingerprint(seen));
         let (to, policy) = (target.clone(), self.policy.clone());
@@ -223,17 +227,27 @@ impl MonthWriter<'_> {
                 if !ahead.is_empty() {
                     return Ok(Err(Some(Published::Ahead(ahead))));
                 }
+                let rows = info.rows();
                 let (out, _) = rewrite(old, &info, schema, meta, &policy, out)?;
-                Ok::<_, PartitionError>(Ok(out.complete().map_err(EncodeError::from)?))
+                Ok::<_, PartitionError>(Ok((out.complete().map_err(EncodeError::from)?, rows)))
             })
         })
         .await?;
         Ok(match streamed {
-            Streamed::Staged(bytes, mut staged) => {
+            Streamed::Staged((bytes, rows), mut staged) => {
                 staged.upload_parts().await?;
                 staged.place().await?;
+                let new = NewFile {
+                    path: file.clone(),
+                    bytes,
+                    rows,
+                };
+                let partition = self.paths.partition_of_month(month);
+                self.publisher
+                    .publish(self.dest, partition, Some(new), &schema_of_file)
+                    .await?;
                 tracing::debug!(month = %month, bytes, "month file brought to the dataset schema");
-                Some(Published::Placed { bytes })
+                Some(Published::Placed { file, bytes })
             }
             Streamed::GaveUp(unchanged) => unchanged,
         })
@@ -247,12 +261,15 @@ impl MonthWriter<'_> {
         target: &Target,
     ) -> Result<Option<Published>, PartitionError> {
         let file = self.paths.month_file(month);
+        let partition = self.paths.partition_of_month(month);
+        let schema = month_schema(&target.arrow);
         if seen.is_empty() {
-            self.dest.delete(&file).await?;
-            self.dest.prune_empty_dirs(&file);
+            self.publisher
+                .publish(self.dest, partition, None, &schema)
+                .await?;
             return Ok(Some(Published::Removed));
         }
-        let schema = month_schema(&target.arrow);
+        let schema_of_file = Arc::clone(&schema);
         let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
             let mut meta = target.meta.clone();
             meta.days = Some(fingerprint(seen));
@@ -298,8 +315,16 @@ impl MonthWriter<'_> {
             Streamed::Staged((bytes, rows), mut staged) => {
                 staged.upload_parts().await?;
                 staged.place().await?;
+                let new = NewFile {
+                    path: file.clone(),
+                    bytes,
+                    rows: rows as u64,
+                };
+                self.publisher
+                    .publish(self.dest, partition, Some(new), &schema_of_file)
+                    .await?;
                 tracing::debug!(month = %month, rows, bytes, "month file placed");
-                Ok(Some(Published::Placed { bytes }))
+                Ok(Some(Published::Placed { file, bytes }))
             }
             Streamed::GaveUp(None) => Ok(None),
             Streamed::GaveUp(Some(ahead)) => Ok(Some(Published::Ahead(ahead))),
@@ -418,6 +443,7 @@ pub(crate) async fn settle(
         paths: &run.paths,
         policy: &run.policy,
         cpu: &run.cpu,
+        publisher: &run.publisher,
     };
     let failed = |mut days: Vec<Done>, error: String| {
         days.iter_mut().for_each(|d| {
@@ -438,8 +464,16 @@ pub(crate) async fn settle(
             Err(e) => Err(e.into()),
         };
     }
+    let mut days = days;
     match published {
-        Ok(Published::Placed { bytes, .. }) => settled.month_bytes = bytes,
+        Ok(Published::Placed { file, bytes }) => {
+            settled.month_bytes = bytes;
+            // A day with rows names the file that holds them now.
+            for day in days.iter_mut().filter(|d| d.record.file.is_some()) {
+                day.record.file = Some(file.to_string());
+                day.report.file = Some(file.to_string());
+            }
+        }
         Ok(Published::Removed | Published::Current) => {}
         Ok(Published::Ahead(columns)) => {
             let error = format!("the month file of {month} was not built: a day of it holds columns this run does not know yet ({}), added by another writer; run reconcile", columns.join(", "));

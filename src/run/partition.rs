@@ -17,6 +17,7 @@ use futures::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::place::{self, Streamed};
+use crate::sink::delta::NewFile;
 use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
@@ -127,7 +128,6 @@ impl<'r> Partition<'r> {
         shutdown: &Shutdown,
     ) -> Result<Placed, PartitionError> {
         let run = self.run;
-        let path = run.paths.data_file(&self.unit);
         report.rows = read.rows;
         report.pages = read.pages;
         report.snapshot_at = read.snapshot_at.clone();
@@ -142,10 +142,23 @@ impl<'r> Partition<'r> {
         };
         match read.file {
             None => {
-                // A re-run replaces a partition, so a day that is empty now loses its old file.
-                run.dest.delete(&path).await?;
-                run.dest.prune_empty_dirs(&path);
-                record.schema_version = run.target().await.version;
+                let target = run.target().await;
+                match run.paths.month_of(&self.unit) {
+                    // A day of a month table loses its segment; its month is published when
+                    // it is built.
+                    Some(_) => {
+                        let segment = run.paths.data_file(&self.unit);
+                        run.dest.delete(&segment).await?;
+                        run.dest.prune_empty_dirs(&segment);
+                    }
+                    None => {
+                        let partition = run.paths.partition_of(&self.unit);
+                        run.publisher
+                            .publish(&run.dest, partition, None, &target.arrow)
+                            .await?;
+                    }
+                }
+                record.schema_version = target.version;
                 report.status = PartitionStatus::Empty;
             }
             Some((mut staged, bytes, version)) => {
@@ -155,8 +168,25 @@ impl<'r> Partition<'r> {
                     Err(_signal) => return Ok(Placed::Abandoned),
                     Ok(uploaded) => uploaded?,
                 }
+                let path = staged.path().clone();
                 staged.place().await?;
-                record.file = Some(run.paths.table_file(&self.unit).to_string());
+                record.file = Some(match run.paths.month_of(&self.unit) {
+                    // Named once its month is built.
+                    Some(_) => run.paths.table_file(&self.unit).to_string(),
+                    None => {
+                        let file = NewFile {
+                            path: path.clone(),
+                            bytes,
+                            rows: read.rows as u64,
+                        };
+                        let partition = run.paths.partition_of(&self.unit);
+                        let columns = run.target().await.arrow;
+                        run.publisher
+                            .publish(&run.dest, partition, Some(file), &columns)
+                            .await?;
+                        path.to_string()
+                    }
+                });
                 record.schema_version = version;
                 report.bytes_written = bytes;
                 report.status = PartitionStatus::Committed;

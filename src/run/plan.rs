@@ -13,7 +13,9 @@ use super::budget::{CpuSlots, PageBudget};
 use super::month::Months;
 use super::state::Run;
 use super::RunError;
-use crate::datasets::{Dataset, Partitioning, ScopeKind};
+use crate::datasets::{Dataset, Partitioning, ScopeKind, TableFormat};
+use crate::sink::delta::DeltaLog;
+use super::publish::Publisher;
 use crate::privacy::Treatment;
 use crate::report::{PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KnownFields};
@@ -334,6 +336,48 @@ fn adopt_partitioning(
     Ok(created)
 }
 
+/// What a table is (`--table-format`): chosen when the table is created, and kept. A table made
+/// before the option is Parquet.
+fn adopt_format(
+    schema: &mut DatasetSchema,
+    dataset: &Dataset,
+    settings: &Settings,
+    existed: bool,
+) -> Result<TableFormat, RunError> {
+    let created = match existed {
+        true => schema.format.unwrap_or(TableFormat::DEFAULT),
+        false => settings.table_format.unwrap_or(TableFormat::DEFAULT),
+    };
+    if settings.table_format.is_some_and(|asked| asked != created) {
+        return Err(RunError::FormatChanged {
+            table: dataset.name,
+            created,
+        });
+    }
+    if created != TableFormat::DEFAULT || schema.format.is_some() {
+        schema.format = Some(created);
+    }
+    Ok(created)
+}
+
+/// How the table's partitions are published; for a Delta table, its log is checked to be one
+/// this tool can write (the table itself is created by the first commit).
+async fn publisher(
+    dest: &Destination,
+    paths: &Paths,
+    dataset: &Dataset,
+    schema: &DatasetSchema,
+) -> Result<Publisher, RunError> {
+    if !paths.is_delta() {
+        return Ok(Publisher::Files);
+    }
+    let dated = dataset.by_day() || schema.keep_history;
+    let keys = paths.partition_keys(dataset.scope().keys(), dated);
+    let log = DeltaLog::new(dest, &paths.table_root(), keys).map_err(RunError::Delta)?;
+    log.found().await.map_err(RunError::Delta)?;
+    Ok(Publisher::Delta(log))
+}
+
 /// Whether a snapshot table keeps one snapshot per day: chosen when the table is created, and
 /// kept.
 fn adopt_history(
@@ -486,12 +530,15 @@ pub(super) async fn plan(
     let (mut schema, mut base, existed) =
         load_schema(&dest, &Paths::new(&dataset), &dataset).await?;
     adopt_scope(&mut schema, &dataset, existed)?;
-    let paths = Paths::new(&dataset).cut_by(adopt_partitioning(
-        &mut schema,
-        &dataset,
-        settings,
-        existed,
-    )?);
+    let paths = Paths::new(&dataset)
+        .cut_by(adopt_partitioning(
+            &mut schema,
+            &dataset,
+            settings,
+            existed,
+        )?)
+        .in_format(adopt_format(&mut schema, &dataset, settings, existed)?);
+    let publisher = publisher(&dest, &paths, &dataset, &schema).await?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
     adopt_history(&mut schema, &dataset, settings, existed)?;
     let ledger = Ledger::new(&dest, &paths);
@@ -531,5 +578,6 @@ pub(super) async fn plan(
     let mut run = Run::new(context, dest, paths, dataset, settings, schema, base);
     run.months = Months::new(&run.paths, &todo);
     run.policy_changed = policy_changed;
+    run.publisher = publisher;
     Ok((run, todo))
 }

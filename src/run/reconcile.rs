@@ -114,6 +114,11 @@ impl Reconciler<'_> {
         target: &Target,
         leave: &HashSet<Unit>,
     ) -> Result<Rewritten, PartitionError> {
+        if self.paths.is_delta() {
+            // A Delta table's log adds a column to every version after it: its files are never
+            // rewritten for one.
+            return Ok(Rewritten::default());
+        }
         let ledger = Ledger::new(self.dest, self.paths);
         // Two walks of a long history on local disk, or two series of LISTs: side by side.
         let unit_files = self.paths.unit_files_root();
@@ -186,6 +191,7 @@ impl Reconciler<'_> {
             paths: self.paths,
             policy: self.policy,
             cpu: self.cpu,
+            publisher: &super::publish::Publisher::Files,
         };
         let published: Vec<_> = futures::stream::iter(months)
             .map(|month| {

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use super::budget::{CpuSlots, PageBudget};
 use super::month::Months;
+use super::publish::Publisher;
 use super::plan::Context;
 use crate::datasets::Dataset;
 use crate::logging::DETAIL;
@@ -48,6 +49,8 @@ pub(crate) struct Run {
     pub(crate) months: Months,
     /// This run adopted personal-data settings unlike the dataset's (`--rewrite`).
     pub(crate) policy_changed: bool,
+    /// What makes a placed file what readers see (the table's format).
+    pub(crate) publisher: Publisher,
 }
 
 struct SchemaState {
@@ -88,6 +91,7 @@ impl Run {
             rows_per_page: AtomicUsize::new(FIRST_ROWS_PER_PAGE),
             months: Months::default(),
             policy_changed: false,
+            publisher: Publisher::Files,
         }
     }
 

@@ -21,7 +21,7 @@ pub use infer::{Found, KeyKinds};
 pub use known::KnownFields;
 pub use types::{ColumnType, Kinds};
 
-use crate::datasets::{Partitioning, ScopeKind};
+use crate::datasets::{Partitioning, ScopeKind, TableFormat};
 use crate::privacy::{Matcher, PolicySpec, Treatment};
 use names::TakenNames;
 
@@ -51,6 +51,8 @@ pub enum SchemaFileError {
     UnknownScope(String),
     #[error("unknown partitioning {0:?} (expected month or day)")]
     UnknownPartitioning(String),
+    #[error("unknown table format {0:?} (expected parquet or delta)")]
+    UnknownFormat(String),
 }
 
 /// One column of the dataset.
@@ -121,6 +123,9 @@ pub struct DatasetSchema {
     /// How a date-partitioned table's files are cut (`--partitioning`), chosen when the table
     /// was created; `None` for a snapshot table, or a table created before the option (`day`).
     pub(crate) partitioning: Option<Partitioning>,
+    /// What readers find under the table's folder (`--table-format`), chosen when the table
+    /// was created; `None` for a table created before the option (`parquet`).
+    pub(crate) format: Option<TableFormat>,
 }
 
 impl DatasetSchema {
@@ -161,6 +166,7 @@ impl DatasetSchema {
             keep_history: false,
             scope: None,
             partitioning: None,
+            format: None,
         }
     }
 
@@ -451,6 +457,7 @@ impl DatasetSchema {
             keep_history: self.keep_history,
             scope: self.scope.map(|s| s.as_str().to_owned()),
             partitioning: self.partitioning.map(|p| p.as_str().to_owned()),
+            format: self.format.map(|f| f.as_str().to_owned()),
             columns: self
                 .columns
                 .iter()
@@ -520,6 +527,10 @@ impl DatasetSchema {
                 Some(Partitioning::parse(&p).ok_or(SchemaFileError::UnknownPartitioning(p))?)
             }
         };
+        schema.format = match file.format {
+            None => None,
+            Some(f) => Some(TableFormat::parse(&f).ok_or(SchemaFileError::UnknownFormat(f))?),
+        };
         schema.matcher = Matcher::new(&schema.policy)?;
         Ok(schema)
     }
@@ -546,6 +557,10 @@ struct SchemaFile {
     /// `--partitioning`, which are `day`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     partitioning: Option<String>,
+    /// `parquet` or `delta` (absent in tables made before `--table-format`, which are
+    /// `parquet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
     columns: Vec<ColumnEntry>,
 }
 

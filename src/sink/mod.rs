@@ -1,5 +1,6 @@
 //! The output side: where files live, Parquet encoding, atomic placement, the ledger.
 
+pub(crate) mod delta;
 pub(crate) mod empty_strings;
 mod in_flight;
 mod ledger;

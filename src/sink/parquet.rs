@@ -290,6 +290,13 @@ pub struct FileInfo {
     pub empty_strings: EmptyStrings,
 }
 
+impl FileInfo {
+    /// The rows the file holds, as its footer counts them.
+    pub fn rows(&self) -> u64 {
+        self.footer.metadata().file_metadata().num_rows().max(0) as u64
+    }
+}
+
 /// Reads a Parquet file's Arrow schema and metadata.
 pub fn file_info(bytes: &Bytes) -> Result<FileInfo, EncodeError> {
     let footer = ArrowReaderMetadata::load(bytes, ArrowReaderOptions::default())?;

@@ -3,7 +3,8 @@
 use chrono::{Datelike, NaiveDate};
 use object_store::path::Path;
 
-use crate::datasets::{Dataset, Partitioning};
+use crate::datasets::{Dataset, Partitioning, TableFormat};
+use crate::sink::delta::Partition;
 use crate::unit::{Crm, CrmType, Scope, Unit};
 
 /// Folder of the tool's own state, beside (never under) the table roots.
@@ -21,6 +22,7 @@ pub struct Paths {
     /// The folder key of a partition's day (`date`, or `snapshot_date` of a kept snapshot).
     day_key: &'static str,
     partitioning: Partitioning,
+    format: TableFormat,
 }
 
 /// The file of a month table that holds a month of one scope: the scope of its units, and
@@ -68,12 +70,15 @@ impl Paths {
             dataset: dataset.name,
             day_key: dataset.day_key(),
             partitioning: Partitioning::Day,
+            format: TableFormat::DEFAULT,
         }
     }
 
     /// The paths of a stored table, cut as its schema says.
     pub(crate) fn of_schema(dataset: &Dataset, schema: &crate::schema::DatasetSchema) -> Paths {
-        Paths::new(dataset).cut_by(schema.partitioning.unwrap_or(Partitioning::OLDER_TABLES))
+        Paths::new(dataset)
+            .cut_by(schema.partitioning.unwrap_or(Partitioning::OLDER_TABLES))
+            .in_format(schema.format.unwrap_or(TableFormat::DEFAULT))
     }
 
     /// The paths of a table whose files are cut by `partitioning`.
@@ -82,6 +87,74 @@ impl Paths {
             partitioning,
             ..self
         }
+    }
+
+    /// The paths of a table of `format`.
+    pub(crate) fn in_format(self, format: TableFormat) -> Paths {
+        Paths { format, ..self }
+    }
+
+    /// Whether a Delta log says which files hold the table's rows (rather than the files
+    /// being there).
+    pub(crate) fn is_delta(&self) -> bool {
+        self.format == TableFormat::Delta
+    }
+
+    /// The name of a new data file: in a Delta table each write's own, so that a path is never
+    /// reused and the versions before it keep their files.
+    fn new_file_name(&self) -> String {
+        match self.format {
+            TableFormat::Parquet => DATA_FILE.to_owned(),
+            TableFormat::Delta => format!("part-00000-{}.parquet", uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// The folder and partition values of a unit's files (a day of a day table, a snapshot).
+    pub(crate) fn partition_of(&self, unit: &Unit) -> Partition {
+        Partition {
+            dir: self.partition_dir(unit),
+            values: unit.folders(self.day_key),
+        }
+    }
+
+    /// The folder and partition values of a month's file.
+    pub(crate) fn partition_of_month(&self, month: &MonthKey) -> Partition {
+        let scope = Unit {
+            day: None,
+            ..month.0
+        };
+        let mut values = scope.folders(self.day_key);
+        values.push((MONTH_KEY, month.month()));
+        Partition {
+            dir: self
+                .partition_dir(&scope)
+                .join(format!("{MONTH_KEY}={}", month.month())),
+            values,
+        }
+    }
+
+    /// The month whose file a month table's partition holds.
+    pub(crate) fn month_of_partition(&self, partition: &Partition) -> Option<MonthKey> {
+        let (_, month) = partition.values.iter().find(|(k, _)| *k == MONTH_KEY)?;
+        let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+        let scope = self.unit_of(&partition.dir)?;
+        MonthKey::of(&Unit {
+            day: Some(first),
+            ..scope
+        })
+    }
+
+    /// A table's partition columns, outermost first, as a Delta table declares them: the scope's
+    /// keys, then the month or the day (of a day, or of a kept snapshot).
+    pub(crate) fn partition_keys(&self, scope_keys: &[&'static str], dated: bool) -> Vec<&'static str> {
+        let mut keys = scope_keys.to_vec();
+        if dated {
+            keys.push(match self.partitioning {
+                Partitioning::Month if self.day_key == DAY_COLUMN => MONTH_KEY,
+                _ => self.day_key,
+            });
+        }
+        keys
     }
 
     /// Whether the table's files are months built from day segments.
@@ -123,7 +196,7 @@ impl Paths {
     /// month table, the day's segment under the tool's state, from which its month is built.
     pub(crate) fn data_file(&self, unit: &Unit) -> Path {
         match self.month_of(unit) {
-            None => self.partition_dir(unit).join(DATA_FILE),
+            None => self.partition_dir(unit).join(self.new_file_name()),
             Some(month) => self
                 .segments_of(&month)
                 .join(format!(
@@ -173,7 +246,7 @@ impl Paths {
             },
         )
         .join(format!("{MONTH_KEY}={}", month.month()))
-        .join(DATA_FILE)
+        .join(self.new_file_name())
     }
 
     pub fn state_root(&self) -> Path {

@@ -182,6 +182,9 @@ pub struct Destination {
     failed: Arc<FailedAttempts>,
     /// Aborts of uploads dropped unfinished, to wait for before the process exits.
     aborts: Arc<Aborts>,
+    /// The destination as a Delta reader names it: a store rooted where URLs' paths start (the
+    /// file system's root, the bucket), and the URL of `--dest` in it.
+    kernel: (Arc<dyn ObjectStore>, url::Url),
 }
 
 impl Destination {
@@ -194,14 +197,26 @@ impl Destination {
             source: Box::new(source),
         };
         let failed = Arc::new(FailedAttempts::default());
-        let (store, local_root): (Arc<dyn ObjectStore>, _) = match spec {
+        let bad_url = |_| StoreError::CreateDir {
+            dest: display.clone(),
+            source: std::io::Error::other("its path cannot be written as a URL"),
+        };
+        let (store, local_root, kernel): (Arc<dyn ObjectStore>, _, _) = match spec {
             DestinationSpec::Local(path) => {
                 std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
                     dest: display.clone(),
                     source,
                 })?;
                 let fs = LocalFileSystem::new_with_prefix(path).map_err(open_err)?;
-                (Arc::new(fs), Some(path.clone()))
+                let absolute = std::fs::canonicalize(path).map_err(|source| {
+                    StoreError::CreateDir {
+                        dest: display.clone(),
+                        source,
+                    }
+                })?;
+                let url = url::Url::from_directory_path(&absolute).map_err(bad_url)?;
+                let root: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+                (Arc::new(fs), Some(path.clone()), (root, url))
             }
             DestinationSpec::S3 { bucket, prefix } => {
                 let mut builder = store_http::configure(
@@ -215,15 +230,20 @@ impl Destination {
                 } else if let Ok(region) = std::env::var("AWS_REGION") {
                     builder = builder.with_region(region);
                 }
-                let s3 = builder.build().map_err(open_err)?;
-                if prefix.is_empty() {
-                    (Arc::new(s3), None)
-                } else {
-                    (
-                        Arc::new(PrefixStore::new(s3, Path::from(prefix.as_str()))),
-                        None,
-                    )
-                }
+                let s3: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(open_err)?);
+                let url = match prefix.is_empty() {
+                    true => format!("s3://{bucket}/"),
+                    false => format!("s3://{bucket}/{prefix}/"),
+                };
+                let url = url::Url::parse(&url).map_err(|_| bad_url(()))?;
+                let store: Arc<dyn ObjectStore> = match prefix.is_empty() {
+                    true => Arc::clone(&s3),
+                    false => Arc::new(PrefixStore::new(
+                        Arc::clone(&s3),
+                        Path::from(prefix.as_str()),
+                    )),
+                };
+                (store, None, (s3, url))
             }
         };
         Ok(Destination {
@@ -233,7 +253,13 @@ impl Destination {
             display,
             failed,
             aborts: Arc::default(),
+            kernel,
         })
+    }
+
+    /// The store and URL a Delta reader (the kernel) uses for this destination.
+    pub(crate) fn for_kernel(&self) -> (Arc<dyn ObjectStore>, url::Url) {
+        (Arc::clone(&self.kernel.0), self.kernel.1.clone())
     }
 
     /// Waits for the aborts of uploads dropped unfinished (see [`Upload`]).
@@ -512,6 +538,11 @@ pub struct Staged<'a> {
 }
 
 impl Staged<'_> {
+    /// Where the file becomes visible.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Waits until every part of a multipart upload is up, so that placing the file is one
     /// request. A signal may drop this wait: the upload is then aborted (see [`Upload`]).
     pub async fn upload_parts(&mut self) -> Result<(), StoreError> {
