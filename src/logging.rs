@@ -129,7 +129,11 @@ pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progr
         _ => default,
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("warn,cube_extract={default},{DETAIL}={detail}"))
+        // The Delta kernel logs what it expects (a table not made yet) as errors; ours carry
+        // its words when they matter.
+        EnvFilter::new(format!(
+            "warn,delta_kernel=off,delta_kernel_default_engine=off,cube_extract={default},{DETAIL}={detail}"
+        ))
     });
     let writer = BarWriter(progress.bar.clone());
     let builder = tracing_subscriber::fmt()

@@ -25,19 +25,19 @@ use super::budget::CpuSlots;
 use super::partition::Ended;
 use super::place::{self, Streamed};
 use super::publish::Publisher;
-use crate::sink::delta::NewFile;
-use object_store::path::Path;
 use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
+use crate::sink::delta::NewFile;
 use crate::sink::parquet::{file_info, rewrite, EncodeError, Merger};
 use crate::sink::{
     Destination, Ledger, LedgerRecord, MonthKey, Paths, StoreError, Target, DAY_COLUMN,
 };
 use crate::unit::Unit;
+use object_store::path::Path;
 
 /// Builds that met a changed listing before one held: a month with many writers at once
 /// still settles, and a writer that keeps losing says so.

@@ -17,7 +17,6 @@ use futures::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::place::{self, Streamed};
-use crate::sink::delta::NewFile;
 use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
@@ -26,6 +25,7 @@ use crate::logging::DETAIL;
 use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
 use crate::schema::KeyKinds;
+use crate::sink::delta::NewFile;
 use crate::sink::parquet::{EncodeError, Packing, PartitionWriter};
 use crate::sink::upload::ChunkWriter;
 use crate::sink::{EmptyStrings, Ledger, LedgerRecord, Staged, Target};

@@ -11,15 +11,15 @@ use futures::FutureExt;
 
 use super::budget::{CpuSlots, PageBudget};
 use super::month::Months;
+use super::publish::Publisher;
 use super::state::Run;
 use super::RunError;
 use crate::datasets::{Dataset, Partitioning, ScopeKind, TableFormat};
-use crate::sink::delta::DeltaLog;
-use super::publish::Publisher;
 use crate::privacy::Treatment;
 use crate::report::{PartitionReport, PartitionStatus, Report};
 use crate::schema::{DatasetSchema, KnownFields};
 use crate::settings::{CampaignSelection, Settings};
+use crate::sink::delta::DeltaLog;
 use crate::sink::{Base, Committed, Destination, Ledger, Paths, SchemaStore};
 use crate::source::adaptive::Concurrency;
 use crate::source::{Campaign, CubeClient, SourceError};
@@ -374,7 +374,7 @@ async fn publisher(
     let dated = dataset.by_day() || schema.keep_history;
     let keys = paths.partition_keys(dataset.scope().keys(), dated);
     let log = DeltaLog::new(dest, &paths.table_root(), keys).map_err(RunError::Delta)?;
-    log.found().await.map_err(RunError::Delta)?;
+    log.found(dest).await.map_err(RunError::Delta)?;
     Ok(Publisher::Delta(log))
 }
 

@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 
 use super::budget::{CpuSlots, PageBudget};
 use super::month::Months;
-use super::publish::Publisher;
 use super::plan::Context;
+use super::publish::Publisher;
 use crate::datasets::Dataset;
 use crate::logging::DETAIL;
 use crate::privacy::Policy;

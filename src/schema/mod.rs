@@ -254,6 +254,7 @@ impl DatasetSchema {
                             &out.partition_columns,
                             out.columns.iter().map(|c| c.name.as_str()),
                         )
+                        .for_format(out.format)
                     });
                     // Keeps its name unless the other writer took it (ignoring case) meanwhile.
                     let name = taken.allocate(&col.name);
@@ -373,6 +374,7 @@ impl DatasetSchema {
                             &self.partition_columns,
                             self.columns.iter().map(|c| c.name.as_str()),
                         )
+                        .for_format(self.format)
                     });
                     let ty = ColumnType::from_kinds(kinds);
                     let name = taken.allocate(key);

@@ -62,7 +62,10 @@ fn executor() -> Result<Arc<TokioMultiThreadExecutor>, KernelError> {
     if let Some(e) = EXECUTOR.get() {
         return Ok(Arc::clone(e));
     }
-    let made = Arc::new(TokioMultiThreadExecutor::new_owned_runtime(Some(1), Some(4))?);
+    let made = Arc::new(TokioMultiThreadExecutor::new_owned_runtime(
+        Some(1),
+        Some(4),
+    )?);
     Ok(Arc::clone(EXECUTOR.get_or_init(|| made)))
 }
 
@@ -237,9 +240,22 @@ impl DeltaLog {
             })
     }
 
-    /// What is there: nothing yet, or a table this tool can read and write.
-    pub(crate) async fn found(&self) -> Result<Found, DeltaError> {
-        self.call(|inner| inner.found()).await
+    /// What is there: nothing yet, or a table this tool can read and write. A log folder
+    /// that holds anything is a table's, readable or not.
+    pub(crate) async fn found(&self, dest: &Destination) -> Result<Found, DeltaError> {
+        let log = Path::from(format!("{}/{LOG_DIR}", self.inner.table));
+        let listed = dest
+            .list(&log)
+            .await
+            .map_err(|e| self.inner.unreadable(e))?;
+        if listed.is_empty() {
+            return Ok(Found::Nothing);
+        }
+        self.call(|inner| match inner.found()? {
+            Found::Nothing => Err(inner.unreadable("its folder holds no commit")),
+            table => Ok(table),
+        })
+        .await
     }
 
     /// Creates the table with `columns` (the data files' columns) and the partition columns,
@@ -319,7 +335,8 @@ impl Inner {
     fn latest(&self) -> Result<Option<SnapshotRef>, DeltaError> {
         match Snapshot::builder_for(self.root.as_str()).build(self.engine.as_ref()) {
             Ok(snapshot) => Ok(Some(snapshot)),
-            Err(KernelError::EmptyLog) => Ok(None),
+            // No commit yet (on local disk, no folder yet).
+            Err(KernelError::EmptyLog | KernelError::InvalidTableLocation(_)) => Ok(None),
             Err(e @ (KernelError::Unsupported(_) | KernelError::InvalidProtocol(_))) => {
                 Err(self.unsupported("read", e))
             }
@@ -338,7 +355,10 @@ impl Inner {
             .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
             .and_then(|txn| txn.write_state().map(|_| ()))
             .map_err(|e| self.unsupported("write", e))?;
-        let partitioned = snapshot.table_configuration().metadata().partition_columns();
+        let partitioned = snapshot
+            .table_configuration()
+            .metadata()
+            .partition_columns();
         if partitioned != &self.keys {
             return Err(self.unsupported(
                 "write",
@@ -350,7 +370,11 @@ impl Inner {
             ));
         }
         Ok(Found::Table(
-            snapshot.schema().fields().map(|f| f.name().clone()).collect(),
+            snapshot
+                .schema()
+                .fields()
+                .map(|f| f.name().clone())
+                .collect(),
         ))
     }
 
@@ -385,7 +409,10 @@ impl Inner {
         let txn = builder
             .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
             .map_err(|e| self.failed(e))?;
-        match txn.commit(self.engine.as_ref()).map_err(|e| self.failed(e))? {
+        match txn
+            .commit(self.engine.as_ref())
+            .map_err(|e| self.failed(e))?
+        {
             CommitResult::Committed(_) | CommitResult::Conflicted(_) => Ok(()),
             CommitResult::Retryable(r) => Err(self.failed(r.error)),
         }
@@ -454,13 +481,18 @@ impl Inner {
                     .collect();
                 let context = txn
                     .write_state()
-                    .and_then(|s| s.write_context_builder().with_partition_values(values).build())
+                    .and_then(|s| {
+                        s.write_context_builder()
+                            .with_partition_values(values)
+                            .build()
+                    })
                     .map_err(|e| self.failed(e))?;
                 let location = self
                     .dest
                     .join(file.path.as_ref())
                     .map_err(|e| self.failed(e))?;
-                let meta = FileMeta::new(location, chrono::Utc::now().timestamp_millis(), file.bytes);
+                let meta =
+                    FileMeta::new(location, chrono::Utc::now().timestamp_millis(), file.bytes);
                 let added = build_add_file_metadata(
                     DataFileMetadata::new(meta, row_count(file.rows)),
                     &context,
@@ -485,7 +517,11 @@ impl Inner {
                             file: file.clone(),
                         });
                     if !self.reads_back(version, txn_version)? {
-                        tracing::debug!(table = self.table, version, "a commit read back as another writer's; committing again");
+                        tracing::debug!(
+                            table = self.table,
+                            version,
+                            "a commit read back as another writer's; committing again"
+                        );
                         continue;
                     }
                     if since >= CHECKPOINT_EVERY {
@@ -529,8 +565,12 @@ impl Inner {
             .scan_metadata(self.engine.as_ref())
             .map_err(|e| self.unreadable(e))?
         {
-            let (data, selected) = metadata.map_err(|e| self.unreadable(e))?.scan_files.into_parts();
-            let data = ArrowEngineData::try_from_engine_data(data).map_err(|e| self.unreadable(e))?;
+            let (data, selected) = metadata
+                .map_err(|e| self.unreadable(e))?
+                .scan_files
+                .into_parts();
+            let data =
+                ArrowEngineData::try_from_engine_data(data).map_err(|e| self.unreadable(e))?;
             let batch = data.record_batch();
             let paths = batch
                 .column_by_name("path")
@@ -618,7 +658,12 @@ impl Inner {
         Ok(holds_txn(&bytes, &self.app_id, txn))
     }
 
-    async fn is_ours(&self, dest: &Destination, version: u64, txn: i64) -> Result<bool, StoreError> {
+    async fn is_ours(
+        &self,
+        dest: &Destination,
+        version: u64,
+        txn: i64,
+    ) -> Result<bool, StoreError> {
         let path = Path::from(format!("{}/{LOG_DIR}/{version:020}.json", self.table));
         let bytes = dest.get(&path).await?.unwrap_or_default();
         Ok(holds_txn(&bytes, &self.app_id, txn))

@@ -146,7 +146,11 @@ impl Paths {
 
     /// A table's partition columns, outermost first, as a Delta table declares them: the scope's
     /// keys, then the month or the day (of a day, or of a kept snapshot).
-    pub(crate) fn partition_keys(&self, scope_keys: &[&'static str], dated: bool) -> Vec<&'static str> {
+    pub(crate) fn partition_keys(
+        &self,
+        scope_keys: &[&'static str],
+        dated: bool,
+    ) -> Vec<&'static str> {
         let mut keys = scope_keys.to_vec();
         if dated {
             keys.push(match self.partitioning {

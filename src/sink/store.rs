@@ -208,12 +208,11 @@ impl Destination {
                     source,
                 })?;
                 let fs = LocalFileSystem::new_with_prefix(path).map_err(open_err)?;
-                let absolute = std::fs::canonicalize(path).map_err(|source| {
-                    StoreError::CreateDir {
+                let absolute =
+                    std::fs::canonicalize(path).map_err(|source| StoreError::CreateDir {
                         dest: display.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 let url = url::Url::from_directory_path(&absolute).map_err(bad_url)?;
                 let root: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
                 (Arc::new(fs), Some(path.clone()), (root, url))
