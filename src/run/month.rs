@@ -24,7 +24,7 @@ use futures::StreamExt;
 use super::budget::CpuSlots;
 use super::partition::Ended;
 use super::place::{self, Streamed};
-use super::publish::Publisher;
+use super::publish::{Publisher, Publishing};
 use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
@@ -107,6 +107,15 @@ pub(crate) enum Cause {
 }
 
 impl MonthWriter<'_> {
+    fn publishing(&self) -> Publishing<'_> {
+        Publishing {
+            dest: self.dest,
+            paths: self.paths,
+            policy: self.policy,
+            cpu: self.cpu,
+        }
+    }
+
     /// Builds `month`'s file from every segment of it, until a build is placed that the
     /// segments did not change under.
     pub(crate) async fn publish(
@@ -204,7 +213,6 @@ impl MonthWriter<'_> {
             return Ok(None);
         };
         let schema = month_schema(&target.arrow);
-        let schema_of_file = Arc::clone(&schema);
         let mut meta = target.meta.clone();
         meta.days = Some(fingerprint(seen));
         let (to, policy) = (target.clone(), self.policy.clone());
@@ -244,7 +252,7 @@ impl MonthWriter<'_> {
                 };
                 let partition = self.paths.partition_of_month(month);
                 self.publisher
-                    .publish(self.dest, partition, Some(new), &schema_of_file)
+                    .publish(&self.publishing(), partition, Some(new), target)
                     .await?;
                 tracing::debug!(month = %month, bytes, "month file brought to the dataset schema");
                 Some(Published::Placed { file, bytes })
@@ -265,11 +273,10 @@ impl MonthWriter<'_> {
         let schema = month_schema(&target.arrow);
         if seen.is_empty() {
             self.publisher
-                .publish(self.dest, partition, None, &schema)
+                .publish(&self.publishing(), partition, None, target)
                 .await?;
             return Ok(Some(Published::Removed));
         }
-        let schema_of_file = Arc::clone(&schema);
         let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
             let mut meta = target.meta.clone();
             meta.days = Some(fingerprint(seen));
@@ -321,7 +328,7 @@ impl MonthWriter<'_> {
                     rows: rows as u64,
                 };
                 self.publisher
-                    .publish(self.dest, partition, Some(new), &schema_of_file)
+                    .publish(&self.publishing(), partition, Some(new), target)
                     .await?;
                 tracing::debug!(month = %month, rows, bytes, "month file placed");
                 Ok(Some(Published::Placed { file, bytes }))

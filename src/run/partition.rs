@@ -154,7 +154,7 @@ impl<'r> Partition<'r> {
                     None => {
                         let partition = run.paths.partition_of(&self.unit);
                         run.publisher
-                            .publish(&run.dest, partition, None, &target.arrow)
+                            .publish(&run.publishing(), partition, None, &target)
                             .await?;
                     }
                 }
@@ -180,9 +180,9 @@ impl<'r> Partition<'r> {
                             rows: read.rows as u64,
                         };
                         let partition = run.paths.partition_of(&self.unit);
-                        let columns = run.target().await.arrow;
+                        let target = run.target().await;
                         run.publisher
-                            .publish(&run.dest, partition, Some(file), &columns)
+                            .publish(&run.publishing(), partition, Some(file), &target)
                             .await?;
                         path.to_string()
                     }

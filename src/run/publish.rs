@@ -3,13 +3,45 @@
 //! placement itself is the publication (and an empty partition loses its file); in a Delta
 //! table one commit to its log removes the partition's files and adds the new one.
 
-use arrow_schema::Schema;
+use std::sync::Arc;
 
-use super::month::{Cause, MonthWriter};
+use arrow_schema::SchemaRef;
+use futures::{StreamExt, TryStreamExt};
+
+use super::budget::CpuSlots;
+use super::month::{month_schema, Cause, MonthWriter};
+use super::place::{self, Streamed};
 use super::state::Run;
 use super::PartitionError;
+use crate::privacy::Policy;
 use crate::sink::delta::{DeltaError, DeltaLog, Lost, NewFile, Partition};
-use crate::sink::{Destination, StoreError, DATA_FILE};
+use crate::sink::parquet::{file_info, rewrite, EncodeError};
+use crate::sink::{Destination, Paths, StoreError, Target, DATA_FILE};
+
+/// Widenings a publication may meet (each rewrites the table's files) before it gives up.
+const MAX_WIDENINGS: usize = 4;
+
+/// Files rewritten at once by a widening.
+const REWRITES_AT_ONCE: usize = 4;
+
+/// What publishing reads and writes with.
+pub(crate) struct Publishing<'a> {
+    pub(crate) dest: &'a Destination,
+    pub(crate) paths: &'a Paths,
+    pub(crate) policy: &'a Policy,
+    pub(crate) cpu: &'a CpuSlots,
+}
+
+impl Publishing<'_> {
+    /// The columns of the table's files under `target`: a month file's day, then the
+    /// dataset's.
+    fn columns(&self, target: &Target) -> SchemaRef {
+        match self.paths.builds_months() {
+            true => month_schema(&target.arrow),
+            false => Arc::clone(&target.arrow),
+        }
+    }
+}
 
 /// How a table's partitions are published.
 pub(crate) enum Publisher {
@@ -21,29 +53,40 @@ pub(crate) enum Publisher {
 
 impl Publisher {
     /// Makes `file`, already placed under `partition.dir` (none: the partition holds no rows),
-    /// what readers see of the partition. `columns` are the file's.
+    /// what readers see of the partition. The file was written under `target`.
     pub(crate) async fn publish(
         &self,
-        dest: &Destination,
+        on: &Publishing<'_>,
         partition: Partition,
         file: Option<NewFile>,
-        columns: &Schema,
+        target: &Target,
     ) -> Result<(), PartitionError> {
-        match self {
+        let log = match self {
+            Publisher::Delta(log) => log,
             Publisher::Files => {
                 if file.is_none() {
                     // A re-run replaces a partition, so a day that is empty now loses its file.
                     let path = partition.dir.join(DATA_FILE);
-                    dest.delete(&path).await?;
-                    dest.prune_empty_dirs(&path);
+                    on.dest.delete(&path).await?;
+                    on.dest.prune_empty_dirs(&path);
                 }
-                Ok(())
+                return Ok(());
             }
-            Publisher::Delta(log) => {
-                log.replace(partition, file, columns).await?;
-                Ok(())
+        };
+        let columns = on.columns(target);
+        for _ in 0..MAX_WIDENINGS {
+            match log.replace(partition.clone(), file.clone(), &columns).await {
+                Err(DeltaError::Widens { columns: wider, .. }) => {
+                    tracing::info!(table = %on.paths.table_root(), columns = %wider.join(", "), "widening the Delta table: its files are rewritten, then committed with the new types in one version");
+                    widen(on, log, target).await?;
+                }
+                done => return done.map(|_| ()).map_err(PartitionError::from),
             }
         }
+        Err(PartitionError::Delta(DeltaError::Contended {
+            dir: partition.dir.to_string(),
+            attempts: MAX_WIDENINGS,
+        }))
     }
 
     /// The partitions whose commit another writer's took the place of, to publish again
@@ -84,7 +127,7 @@ pub(crate) async fn republish_lost(run: &Run) -> Result<(), PartitionError> {
                 }
                 None => {
                     run.publisher
-                        .publish(&run.dest, partition, file, &target.arrow)
+                        .publish(&run.publishing(), partition, file, &target)
                         .await?
                 }
             }
@@ -94,6 +137,85 @@ pub(crate) async fn republish_lost(run: &Run) -> Result<(), PartitionError> {
         dir: run.paths.table_root().to_string(),
         attempts: MAX_ROUNDS,
     }))
+}
+
+/// Rewrites every file of the Delta table whose columns are not `target`'s types to a new
+/// file, and commits the new types, the old files' removal and the new ones' addition in one
+/// version. A file another writer replaced meanwhile makes it start again.
+async fn widen(on: &Publishing<'_>, log: &DeltaLog, target: &Target) -> Result<(), PartitionError> {
+    let columns = on.columns(target);
+    for _ in 0..MAX_WIDENINGS {
+        let files = log
+            .active_files()
+            .await?
+            .map(|(_, f)| f)
+            .unwrap_or_default();
+        let rewritten: Vec<Option<(object_store::path::Path, NewFile)>> =
+            futures::stream::iter(files)
+                .map(|file| {
+                    let columns = Arc::clone(&columns);
+                    async move { rewrite_file(on, file.path, columns, target).await }
+                })
+                .buffer_unordered(REWRITES_AT_ONCE)
+                .try_collect()
+                .await?;
+        let rewritten: Vec<_> = rewritten.into_iter().flatten().collect();
+        match log.widen(rewritten, &columns).await {
+            Err(DeltaError::Moved { .. }) => continue,
+            done => return done.map(|_| ()).map_err(PartitionError::from),
+        }
+    }
+    Err(PartitionError::Delta(DeltaError::Contended {
+        dir: on.paths.table_root().to_string(),
+        attempts: MAX_WIDENINGS,
+    }))
+}
+
+/// Writes `path`'s rows under `columns` to a new file beside it; `None` if its columns are
+/// already those types (or it is gone: the widening's commit then finds it moved).
+async fn rewrite_file(
+    on: &Publishing<'_>,
+    path: object_store::path::Path,
+    columns: SchemaRef,
+    target: &Target,
+) -> Result<Option<(object_store::path::Path, NewFile)>, PartitionError> {
+    let Some(old) = on.dest.get(&path).await? else {
+        return Ok(None);
+    };
+    let new = on.paths.new_file_beside(&path);
+    let (policy, meta) = (on.policy.clone(), target.meta.clone());
+    let streamed = place::stream(on.dest, &new, on.paths.staging_dir(), |out| {
+        on.cpu.run(move || {
+            let info = file_info(&old)?;
+            let same = columns.fields().iter().all(|f| {
+                info.schema
+                    .field_with_name(f.name())
+                    .map_or(true, |have| have.data_type() == f.data_type())
+            });
+            if same {
+                return Ok(Err(()));
+            }
+            let mut meta = meta;
+            meta.days = info.days.clone();
+            meta.snapshot_at = info.snapshot_at.clone();
+            let (out, rows) = rewrite(old, &info, columns, meta, &policy, out)?;
+            Ok::<_, PartitionError>(Ok((out.complete().map_err(EncodeError::from)?, rows)))
+        })
+    })
+    .await?;
+    match streamed {
+        Streamed::Staged((bytes, rows), mut staged) => {
+            staged.upload_parts().await?;
+            staged.place().await?;
+            let file = NewFile {
+                path: new,
+                bytes,
+                rows: rows as u64,
+            };
+            Ok(Some((path, file)))
+        }
+        Streamed::GaveUp(()) => Ok(None),
+    }
 }
 
 impl From<DeltaError> for PartitionError {

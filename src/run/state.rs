@@ -190,6 +190,16 @@ impl Run {
         Ok(Target::of(&state.schema))
     }
 
+    /// What publishing a partition of this table reads and writes with.
+    pub(crate) fn publishing(&self) -> super::publish::Publishing<'_> {
+        super::publish::Publishing {
+            dest: &self.dest,
+            paths: &self.paths,
+            policy: &self.policy,
+            cpu: &self.cpu,
+        }
+    }
+
     /// Every schema change of the run.
     pub(crate) fn into_changes(self) -> Vec<SchemaChange> {
         self.schema.into_inner().changes

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray, StructArray};
 use arrow_schema::{DataType as ArrowType, Field, Schema};
 use chrono::NaiveDate;
-use delta_kernel::committer::FileSystemCommitter;
+use delta_kernel::committer::{CommitMetadata, CommitResponse, Committer, FileSystemCommitter};
 use delta_kernel::engine::arrow_conversion::TryFromArrow;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
 use delta_kernel::engine_data::FilteredEngineData;
@@ -27,7 +27,7 @@ use delta_kernel::expressions::Scalar;
 use delta_kernel::schema::{DataType, StructField, StructType};
 use delta_kernel::transaction::create_table::create_table;
 use delta_kernel::transaction::data_layout::DataLayout;
-use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
+use delta_kernel::transaction::{CommitResult, UpdateTableOperation, WriteState};
 use delta_kernel::{Engine, FileMeta, KernelError, Snapshot, SnapshotRef};
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use delta_kernel_default_engine::parquet::DataFileMetadata;
@@ -165,6 +165,14 @@ pub(crate) enum DeltaError {
     },
     #[error("the Delta commit of {dir} lost to other writers {attempts} times; run again with --resume once fewer writers run at once")]
     Contended { dir: String, attempts: usize },
+    /// Columns of the files to commit are wider than the table's: the table's files must be
+    /// rewritten first (see [`DeltaLog::widen`]).
+    #[error("{table}: columns {} are wider than the Delta table's; its files are rewritten to them first", .columns.join(", "))]
+    Widens { table: String, columns: Vec<String> },
+    /// A file to be replaced by its widened copy is no longer in the table: another writer
+    /// replaced it meanwhile.
+    #[error("{table}: {path} was replaced by another writer while the table was widened")]
+    Moved { table: String, path: String },
 }
 
 /// One Delta table under `--dest`.
@@ -275,6 +283,19 @@ impl DeltaLog {
     ) -> Result<u64, DeltaError> {
         let columns = columns.clone();
         self.call(move |inner| inner.replace(partition, file, &columns))
+            .await
+    }
+
+    /// Commits, in one version, the table's schema with the types of `columns` (and any of them
+    /// it lacks), the removal of each file of `rewritten` and the addition of its copy written
+    /// under those types. `Moved` when one of the files is no longer in the table.
+    pub(crate) async fn widen(
+        &self,
+        rewritten: Vec<(Path, NewFile)>,
+        columns: &Schema,
+    ) -> Result<u64, DeltaError> {
+        let columns = columns.clone();
+        self.call(move |inner| inner.widen(rewritten, &columns))
             .await
     }
 
@@ -418,29 +439,39 @@ impl Inner {
         }
     }
 
-    /// The columns of `columns` the table lacks, as fields to add; a column whose type differs
-    /// from the table's is refused.
-    fn missing(
+    /// The columns of `columns` the table lacks, as fields to add, and those whose type
+    /// differs from the table's.
+    fn compare(
         &self,
         snapshot: &SnapshotRef,
         columns: &Schema,
-    ) -> Result<Vec<StructField>, DeltaError> {
+    ) -> Result<(Vec<StructField>, Vec<StructField>), DeltaError> {
         let schema = snapshot.schema();
-        let mut missing = Vec::new();
+        let (mut missing, mut changed) = (Vec::new(), Vec::new());
         for f in columns.fields() {
             let wanted = self.kernel_field(f)?;
             match schema.field(f.name()) {
                 None => missing.push(wanted),
                 Some(have) if have.data_type() == wanted.data_type() => {}
-                Some(have) => {
-                    return Err(DeltaError::TypeChanged {
-                        table: self.table.clone(),
-                        column: f.name().clone(),
-                        from: have.data_type().to_string(),
-                        to: wanted.data_type().to_string(),
-                    })
-                }
+                Some(_) => changed.push(wanted),
             }
+        }
+        Ok((missing, changed))
+    }
+
+    /// The columns of `columns` the table lacks; `Widens` when one of them is wider than the
+    /// table's.
+    fn missing(
+        &self,
+        snapshot: &SnapshotRef,
+        columns: &Schema,
+    ) -> Result<Vec<StructField>, DeltaError> {
+        let (missing, changed) = self.compare(snapshot, columns)?;
+        if !changed.is_empty() {
+            return Err(DeltaError::Widens {
+                table: self.table.clone(),
+                columns: changed.iter().map(|f| f.name().clone()).collect(),
+            });
         }
         Ok(missing)
     }
@@ -474,31 +505,8 @@ impl Inner {
                 .build(engine, Box::new(FileSystemCommitter::new()))
                 .map_err(|e| self.unsupported("write", e))?;
             if let Some(file) = &file {
-                let values = partition
-                    .values
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), key_value(k, v)))
-                    .collect();
-                let context = txn
-                    .write_state()
-                    .and_then(|s| {
-                        s.write_context_builder()
-                            .with_partition_values(values)
-                            .build()
-                    })
-                    .map_err(|e| self.failed(e))?;
-                let location = self
-                    .dest
-                    .join(file.path.as_ref())
-                    .map_err(|e| self.failed(e))?;
-                let meta =
-                    FileMeta::new(location, chrono::Utc::now().timestamp_millis(), file.bytes);
-                let added = build_add_file_metadata(
-                    DataFileMetadata::new(meta, row_count(file.rows)),
-                    &context,
-                )
-                .map_err(|e| self.failed(e))?;
-                txn.add_files(added);
+                let state = txn.write_state().map_err(|e| self.failed(e))?;
+                txn.add_files(self.added(&state, partition.values.clone(), file)?);
             }
             for removed in self.files_under(&snapshot, &partition.dir)? {
                 txn.remove_files(removed);
@@ -548,6 +556,139 @@ impl Inner {
         })
     }
 
+    fn widen(&self, rewritten: Vec<(Path, NewFile)>, columns: &Schema) -> Result<u64, DeltaError> {
+        let engine = self.engine.as_ref();
+        let snapshot = self
+            .latest()?
+            .ok_or_else(|| self.unreadable("the table has no version"))?;
+        let (missing, changed) = self.compare(&snapshot, columns)?;
+        if changed.is_empty() {
+            // Another widening of this run (or another writer's) committed these types first;
+            // the files written for this one are left to `vacuum`.
+            return Ok(snapshot.version());
+        }
+        // The schema the commit declares: the table's, each changed column at its new type in
+        // its place, then the new ones.
+        let mut fields: Vec<StructField> = snapshot
+            .schema()
+            .fields()
+            .map(|f| {
+                changed
+                    .iter()
+                    .find(|c| c.name() == f.name())
+                    .cloned()
+                    .unwrap_or_else(|| f.clone())
+            })
+            .collect();
+        fields.extend(missing);
+        let schema = StructType::try_new(fields).map_err(|e| self.failed(e))?;
+        let schema_string = serde_json::to_string(&schema).map_err(|e| self.failed(e))?;
+        let txn_version = self
+            .next_txn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Declaring a column nullable that is nullable already changes nothing, but makes the
+        // commit carry a metaData action, whose schema the committer then replaces.
+        let anchor = changed
+            .first()
+            .map(|f| f.name().clone())
+            .ok_or_else(|| self.failed("no column changed type"))?;
+        let mut txn = snapshot
+            .clone()
+            .update_table(UpdateTableOperation::Write, ENGINE_INFO, false)
+            .with_transaction_id(self.app_id.clone(), txn_version)
+            .set_nullable(delta_kernel::expressions::ColumnName::new([anchor]))
+            .build(
+                engine,
+                Box::new(SchemaReplacing {
+                    schema_string,
+                    inner: FileSystemCommitter::new(),
+                }),
+            )
+            .map_err(|e| self.unsupported("write", e))?;
+        let old: Vec<String> = rewritten
+            .iter()
+            .map(|(path, _)| self.relative_file(path))
+            .collect();
+        let removed = self.files_matching(&snapshot, |p| old.iter().any(|o| o == p))?;
+        let found: usize = removed
+            .iter()
+            .map(|r| r.selection_vector().iter().filter(|s| **s).count())
+            .sum();
+        if found != old.len() {
+            return Err(DeltaError::Moved {
+                table: self.table.clone(),
+                path: rewritten
+                    .first()
+                    .map(|(p, _)| p.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        for r in removed {
+            txn.remove_files(r);
+        }
+        let state = txn.write_state().map_err(|e| self.failed(e))?;
+        for (_, file) in &rewritten {
+            let values = self.values_of(&file.path);
+            txn.add_files(self.added(&state, values, file)?);
+        }
+        match txn.commit(engine).map_err(|e| self.failed(e))? {
+            CommitResult::Committed(committed) => Ok(committed.commit_version()),
+            CommitResult::Conflicted(_) | CommitResult::Retryable(_) => Err(DeltaError::Moved {
+                table: self.table.clone(),
+                path: self.table.clone(),
+            }),
+        }
+    }
+
+    /// The partition values of a data file, from its Hive folders.
+    fn values_of(&self, path: &Path) -> Vec<(&'static str, String)> {
+        let mut values = Vec::new();
+        for part in path.parts() {
+            if let Some((k, v)) = part.as_ref().split_once('=') {
+                if let Some(key) = self.keys.iter().find(|key| **key == k) {
+                    values.push((*key, v.to_owned()));
+                }
+            }
+        }
+        values
+    }
+
+    /// The `add` action metadata of `file`, in the partition `values`.
+    fn added(
+        &self,
+        state: &Arc<WriteState>,
+        values: Vec<(&'static str, String)>,
+        file: &NewFile,
+    ) -> Result<Box<dyn delta_kernel::EngineData>, DeltaError> {
+        let values: HashMap<String, Scalar> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), key_value(k, v)))
+            .collect();
+        let context = match self.keys.is_empty() {
+            true => state.write_context_builder().build(),
+            false => state
+                .write_context_builder()
+                .with_partition_values(values)
+                .build(),
+        }
+        .map_err(|e| self.failed(e))?;
+        let location = self
+            .dest
+            .join(file.path.as_ref())
+            .map_err(|e| self.failed(e))?;
+        let meta = FileMeta::new(location, chrono::Utc::now().timestamp_millis(), file.bytes);
+        build_add_file_metadata(DataFileMetadata::new(meta, row_count(file.rows)), &context)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// A data file's path as the log names it: relative to the table root.
+    fn relative_file(&self, path: &Path) -> String {
+        let path = path.as_ref();
+        path.strip_prefix(self.table.as_str())
+            .map(|rest| rest.trim_start_matches('/').to_owned())
+            .unwrap_or_else(|| path.to_owned())
+    }
+
     /// The scan rows of `snapshot`'s files under `dir`, selected for removal.
     fn files_under(
         &self,
@@ -555,6 +696,18 @@ impl Inner {
         dir: &Path,
     ) -> Result<Vec<FilteredEngineData>, DeltaError> {
         let prefix = self.relative_dir(dir);
+        self.files_matching(snapshot, |path| {
+            prefix.is_empty() || path.starts_with(&prefix)
+        })
+    }
+
+    /// The scan rows of `snapshot`'s files whose path (relative to the table root) `chosen`
+    /// picks, selected for removal.
+    fn files_matching(
+        &self,
+        snapshot: &SnapshotRef,
+        chosen: impl Fn(&str) -> bool,
+    ) -> Result<Vec<FilteredEngineData>, DeltaError> {
         let scan = snapshot
             .clone()
             .scan_builder()
@@ -580,7 +733,7 @@ impl Inner {
                 .map(|i| {
                     selected.get(i).copied().unwrap_or(true)
                         && paths.is_valid(i)
-                        && (prefix.is_empty() || paths.value(i).starts_with(&prefix))
+                        && chosen(paths.value(i))
                 })
                 .collect();
             if chosen.iter().any(|c| *c) {
@@ -668,6 +821,76 @@ impl Inner {
         let bytes = dest.get(&path).await?.unwrap_or_default();
         Ok(holds_txn(&bytes, &self.app_id, txn))
     }
+}
+
+/// Commits through the file system (put-if-absent), with the schema of the commit's metaData
+/// action replaced: what makes a widening one commit. The kernel changes no column's type
+/// (it has no type change other than nullability), but the protocol lets a metaData action
+/// declare any schema; the commit that carries it also replaces every file written under the
+/// old one, so no version reads a file whose column type differs from its schema.
+struct SchemaReplacing {
+    schema_string: String,
+    inner: FileSystemCommitter,
+}
+
+impl Committer for SchemaReplacing {
+    fn commit(
+        &self,
+        engine: &dyn Engine,
+        actions: delta_kernel::KernelResultIterator<'_, FilteredEngineData>,
+        commit_metadata: CommitMetadata,
+    ) -> Result<CommitResponse, KernelError> {
+        let schema_string = self.schema_string.clone();
+        let replaced = actions.map(move |batch| replace_schema(batch?, &schema_string));
+        self.inner
+            .commit(engine, Box::new(replaced), commit_metadata)
+    }
+
+    fn is_catalog_committer(&self) -> bool {
+        false
+    }
+
+    fn publish(
+        &self,
+        engine: &dyn Engine,
+        publish_metadata: delta_kernel::committer::PublishMetadata,
+    ) -> Result<(), KernelError> {
+        self.inner.publish(engine, publish_metadata)
+    }
+}
+
+/// `batch` with the `schemaString` of each of its metaData actions replaced by `schema`.
+fn replace_schema(
+    batch: FilteredEngineData,
+    schema: &str,
+) -> Result<FilteredEngineData, KernelError> {
+    let (data, selected) = batch.into_parts();
+    let data = ArrowEngineData::try_from_engine_data(data)?;
+    let record = data.record_batch();
+    let Some(index) = record.schema().index_of("metaData").ok() else {
+        return FilteredEngineData::try_new(data, selected);
+    };
+    let metadata = record
+        .column(index)
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or_else(|| KernelError::generic("a metaData action is not a struct"))?;
+    let (fields, mut columns, nulls) = metadata.clone().into_parts();
+    let at = fields
+        .iter()
+        .position(|f| f.name() == "schemaString")
+        .ok_or_else(|| KernelError::generic("a metaData action has no schemaString"))?;
+    let strings: StringArray = (0..metadata.len())
+        .map(|i| metadata.is_valid(i).then_some(schema))
+        .collect();
+    columns[at] = Arc::new(strings);
+    let metadata = StructArray::try_new(fields, columns, nulls)
+        .map_err(|e| KernelError::generic(e.to_string()))?;
+    let mut all = record.columns().to_vec();
+    all[index] = Arc::new(metadata);
+    let record = arrow_array::RecordBatch::try_new(record.schema(), all)
+        .map_err(|e| KernelError::generic(e.to_string()))?;
+    FilteredEngineData::try_new(Box::new(ArrowEngineData::new(record)), selected)
 }
 
 /// Whether the commit file `bytes` holds the `txn` action (`app_id`, `version`).

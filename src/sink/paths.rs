@@ -109,6 +109,13 @@ impl Paths {
         }
     }
 
+    /// A new data file in the folder of `path`.
+    pub(crate) fn new_file_beside(&self, path: &Path) -> Path {
+        let mut parts: Vec<_> = path.parts().collect();
+        parts.pop();
+        Path::from_iter(parts).join(self.new_file_name())
+    }
+
     /// The folder and partition values of a unit's files (a day of a day table, a snapshot).
     pub(crate) fn partition_of(&self, unit: &Unit) -> Partition {
         Partition {
