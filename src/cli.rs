@@ -50,6 +50,9 @@ pub enum Command {
     /// What a destination holds of a table, from its ledger and schema (no API access): per
     /// campaign or CRM the committed days, gaps, empty days, rows, files and the newest commit.
     Status(StatusArgs),
+    /// Delete the files of Delta tables that no version within the retention reads (files of
+    /// replaced days and months, and of killed runs).
+    Vacuum(VacuumArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -74,6 +77,25 @@ pub struct ReconcileArgs {
     /// Only warnings and errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Destination the tables were extracted to: a local directory, file:///path, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub dest: String,
+    /// Only this table [default: every Delta table at --dest].
+    #[arg(long, value_enum)]
+    pub table: Option<Table>,
+    /// Keep the files any version of the last H hours reads (time travel, queries in flight).
+    #[arg(long, value_name = "H", default_value_t = 168)]
+    pub retain_hours: u64,
+    /// Allow --retain-hours under 168.
+    #[arg(long)]
+    pub force: bool,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -271,7 +271,7 @@ impl<'r> SyncReport<'r> {
 }
 
 /// Bytes as a person reads them: `987 B`, `12.3 MiB`.
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");

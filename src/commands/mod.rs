@@ -7,6 +7,7 @@ mod read;
 mod reconcile;
 mod schema;
 mod status;
+mod vacuum;
 
 use crate::cli::{Cli, Command, Table};
 use crate::datasets::{self, Dataset};
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Reconcile(args) => reconcile::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Vacuum(args) => vacuum::run(&args),
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -140,8 +140,8 @@ pub(crate) struct Lost {
 pub(crate) enum Found {
     /// No log: the table is created by the run's first commit.
     Nothing,
-    /// A Delta table this tool can write, with its column names.
-    Table(Vec<String>),
+    /// A Delta table this tool can write.
+    Table,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,13 +156,6 @@ pub(crate) enum DeltaError {
     Unreadable { table: String, cause: String },
     #[error("committing to the Delta log of {table} failed ({cause})")]
     Commit { table: String, cause: String },
-    #[error("{table}: column {column} is {from} in the Delta table but now holds {to}; a Delta table cannot change a column's type here (delta_kernel 0.30 writes no type change), so extract the table with --table-format parquet or into a new --dest")]
-    TypeChanged {
-        table: String,
-        column: String,
-        from: String,
-        to: String,
-    },
     #[error("the Delta commit of {dir} lost to other writers {attempts} times; run again with --resume once fewer writers run at once")]
     Contended { dir: String, attempts: usize },
     /// Columns of the files to commit are wider than the table's: the table's files must be
@@ -266,13 +259,6 @@ impl DeltaLog {
         .await
     }
 
-    /// Creates the table with `columns` (the data files' columns) and the partition columns,
-    /// unless another writer just did.
-    pub(crate) async fn create(&self, columns: &Schema) -> Result<(), DeltaError> {
-        let columns = columns.clone();
-        self.call(move |inner| inner.create(&columns)).await
-    }
-
     /// Replaces the rows of `partition` by those of `file` (none: the partition is emptied)
     /// in one commit, adding any of `columns` the table lacks. Returns the version committed.
     pub(crate) async fn replace(
@@ -302,6 +288,47 @@ impl DeltaLog {
     /// The files the latest version reads, with the version; `None` when there is no table.
     pub(crate) async fn active_files(&self) -> Result<Option<(u64, Vec<ActiveFile>)>, DeltaError> {
         self.call(|inner| inner.active_files()).await
+    }
+
+    /// The files under the table's folder that no version a reader may still ask for reads:
+    /// neither the latest version, nor one whose files were removed at or after `cutoff` (Unix
+    /// milliseconds), and were themselves written before it (so a file of a commit in flight
+    /// is left alone). With the number of files referenced.
+    pub(crate) async fn unreferenced(
+        &self,
+        dest: &Destination,
+        cutoff: i64,
+    ) -> Result<(Vec<object_store::ObjectMeta>, usize), DeltaError> {
+        let table = Path::from(self.inner.table.as_str());
+        let log = table.clone().join(LOG_DIR);
+        let unreadable = |e: StoreError| self.inner.unreadable(e);
+        let mut kept: std::collections::HashSet<String> = self
+            .active_files()
+            .await?
+            .map(|(_, files)| files.into_iter().map(|f| f.path.to_string()).collect())
+            .unwrap_or_default();
+        for commit in dest.list(&log).await.map_err(unreadable)? {
+            if commit.location.extension() != Some("json") {
+                continue;
+            }
+            let bytes = dest
+                .get(&commit.location)
+                .await
+                .map_err(unreadable)?
+                .unwrap_or_default();
+            for path in removed_since(&bytes, cutoff) {
+                kept.insert(format!("{table}/{path}"));
+            }
+        }
+        let listed = dest.list(&table).await.map_err(unreadable)?;
+        let referenced = kept.len();
+        let unreferenced = listed
+            .into_iter()
+            .filter(|m| !m.location.as_ref().starts_with(log.as_ref()))
+            .filter(|m| !kept.contains(m.location.as_ref()))
+            .filter(|m| m.last_modified.timestamp_millis() < cutoff)
+            .collect();
+        Ok((unreferenced, referenced))
     }
 
     /// This writer's commits that are not in the log as it made them (another writer's commit
@@ -390,13 +417,7 @@ impl Inner {
                 ),
             ));
         }
-        Ok(Found::Table(
-            snapshot
-                .schema()
-                .fields()
-                .map(|f| f.name().clone())
-                .collect(),
-        ))
+        Ok(Found::Table)
     }
 
     /// The table's schema: the partition columns, then the files' columns, every one nullable
@@ -893,6 +914,22 @@ fn replace_schema(
     FilteredEngineData::try_new(Box::new(ArrowEngineData::new(record)), selected)
 }
 
+/// The paths a commit file's `remove` actions removed at or after `cutoff` (Unix ms).
+fn removed_since(bytes: &[u8], cutoff: i64) -> Vec<String> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .filter_map(|action| {
+            let remove = action.get("remove")?;
+            let at = remove
+                .get("deletionTimestamp")?
+                .as_i64()
+                .unwrap_or(i64::MAX);
+            (at >= cutoff).then(|| remove.get("path")?.as_str().map(str::to_owned))?
+        })
+        .collect()
+}
+
 /// Whether the commit file `bytes` holds the `txn` action (`app_id`, `version`).
 fn holds_txn(bytes: &[u8], app_id: &str, version: i64) -> bool {
     bytes.split(|b| *b == b'\n').any(|line| {
@@ -930,6 +967,16 @@ mod tests {
             Scalar::String("2024-03".into())
         );
         assert_eq!(key_value("crm_type", "B2C"), Scalar::String("B2C".into()));
+    }
+
+    #[test]
+    fn removes_count_from_their_deletion_time() {
+        let log = br#"{"remove":{"path":"a=1/x.parquet","deletionTimestamp":100}}
+{"remove":{"path":"a=1/y.parquet","deletionTimestamp":300}}
+{"add":{"path":"a=1/z.parquet"}}
+"#;
+        assert_eq!(removed_since(log, 200), ["a=1/y.parquet"]);
+        assert_eq!(removed_since(log, 50).len(), 2);
     }
 
     #[test]
