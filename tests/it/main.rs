@@ -19,6 +19,7 @@ macro_rules! on_every_backend {
 }
 
 mod datasets;
+mod delta;
 mod extract;
 mod months;
 mod operations;
