@@ -7,17 +7,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Airflow pins Flask 2, moto_server (interop tests) needs Flask 3: the Airflow tests get their own venv.
 AIRFLOW_VENV ?= .venv-airflow
+# DuckDB's delta extension is offline only for DuckDB 1.5.5 (.venv has DuckDB 2): its own venv.
+DUCKDB_DELTA_VENV ?= .venv-duckdb-delta
 
-.PHONY: demo test build venv venv-airflow lint bench clean fuzz
+.PHONY: demo test build venv venv-airflow venv-duckdb-delta lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
 
-test: build venv venv-airflow
+test: build venv venv-airflow venv-duckdb-delta
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --all-targets
 	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
-		$(PY) -m pytest -q tests/interop
+		DUCKDB_DELTA_PYTHON=$(DUCKDB_DELTA_VENV)/bin/python $(PY) -m pytest -q tests/interop
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
 
 build:
@@ -28,6 +30,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	touch $@
+
+# DuckDB 1.5.5 and its delta extension, for reading Delta tables with delta_scan (tests/interop).
+venv-duckdb-delta: $(DUCKDB_DELTA_VENV)/.installed
+$(DUCKDB_DELTA_VENV)/.installed: tests/interop/requirements-duckdb-delta.txt
+	python3 -m venv $(DUCKDB_DELTA_VENV)
+	$(DUCKDB_DELTA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements-duckdb-delta.txt
 	touch $@
 
 # Airflow, for the DAG examples' tests (tests/airflow).

@@ -423,6 +423,7 @@ class RunResult:
     cmd: list[str]
     stderr: str
     report: dict[str, Any]
+    delta_version: int | None = None  # a local Delta table's latest version after the run
 
 
 @dataclasses.dataclass
@@ -600,29 +601,31 @@ class Extraction:
     dest: Path  # a local directory holding the output (for S3: a download of everything under the prefix)
     runs: dict[str, list[RunResult]]  # table -> its runs
     layout: str = "day"  # --partitioning
+    table_format: str = "parquet"  # --table-format
 
 
 def run_extractions(
     extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str,
     extra_env: dict[str, str] | None = None, server_log=None, partitioning: str = "day", tables=tuple(TABLES),
+    table_format: str = "parquet",
 ) -> dict[str, list[RunResult]]:
     """The runs of every table, one table after the other, into the same destination."""
     return {
         table: _run_table(extract_bin, simulator, dest_arg, reports_dir, backend, table, extra_env, server_log,
-                          partitioning)
+                          partitioning, table_format)
         for table in tables
     }
 
 
 def _run_table(
     extract_bin: Path, simulator: Simulator, dest_arg: str, reports_dir: Path, backend: str, table: str,
-    extra_env: dict[str, str] | None, server_log, partitioning: str,
+    extra_env: dict[str, str] | None, server_log, partitioning: str, table_format: str = "parquet",
 ) -> list[RunResult]:
     runs: list[RunResult] = []
     for i, (first, last) in enumerate(RUNS, 1):
         report_path = reports_dir / f"{table}-run{i}.json"
         cmd = [
-            str(extract_bin), TABLES[table][0], "--partitioning", partitioning,
+            str(extract_bin), TABLES[table][0], "--partitioning", partitioning, "--table-format", table_format,
             "--base-url", simulator.url, "--token", TOKEN,
             "--campaign", CAMPAIGN_ARG, "--from", first, "--to", last,
             "--dest", dest_arg, "--report", str(report_path),
@@ -646,7 +649,9 @@ def _run_table(
             report = json.loads(report_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             pytest.fail(f"{what} wrote no readable --report {report_path}: {e!r}", pytrace=False)
-        runs.append(RunResult((first, last), cmd, stderr, report))
+        log = Path(dest_arg) / table / "_delta_log"
+        version = max((int(p.stem) for p in log.glob("*.json")), default=None) if log.is_dir() else None
+        runs.append(RunResult((first, last), cmd, stderr, report, version))
     return runs
 
 
@@ -768,6 +773,38 @@ def extraction_s3_months(tmp_path_factory, extract_bin: Path, simulator: Simulat
     return Extraction("s3", copy, runs, "month")
 
 
+@pytest.fixture(scope="session")
+def extraction_local_delta(tmp_path_factory, extract_bin: Path, simulator: Simulator) -> Extraction:
+    dest = tmp_path_factory.mktemp("dest-local-delta")
+    runs = run_extractions(extract_bin, simulator, str(dest), tmp_path_factory.mktemp("reports-local-delta"),
+                           "local", partitioning="month", table_format="delta")
+    return Extraction("local", dest, runs, "month", "delta")
+
+
+@pytest.fixture(scope="session")
+def extraction_s3_delta(tmp_path_factory, extract_bin: Path, simulator: Simulator, s3_server: S3Server) -> Extraction:
+    bucket, prefix = "cube-interop-delta", "lake"
+    s3_server.client.create_bucket(Bucket=bucket)
+    runs = run_extractions(
+        extract_bin, simulator, f"s3://{bucket}/{prefix}", tmp_path_factory.mktemp("reports-s3-delta"), "s3",
+        extra_env=s3_server.env(), partitioning="month", tables=(TABLE,), table_format="delta",
+    )
+    copy = tmp_path_factory.mktemp("dest-s3-delta-download")
+    if not download_prefix(s3_server, f"{prefix}/", copy, bucket):
+        pytest.fail(f"nothing under s3://{bucket}/{prefix}/ after the Delta runs", pytrace=False)
+    return Extraction("s3", copy, runs, "month", "delta")
+
+
+# The same runs into Delta tables (`--table-format delta`), read through their log.
+DELTA_SCENARIOS = [("local_delta", table) for table in TABLES] + [("s3_delta", TABLE)]
+
+
+@pytest.fixture(scope="session", params=DELTA_SCENARIOS, ids=[f"{b}-{t}" for b, t in DELTA_SCENARIOS])
+def delta_scenario(request, dumps) -> Scenario:
+    backend, table = request.param
+    return build_scenario(request.getfixturevalue(f"extraction_{backend}"), table, dumps)
+
+
 # (extraction, table): the three overlapping runs of each table on each backend, the fan-out of
 # call outcomes on each backend, and the same runs into month tables (`--partitioning month`).
 SCENARIOS = (
@@ -781,7 +818,10 @@ SCENARIOS = (
 @pytest.fixture(scope="session", params=SCENARIOS, ids=[f"{b}-{t}" for b, t in SCENARIOS])
 def scenario(request, dumps) -> Scenario:
     backend, table = request.param
-    extraction: Extraction = request.getfixturevalue(f"extraction_{backend}")
+    return build_scenario(request.getfixturevalue(f"extraction_{backend}"), table, dumps)
+
+
+def build_scenario(extraction: Extraction, table: str, dumps) -> Scenario:
     dest, runs, dump = extraction.dest, extraction.runs[table], dumps[table]
 
     schema_path = dest / "_cube_extract" / table / "schema.json"
