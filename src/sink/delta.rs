@@ -407,7 +407,7 @@ impl Inner {
             .table_configuration()
             .metadata()
             .partition_columns();
-        if partitioned != &self.keys {
+        if *partitioned != self.keys {
             return Err(self.unsupported(
                 "write",
                 format!(

@@ -129,10 +129,7 @@ fn read_delta(view: &Path) -> (Log, Vec<Row>) {
             );
         }
         let campaign_id: u64 = values["campaign_id"].as_deref().unwrap().parse().unwrap();
-        let partition_day = values
-            .get("date")
-            .and_then(|d| d.as_deref())
-            .map(|d| day(d));
+        let partition_day = values.get("date").and_then(|d| d.as_deref()).map(day);
         for batch in reader {
             let batch = batch.unwrap();
             for i in 0..batch.num_rows() {
@@ -681,7 +678,7 @@ fn bad_delta_input_exits_2_and_changes_nothing() {
         .join("\n");
     let next = log.join(format!(
         "{:020}.json",
-        read_log(&log.parent().unwrap().to_path_buf()).version + 1
+        read_log(log.parent().unwrap()).version + 1
     ));
     std::fs::write(&next, foreign + "\n").unwrap();
     refused(
