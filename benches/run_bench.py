@@ -37,6 +37,9 @@ for the whole account (`--scope`), and a throttling API (`Retry-After: 1` and `0
 Table 7 (benches/query_bench.py): analysts' queries over a year of history as written, against the
 same rows in one file and in DuckDB's month layout, and that year's backfill.
 
+Table 8 (benches/delta_bench.py): that year's backfill as Delta tables against Parquet, and the
+nightly runs on the Delta history, with and without a new column.
+
 Then the targets, PASS/FAIL each. The exit status is 0 whatever the verdicts (a measurement, not a
 test); it is non-zero only when the benchmark itself cannot run. The tables and verdicts also go
 to `target/bench-results.md`. `--quick` runs a tiny version in seconds (a smoke test: its verdicts
@@ -63,6 +66,7 @@ import threading
 import time
 from pathlib import Path
 
+import delta_bench
 import query_bench
 import scope_bench
 
@@ -953,6 +957,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run only the many-campaigns (--scope) and throttling tables")
     p.add_argument("--skip-queries", action="store_true", help="leave out the query table")
     p.add_argument("--only-queries", action="store_true", help="run only the query table")
+    p.add_argument("--skip-delta", action="store_true", help="leave out the Delta table")
+    p.add_argument("--only-delta", action="store_true", help="run only the Delta table")
     p.add_argument("--timeout", type=float, default=3600, help="seconds any one measured process may take")
     p.add_argument("--work-dir", type=Path, default=REPO / "target/bench", help="scratch space (emptied first)")
     p.add_argument("--results", type=Path, default=REPO / "target/bench-results.md")
@@ -1031,6 +1037,9 @@ def main(argv: list[str]) -> int:
     if args.only_queries:
         queries = query_bench.run_queries(me, work, args.timeout, args.quick)
         return only("queries", query_bench.tables(queries), query_bench.verdicts(me, queries))
+    if args.only_delta:
+        delta = delta_bench.run_delta(me, work, args.timeout, args.quick)
+        return only("Delta tables", delta_bench.tables(delta), delta_bench.verdicts(me, delta))
     if args.only_scopes:
         many = scope_bench.run_many_campaigns(me, work, args.timeout, args.quick)
         runs = (*many, [(ra, scope_bench.run_throttling(me, work, args.timeout, ra)) for ra in (1, 0)])
@@ -1159,6 +1168,11 @@ def main(argv: list[str]) -> int:
     if not args.skip_queries:
         say("queries: a year of history, then DuckDB and Polars over three layouts")
         queries = query_bench.run_queries(me, work, args.timeout, args.quick)
+    # ---- table 8: Delta tables -------------------------------------------------------------
+    delta = None
+    if not args.skip_delta:
+        say("Delta: a year of history as Parquet and as Delta, then nightly runs on the Delta history")
+        delta = delta_bench.run_delta(me, work, args.timeout, args.quick)
     load_end = load()
 
     # ---- report ---------------------------------------------------------------------------
@@ -1267,8 +1281,12 @@ def main(argv: list[str]) -> int:
     if queries:
         lines += query_bench.tables(queries)
         query_verdicts = query_bench.verdicts(me, queries)
+    delta_verdicts = []
+    if delta:
+        lines += delta_bench.tables(delta)
+        delta_verdicts = delta_bench.verdicts(me, delta)
     lines += ["## Targets", "", *verdicts(cube, baseline, duck, doubled, targets_latency, duck_same_layout, nightly),
-              *snapshot_verdicts, *scope_verdicts, *query_verdicts, ""]
+              *snapshot_verdicts, *scope_verdicts, *query_verdicts, *delta_verdicts, ""]
     text = "\n".join(lines)
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)
