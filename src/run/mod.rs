@@ -63,6 +63,8 @@ pub(crate) enum RunError {
     },
     #[error("{0}")]
     Delta(#[source] crate::sink::delta::DeltaError),
+    #[error("{table} is a Delta table, whose earlier versions keep the values of its files: new --drop-columns/--hash-columns settings cannot be applied to it; give the same settings as before, or extract into a new --dest")]
+    DeltaPolicyChanged { table: &'static str },
     #[error("{0}; give the same --drop-columns/--hash-columns (and key) as before, or add --rewrite to rewrite the existing files under the new settings")]
     PolicyChanged(String),
     #[error("this Cube account does not serve {table} ({url} answered 404 Not Found for page 1 of {listing}); leave {table} out, or check --base-url")]
@@ -329,6 +331,7 @@ async fn execute(
         // Uploads of partitions (or rewrites) a signal abandoned are being aborted: wait for
         // that before the process exits.
         run.dest.settle_aborts().await;
+        report.files_rewritten += run.publisher.rewritten();
         report.storage_retries = run.dest.storage_retries();
         report.schema_changes = run.into_changes();
     }

@@ -538,9 +538,16 @@ pub(super) async fn plan(
             existed,
         )?)
         .in_format(adopt_format(&mut schema, &dataset, settings, existed)?);
-    let publisher = publisher(&dest, &paths, &dataset, &schema).await?;
     let policy_changed = adopt_policy(&mut schema, settings, existed)?;
+    if policy_changed && paths.is_delta() {
+        // Earlier versions would keep the values in the clear: a Delta table's old files stay
+        // readable by time travel until vacuumed.
+        return Err(RunError::DeltaPolicyChanged {
+            table: dataset.name,
+        });
+    }
     adopt_history(&mut schema, &dataset, settings, existed)?;
+    let publisher = publisher(&dest, &paths, &dataset, &schema).await?;
     let ledger = Ledger::new(&dest, &paths);
     // Only `--resume` needs to know what is committed: a nightly run over years of history
     // lists no ledger before its first page.

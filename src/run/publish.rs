@@ -89,6 +89,14 @@ impl Publisher {
         }))
     }
 
+    /// Files rewritten to widen the table (a Parquet table's rewrites are reconcile's).
+    pub(crate) fn rewritten(&self) -> usize {
+        match self {
+            Publisher::Files => 0,
+            Publisher::Delta(log) => log.rewritten(),
+        }
+    }
+
     /// The partitions whose commit another writer's took the place of, to publish again
     /// (none for Parquet tables, whose placements cannot be lost).
     pub(crate) async fn lost(&self, dest: &Destination) -> Result<Vec<Lost>, StoreError> {

@@ -186,6 +186,8 @@ struct Inner {
     keys: Vec<&'static str>,
     /// This writer's application id in `txn` actions: what tells its commits from others'.
     app_id: String,
+    /// Files this writer rewrote to widen the table, in commits that are in the log.
+    rewritten: std::sync::atomic::AtomicUsize,
     /// The version of this writer's next `txn` action: one per commit attempted.
     next_txn: std::sync::atomic::AtomicI64,
     made: Mutex<Vec<Made>>,
@@ -219,6 +221,7 @@ impl DeltaLog {
                 keys,
                 app_id,
                 next_txn: std::sync::atomic::AtomicI64::new(1),
+                rewritten: std::sync::atomic::AtomicUsize::new(0),
                 made: Mutex::new(Vec::new()),
             }),
         })
@@ -283,6 +286,13 @@ impl DeltaLog {
         let columns = columns.clone();
         self.call(move |inner| inner.widen(rewritten, &columns))
             .await
+    }
+
+    /// Files this writer rewrote to widen the table (for the report).
+    pub(crate) fn rewritten(&self) -> usize {
+        self.inner
+            .rewritten
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The files the latest version reads, with the version; `None` when there is no table.
@@ -653,7 +663,11 @@ impl Inner {
             txn.add_files(self.added(&state, values, file)?);
         }
         match txn.commit(engine).map_err(|e| self.failed(e))? {
-            CommitResult::Committed(committed) => Ok(committed.commit_version()),
+            CommitResult::Committed(committed) => {
+                self.rewritten
+                    .fetch_add(rewritten.len(), std::sync::atomic::Ordering::Relaxed);
+                Ok(committed.commit_version())
+            }
             CommitResult::Conflicted(_) | CommitResult::Retryable(_) => Err(DeltaError::Moved {
                 table: self.table.clone(),
                 path: self.table.clone(),

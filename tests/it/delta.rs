@@ -548,52 +548,55 @@ fn vacuum_deletes_exactly_the_unreferenced_files_past_retention() {
     assert_exact_delta(&ws.dest(), &cfg, &[101], "2019-08-01", "2019-08-03");
 }
 
-/// `sync` into Delta tables gives every table the rows `sync` into Parquet gives it.
+/// `sync` into Delta tables gives every table the rows `sync` into Parquet gives it, with and
+/// without `--keep-history` (whose snapshots keep their day as a partition column).
 #[test]
 fn every_table_in_delta_holds_the_rows_of_its_parquet_twin() {
     let sim = cube_sim::start(SimConfig::default());
-    let (delta, parquet) = (Workspace::new(), Workspace::new());
-    let args = [
-        "--all-campaigns",
-        "--from",
-        "2019-07-30",
-        "--to",
-        "2019-08-02",
-    ];
-    let d = delta.extract_with(
-        "sync",
-        &sim,
-        &[
-            &["--table-format", "delta", "--partitioning", "month"][..],
-            &args,
-        ]
-        .concat(),
-        &[],
-    );
-    d.assert_code(0);
-    let p = parquet.extract_with(
-        "sync",
-        &sim,
-        &[&["--partitioning", "month"][..], &args].concat(),
-        &[],
-    );
-    p.assert_code(0);
-    for table in [
-        "call_outcomes",
-        "product_registrations",
-        "customers",
-        "customer_status",
-        "campaigns",
-        "crm_custom_fields",
-    ] {
-        let root = delta.dest().join(table);
-        let log = read_log(&root);
-        let delta_rows = rows_of(log.files.keys().map(|f| root.join(f)));
-        let parquet_rows = rows_of(all_files(&parquet.dest().join(table)));
-        assert!(!delta_rows.is_empty(), "{table} has rows");
-        assert_eq!(delta_rows.len(), parquet_rows.len(), "{table}");
-        let differ = delta_rows.iter().zip(&parquet_rows).find(|(d, p)| d != p);
-        assert!(differ.is_none(), "{table}: {differ:#?}");
+    for keep_history in [false, true] {
+        let (delta, parquet) = (Workspace::new(), Workspace::new());
+        let mut args = vec!["--all-campaigns", "--from", "2019-07-30", "--to", "2019-08-02"];
+        if keep_history {
+            args.push("--keep-history");
+        }
+        let d = delta.extract_with(
+            "sync",
+            &sim,
+            &[&["--table-format", "delta", "--partitioning", "month"][..], &args].concat(),
+            &[],
+        );
+        d.assert_code(0);
+        let p = parquet.extract_with(
+            "sync",
+            &sim,
+            &[&["--partitioning", "month"][..], &args].concat(),
+            &[],
+        );
+        p.assert_code(0);
+        for table in [
+            "call_outcomes",
+            "product_registrations",
+            "customers",
+            "customer_status",
+            "campaigns",
+            "crm_custom_fields",
+        ] {
+            let root = delta.dest().join(table);
+            let log = read_log(&root);
+            let delta_rows = rows_of(log.files.keys().map(|f| root.join(f)));
+            let parquet_rows = rows_of(all_files(&parquet.dest().join(table)));
+            assert!(!delta_rows.is_empty(), "{table} has rows");
+            assert_eq!(delta_rows.len(), parquet_rows.len(), "{table}");
+            let differ = delta_rows.iter().zip(&parquet_rows).find(|(d, p)| d != p);
+            assert!(differ.is_none(), "{table}: {differ:#?}");
+            let kept = log
+                .files
+                .values()
+                .all(|values| values.contains_key("snapshot_date"));
+            if ["customers", "customer_status"].contains(&table) {
+                assert_eq!(kept, keep_history, "{table}: snapshot_date is a partition column");
+            }
+        }
     }
 }
 
