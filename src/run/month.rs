@@ -106,6 +106,19 @@ pub(crate) enum Cause {
     Reconcile,
 }
 
+impl<'a> MonthWriter<'a> {
+    /// The month writer of a run's table.
+    pub(crate) fn of(run: &'a Run) -> MonthWriter<'a> {
+        MonthWriter {
+            dest: &run.dest,
+            paths: &run.paths,
+            policy: &run.policy,
+            cpu: &run.cpu,
+            publisher: &run.publisher,
+        }
+    }
+}
+
 impl MonthWriter<'_> {
     fn publishing(&self) -> Publishing<'_> {
         Publishing {
@@ -445,13 +458,7 @@ pub(crate) async fn settle(
     if days.is_empty() || shutdown.received().is_some() {
         return settled;
     }
-    let writer = MonthWriter {
-        dest: &run.dest,
-        paths: &run.paths,
-        policy: &run.policy,
-        cpu: &run.cpu,
-        publisher: &run.publisher,
-    };
+    let writer = MonthWriter::of(run);
     let failed = |mut days: Vec<Done>, error: String| {
         days.iter_mut().for_each(|d| {
             d.report.status = PartitionStatus::Failed;

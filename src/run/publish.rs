@@ -124,14 +124,9 @@ pub(crate) async fn republish_lost(run: &Run) -> Result<(), PartitionError> {
             let target = run.target().await;
             match run.paths.month_of_partition(&partition) {
                 Some(month) => {
-                    let writer = MonthWriter {
-                        dest: &run.dest,
-                        paths: &run.paths,
-                        policy: &run.policy,
-                        cpu: &run.cpu,
-                        publisher: &run.publisher,
-                    };
-                    writer.publish(month, &target, Cause::DaysWritten).await?;
+                    MonthWriter::of(run)
+                        .publish(month, &target, Cause::DaysWritten)
+                        .await?;
                 }
                 None => {
                     run.publisher

@@ -439,27 +439,7 @@ fn a_killed_delta_run_leaves_a_readable_version_and_resume_ends_exact(backend: B
             &range,
         ]
         .concat();
-        let mut child = bin_command(&args, &ws.env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-        let mut ended = 0;
-        for line in lines {
-            let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if event["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("partition "))
-            {
-                ended += 1;
-                if ended == kill_after {
-                    break;
-                }
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        kill_after_partitions(&args, &ws.env(), kill_after);
         let view = ws.view();
         if view.join("call_outcomes/_delta_log").exists() {
             // The latest version reads whole: every file it names is there and decodes.
@@ -555,14 +535,24 @@ fn every_table_in_delta_holds_the_rows_of_its_parquet_twin() {
     let sim = cube_sim::start(SimConfig::default());
     for keep_history in [false, true] {
         let (delta, parquet) = (Workspace::new(), Workspace::new());
-        let mut args = vec!["--all-campaigns", "--from", "2019-07-30", "--to", "2019-08-02"];
+        let mut args = vec![
+            "--all-campaigns",
+            "--from",
+            "2019-07-30",
+            "--to",
+            "2019-08-02",
+        ];
         if keep_history {
             args.push("--keep-history");
         }
         let d = delta.extract_with(
             "sync",
             &sim,
-            &[&["--table-format", "delta", "--partitioning", "month"][..], &args].concat(),
+            &[
+                &["--table-format", "delta", "--partitioning", "month"][..],
+                &args,
+            ]
+            .concat(),
             &[],
         );
         d.assert_code(0);
@@ -594,7 +584,10 @@ fn every_table_in_delta_holds_the_rows_of_its_parquet_twin() {
                 .values()
                 .all(|values| values.contains_key("snapshot_date"));
             if ["customers", "customer_status"].contains(&table) {
-                assert_eq!(kept, keep_history, "{table}: snapshot_date is a partition column");
+                assert_eq!(
+                    kept, keep_history,
+                    "{table}: snapshot_date is a partition column"
+                );
             }
         }
     }
@@ -696,15 +689,4 @@ fn bad_delta_input_exits_2_and_changes_nothing() {
         &[&["--table-format", "delta"][..], &day].concat(),
         &["cannot be read", "_delta_log"],
     );
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    all_files(dir)
-        .into_iter()
-        .map(|f| {
-            let bytes = std::fs::read(&f).unwrap();
-            (f, bytes)
-        })
-        .collect()
 }

@@ -358,27 +358,7 @@ fn a_killed_month_run_leaves_whole_files_and_resume_ends_exact(backend: Backend)
             "--dest",
             &dest,
         ];
-        let mut child = bin_command(&args, &ws.env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-        let mut ended = 0;
-        for line in lines {
-            let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if event["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("partition "))
-            {
-                ended += 1;
-                if ended == kill_after {
-                    break;
-                }
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        kill_after_partitions(&args, &ws.env(), kill_after);
         let view = ws.view();
         if view.join("call_outcomes").exists() {
             // Whole files only: every month file reads, its rows in day order.
@@ -551,17 +531,6 @@ fn asking_a_table_for_the_other_partitioning_exits_2_and_changes_nothing() {
     let after = snapshot_files(&ws.dest());
     // The report of the refused run is written outside the destination.
     assert_eq!(before, after, "no byte changed");
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    all_files(dir)
-        .into_iter()
-        .map(|f| {
-            let bytes = std::fs::read(&f).unwrap();
-            (f, bytes)
-        })
-        .collect()
 }
 
 /// `status --json` of the workspace's destination, and its exit code.

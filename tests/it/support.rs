@@ -641,3 +641,40 @@ pub fn assert_exact_table(view: &Path, cfg: &SimConfig, campaigns: &[u64], from:
     let expected = expected_rows(cfg, campaigns, &days(from, to), &data.schema_json);
     assert_rows(&data.rows, &expected);
 }
+
+/// Every file under `dir` with its bytes.
+pub fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    all_files(dir)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(&f).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+/// Runs `cube-extract` with `args` (which must include `--log-format json`) and kills it with
+/// SIGKILL once `partitions` partitions have ended (or when it ends first).
+pub fn kill_after_partitions(args: &[&str], env: &[(String, String)], partitions: usize) {
+    let mut child = bin_command(args, env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut ended = 0;
+    for line in lines {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("partition "))
+        {
+            ended += 1;
+            if ended == partitions {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
