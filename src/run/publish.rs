@@ -115,9 +115,15 @@ const MAX_ROUNDS: usize = 8;
 /// committed again as it was could replace a newer one holding a day added since); a day or
 /// a snapshot is its own file, committed again.
 pub(crate) async fn republish_lost(run: &Run) -> Result<(), PartitionError> {
+    let Publisher::Delta(log) = &run.publisher else {
+        return Ok(());
+    };
     for _ in 0..MAX_ROUNDS {
         let lost = run.publisher.lost(&run.dest).await?;
         if lost.is_empty() {
+            let target = run.target().await;
+            log.ensure_columns(&run.publishing().columns(&target))
+                .await?;
             return Ok(());
         }
         for Lost { partition, file } in lost {

@@ -288,6 +288,14 @@ impl DeltaLog {
             .await
     }
 
+    /// Adds to the table's schema any of `columns` it lacks, in a commit of its own (metadata
+    /// only). On a store whose create-if-absent is a check then a put, another writer's first
+    /// version can replace this one's, and with it columns this writer's files hold.
+    pub(crate) async fn ensure_columns(&self, columns: &Schema) -> Result<(), DeltaError> {
+        let columns = columns.clone();
+        self.call(move |inner| inner.ensure_columns(&columns)).await
+    }
+
     /// Files this writer rewrote to widen the table (for the report).
     pub(crate) fn rewritten(&self) -> usize {
         self.inner
@@ -458,9 +466,12 @@ impl Inner {
         if !self.keys.is_empty() {
             builder = builder.with_data_layout(DataLayout::partitioned(self.keys.clone()));
         }
-        let txn = builder
-            .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
-            .map_err(|e| self.failed(e))?;
+        let txn = match builder.build(self.engine.as_ref(), Box::new(FileSystemCommitter::new())) {
+            Ok(txn) => txn,
+            // Another writer created it since this one looked.
+            Err(KernelError::TableAlreadyExistsAtPath(_)) => return Ok(()),
+            Err(e) => return Err(self.failed(e)),
+        };
         match txn
             .commit(self.engine.as_ref())
             .map_err(|e| self.failed(e))?
@@ -673,6 +684,37 @@ impl Inner {
                 path: self.table.clone(),
             }),
         }
+    }
+
+    fn ensure_columns(&self, columns: &Schema) -> Result<(), DeltaError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(snapshot) = self.latest()? else {
+                return Ok(());
+            };
+            // A column of another type is a widening's business, met by the next commit.
+            let (missing, _) = self.compare(&snapshot, columns)?;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let mut builder =
+                snapshot.update_table(UpdateTableOperation::AlterTable, ENGINE_INFO, false);
+            for field in missing {
+                builder = builder.add_column(field);
+            }
+            let txn = builder
+                .build(self.engine.as_ref(), Box::new(FileSystemCommitter::new()))
+                .map_err(|e| self.unsupported("write", e))?;
+            if let CommitResult::Committed(_) = txn
+                .commit(self.engine.as_ref())
+                .map_err(|e| self.failed(e))?
+            {
+                continue; // checked again: a commit on moto can still be lost
+            }
+        }
+        Err(DeltaError::Contended {
+            dir: self.table.clone(),
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     /// The partition values of a data file, from its Hive folders.
