@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::sink::delta::DeltaLog;
 use crate::sink::{Committed, Destination, Ledger, LedgerRecord, Paths, StoreError};
 use crate::unit::{Scope, Unit};
 
@@ -64,7 +65,14 @@ impl Inventory {
     /// Lists the ledger once and reads every entry.
     pub(crate) async fn load(dest: &Destination, paths: &Paths) -> Result<Inventory, StoreError> {
         let ledger = Ledger::new(dest, paths);
-        let committed: Vec<(Unit, Committed)> = ledger.load().await?.into_iter().collect();
+        let mut committed = ledger.load().await?;
+        if paths.is_delta() {
+            committed = DeltaLog::for_reading(dest, &paths.table_root())
+                .map_err(|e| StoreError::Delta(Box::new(e)))?
+                .confirm(dest, paths, committed)
+                .await?;
+        }
+        let committed: Vec<(Unit, Committed)> = committed.into_iter().collect();
         let read: Vec<(Unit, u64, Option<LedgerRecord>)> =
             futures::stream::iter(committed.iter().map(|(unit, c)| {
                 let ledger = &ledger;

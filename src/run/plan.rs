@@ -551,10 +551,16 @@ pub(super) async fn plan(
     let ledger = Ledger::new(&dest, &paths);
     // Only `--resume` needs to know what is committed: a nightly run over years of history
     // lists no ledger before its first page.
-    let committed = match settings.resume {
+    let mut committed = match settings.resume {
         true => ledger.load().await.map_err(RunError::StateWrite)?,
         false => BTreeMap::new(),
     };
+    if let (Publisher::Delta(log), false) = (&publisher, committed.is_empty()) {
+        committed = log
+            .confirm(&dest, &paths, committed)
+            .await
+            .map_err(RunError::State)?;
+    }
     let units = units(&dataset, context, settings, schema.keep_history);
     let mut skipped = Vec::new();
     let todo = partitions(&ledger, &dataset, settings, units, &committed, &mut skipped).await?;

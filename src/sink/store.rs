@@ -134,6 +134,8 @@ pub enum StoreError {
     Contended { path: String, attempts: usize },
     #[error("{0}")]
     Setting(#[from] store_http::BadSetting),
+    #[error("{0}")]
+    Delta(Box<super::delta::DeltaError>),
     #[error("{dest}/{path} is not a valid dataset schema ({source}); restore it from a backup or extract into a new --dest")]
     BadSchema {
         dest: String,
@@ -395,6 +397,18 @@ impl Destination {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.io("reading", path, e)),
         }
+    }
+
+    /// Bytes `range` of the object at `path`.
+    pub async fn get_range(
+        &self,
+        path: &Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.store
+            .get_range(path, range)
+            .await
+            .map_err(|e| self.io("reading", path, e))
     }
 
     /// Writes tool state (under `_cube_extract/`), replacing what was there.

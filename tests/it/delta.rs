@@ -690,3 +690,76 @@ fn bad_delta_input_exits_2_and_changes_nothing() {
         &["cannot be read", "_delta_log"],
     );
 }
+
+/// The log, not the ledger, says which days are held: when the version that added a month is
+/// gone (a commit lost on a store whose create-if-absent is a check then a put), `status` counts
+/// its days missing and `--resume` fetches them again.
+#[test]
+fn status_and_resume_believe_the_log_over_the_ledger() {
+    let cfg = SimConfig::default();
+    let sim = cube_sim::start(cfg.clone());
+    let ws = Workspace::new();
+    let dest = ws.dest_arg();
+    delta_extract(
+        &ws,
+        &sim,
+        &[
+            "--campaign",
+            "101",
+            "--from",
+            "2019-07-30",
+            "--to",
+            "2019-08-02",
+        ],
+    )
+    .assert_code(0);
+    let expect = ["--expect-from", "2019-07-30", "--expect-to", "2019-08-02"];
+    let status = |ws: &Workspace| {
+        let out = run_bin(&[&["status", "--dest", &dest, "--json"][..], &expect].concat());
+        (
+            out.code,
+            serde_json::from_str::<Value>(&out.stdout).unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(status(&ws).0, 0);
+    // The latest version (the second month's commit) is lost.
+    let table = ws.dest().join("call_outcomes");
+    let log = read_log(&table);
+    let last = table.join(format!("_delta_log/{:020}.json", log.version));
+    let lost: Vec<String> = log
+        .commits
+        .last()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.get("add"))
+        .map(|a| a["partitionValues"]["month"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(lost.len(), 1);
+    std::fs::remove_file(last).unwrap();
+    let (code, json) = status(&ws);
+    assert_eq!(code, 1, "days the log lacks are not complete: {json}");
+    let resumed = delta_extract(
+        &ws,
+        &sim,
+        &[
+            &["--campaign", "101", "--resume"][..],
+            &["--from", "2019-07-30", "--to", "2019-08-02"],
+        ]
+        .concat(),
+    );
+    resumed.assert_code(0);
+    let fetched: BTreeSet<String> = resumed.report()["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "committed")
+        .map(|p| p["date"].as_str().unwrap()[..7].to_owned())
+        .collect();
+    assert_eq!(
+        fetched,
+        lost.into_iter().collect(),
+        "only the lost month's days are fetched again"
+    );
+    assert_eq!(status(&ws).0, 0);
+    assert_exact_delta(&ws.dest(), &cfg, &[101], "2019-07-30", "2019-08-02");
+}
