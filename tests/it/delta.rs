@@ -714,14 +714,14 @@ fn status_and_resume_believe_the_log_over_the_ledger() {
     )
     .assert_code(0);
     let expect = ["--expect-from", "2019-07-30", "--expect-to", "2019-08-02"];
-    let status = |ws: &Workspace| {
+    let status = || {
         let out = run_bin(&[&["status", "--dest", &dest, "--json"][..], &expect].concat());
         (
             out.code,
             serde_json::from_str::<Value>(&out.stdout).unwrap_or(Value::Null),
         )
     };
-    assert_eq!(status(&ws).0, 0);
+    assert_eq!(status().0, 0);
     // The latest version (the second month's commit) is lost.
     let table = ws.dest().join("call_outcomes");
     let log = read_log(&table);
@@ -736,7 +736,7 @@ fn status_and_resume_believe_the_log_over_the_ledger() {
         .collect();
     assert_eq!(lost.len(), 1);
     std::fs::remove_file(last).unwrap();
-    let (code, json) = status(&ws);
+    let (code, json) = status();
     assert_eq!(code, 1, "days the log lacks are not complete: {json}");
     let resumed = delta_extract(
         &ws,
@@ -760,6 +760,6 @@ fn status_and_resume_believe_the_log_over_the_ledger() {
         lost.into_iter().collect(),
         "only the lost month's days are fetched again"
     );
-    assert_eq!(status(&ws).0, 0);
+    assert_eq!(status().0, 0);
     assert_exact_delta(&ws.dest(), &cfg, &[101], "2019-07-30", "2019-08-02");
 }
