@@ -605,6 +605,14 @@ impl Inner {
                     continue;
                 }
             };
+            // An attempt that failed to hear back may have committed: its file, named once, is
+            // then in the table, and committing it again would add it twice.
+            if let (Some(file), true) = (&file, attempt > 1) {
+                let ours = self.relative_file(&file.path);
+                if !self.files_matching(&snapshot, |p| p == ours)?.is_empty() {
+                    return Ok(snapshot.version());
+                }
+            }
             let txn_version = self
                 .next_txn
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

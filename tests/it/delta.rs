@@ -303,20 +303,20 @@ fn four_writers_commit_through_the_log_and_lose_no_day(backend: Backend) {
 
 on_every_backend!(
     a_delta_table_holds_exactly_what_the_api_serves,
+    a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit,
     four_writers_commit_through_the_log_and_lose_no_day,
     a_killed_delta_run_leaves_a_readable_version_and_resume_ends_exact,
 );
 
 /// Columns the API adds are added by the commit that first holds them, no file rewritten; a
 /// column widened later replaces every file that holds it, with the new schema, in one commit.
-#[test]
-fn a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit() {
+fn a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit(backend: Backend) {
     let cfg = SimConfig {
         new_column_from: Some(day("2019-08-03")),
         ..drifting()
     };
     let sim = cube_sim::start(cfg.clone());
-    let ws = Workspace::new();
+    let ws = Workspace::on(backend);
     // Before the drift (from the 15th) and the new column.
     delta_extract(
         &ws,
@@ -331,11 +331,11 @@ fn a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit() {
         ],
     )
     .assert_code(0);
-    let before = read_log(&ws.dest().join("call_outcomes"));
+    let before = read_log(&ws.view().join("call_outcomes"));
     // The new column, in the same months.
     let added = delta_extract(&ws, &sim, &["--campaign", "101", "--from", "2019-08-03"]);
     added.assert_code(0);
-    let log = read_log(&ws.dest().join("call_outcomes"));
+    let log = read_log(&ws.view().join("call_outcomes"));
     let commit = &log.commits[before.commits.len()..];
     assert_eq!(commit.len(), 1, "one commit for the day and its column");
     let actions = &commit[0];
@@ -343,8 +343,9 @@ fn a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit() {
     assert_eq!(actions.iter().filter(|a| a.get("add").is_some()).count(), 1);
     assert_eq!(added.report()["files_rewritten"], 0);
     // The files of campaign 102 were not touched, and read the new column as null.
-    let (_, rows) = read_delta(&ws.dest());
-    let schema = schema_json(&ws.dest());
+    let view = ws.view();
+    let (_, rows) = read_delta(&view);
+    let schema = schema_json(&view);
     let mut expected = expected_rows(&cfg, &[101], &days("2019-08-01", "2019-08-03"), &schema);
     expected.extend(expected_rows(
         &cfg,
@@ -361,7 +362,7 @@ fn a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit() {
         &["--campaign", "101,102", "--from", "2019-08-16"],
     );
     wide.assert_code(0);
-    let log = read_log(&ws.dest().join("call_outcomes"));
+    let log = read_log(&ws.view().join("call_outcomes"));
     let widening: Vec<&Vec<Value>> = log.commits[widened_before..]
         .iter()
         .filter(|c| c.iter().any(|a| a.get("metaData").is_some()))
@@ -374,8 +375,9 @@ fn a_drifting_range_adds_columns_without_rewrites_and_widens_in_one_commit() {
         removed >= 2 && removed == added,
         "{removed} removed, {added} added"
     );
-    let (_, rows) = read_delta(&ws.dest());
-    let schema = schema_json(&ws.dest());
+    let view = ws.view();
+    let (_, rows) = read_delta(&view);
+    let schema = schema_json(&view);
     let mut expected = expected_rows(&cfg, &[101], &days("2019-08-01", "2019-08-03"), &schema);
     expected.extend(expected_rows(
         &cfg,
@@ -762,4 +764,107 @@ fn status_and_resume_believe_the_log_over_the_ledger() {
     );
     assert_eq!(status().0, 0);
     assert_exact_delta(&ws.dest(), &cfg, &[101], "2019-07-30", "2019-08-02");
+}
+
+/// Call outcomes and product registrations at the CRM and account scopes, cut by month and by
+/// day, with empty days: each Delta table holds the rows of its Parquet twin, partitioned by its
+/// scope's keys.
+#[test]
+fn every_scope_and_partitioning_in_delta_holds_the_rows_of_its_parquet_twin() {
+    let sim = cube_sim::start(SimConfig {
+        quirks: Quirks {
+            empty_days: true,
+            new_keys: true,
+            ..Quirks::default()
+        },
+        page_size: 40,
+        ..SimConfig::default()
+    });
+    for (scope, keys) in [
+        ("crm", &["data_owner_id", "crm_type"][..]),
+        ("account", &[][..]),
+    ] {
+        for partitioning in ["month", "day"] {
+            let (delta, parquet) = (Workspace::new(), Workspace::new());
+            for (command, table) in [
+                ("call-outcomes", "call_outcomes"),
+                ("product-registrations", "product_registrations"),
+            ] {
+                let mut args = vec![
+                    "--scope",
+                    scope,
+                    "--partitioning",
+                    partitioning,
+                    "--from",
+                    "2019-07-30",
+                    "--to",
+                    "2019-08-02",
+                    "-q",
+                ];
+                if scope == "crm" {
+                    args.push("--all-campaigns");
+                }
+                let with_delta = [&["--table-format", "delta"][..], &args].concat();
+                delta
+                    .extract_with(command, &sim, &with_delta, &[])
+                    .assert_code(0);
+                parquet
+                    .extract_with(command, &sim, &args, &[])
+                    .assert_code(0);
+                let root = delta.dest().join(table);
+                let log = read_log(&root);
+                let delta_rows = rows_of(log.files.keys().map(|f| root.join(f)));
+                let parquet_rows = rows_of(all_files(&parquet.dest().join(table)));
+                let what = format!("{table} --scope {scope} --partitioning {partitioning}");
+                assert!(!delta_rows.is_empty(), "{what}");
+                assert_eq!(delta_rows, parquet_rows, "{what}");
+                let day_key = if partitioning == "month" {
+                    "month"
+                } else {
+                    "date"
+                };
+                let want: Vec<&str> = keys.iter().copied().chain([day_key]).collect();
+                for values in log.files.values() {
+                    assert_eq!(
+                        values.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+                        want.iter().copied().collect(),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A year of one campaign is a commit per month: a checkpoint is written at version 10, and
+/// the tool's own reads of the table (`status`) go through it.
+#[test]
+fn a_checkpoint_is_written_every_ten_versions() {
+    let cfg = SimConfig {
+        rows_per_day: 4,
+        ..SimConfig::default()
+    };
+    let sim = cube_sim::start(cfg.clone());
+    let ws = Workspace::new();
+    let range = ["--from", "2019-01-01", "--to", "2019-12-31"];
+    delta_extract(&ws, &sim, &[&["--campaign", "101"][..], &range].concat()).assert_code(0);
+    let log_dir = ws.dest().join("call_outcomes/_delta_log");
+    assert!(log_dir
+        .join("00000000000000000010.checkpoint.parquet")
+        .exists());
+    let last: Value =
+        serde_json::from_slice(&std::fs::read(log_dir.join("_last_checkpoint")).unwrap()).unwrap();
+    assert_eq!(last["version"], 10);
+    assert_exact_delta(&ws.dest(), &cfg, &[101], "2019-01-01", "2019-12-31");
+    let dest = ws.dest_arg();
+    let status = run_bin(&[
+        "status",
+        "--dest",
+        &dest,
+        "--expect-from",
+        "2019-01-01",
+        "--expect-to",
+        "2019-12-31",
+    ]);
+    status.assert_code(0);
 }
