@@ -32,11 +32,22 @@ pub(super) fn run(args: &SchemaArgs) -> Outcome {
 /// The text to print.
 async fn text(args: &SchemaArgs, dataset: Dataset) -> Result<String, ReadError> {
     let store = StoreSettings::resolve(&args.dest)?;
-    let schema = open_dataset(&store, dataset).await?.schema;
+    let held = open_dataset(&store, dataset).await?;
+    let schema = held.schema;
     Ok(if args.json {
         schema.to_json()
     } else if let Some(name) = &args.duckdb_view {
-        view::duckdb_view(&schema, name, &table_glob(&store.dest, dataset))
+        // A Delta table's folder also holds files of earlier versions: only its log says
+        // which to read.
+        let (glob, table) = (
+            table_glob(&store.dest, dataset),
+            format!("{}/{}", store.dest.display(), dataset.name),
+        );
+        let source = match held.paths.is_delta() {
+            true => view::ViewSource::Delta(&table),
+            false => view::ViewSource::Files(&glob),
+        };
+        view::duckdb_view(&schema, name, source)
     } else {
         view::table(&schema)
     })

@@ -57,7 +57,15 @@ pub(crate) fn table(schema: &DatasetSchema) -> String {
 /// A `CREATE OR REPLACE VIEW` selecting every column of the files, each labelled custom column
 /// under its label. A label that would clash (ignoring case, as DuckDB does) with another output
 /// name becomes `label (column)`; the partition columns come last.
-pub(crate) fn duckdb_view(schema: &DatasetSchema, view: &str, glob: &str) -> String {
+/// Where a view reads a table from.
+pub(crate) enum ViewSource<'a> {
+    /// Every Parquet file under a glob, with Hive partitioning.
+    Files(&'a str),
+    /// A Delta table's folder, through DuckDB's `delta` extension (`delta_scan`).
+    Delta(&'a str),
+}
+
+pub(crate) fn duckdb_view(schema: &DatasetSchema, view: &str, source: ViewSource<'_>) -> String {
     let in_files: Vec<_> = schema
         .columns()
         .iter()
@@ -87,11 +95,16 @@ pub(crate) fn duckdb_view(schema: &DatasetSchema, view: &str, glob: &str) -> Str
         }
     }
     select.extend(schema.path_columns().iter().map(|c| ident(c)));
+    let from = match source {
+        ViewSource::Files(glob) => {
+            format!("read_parquet({}, hive_partitioning = true)", literal(glob))
+        }
+        ViewSource::Delta(table) => format!("delta_scan({})", literal(table)),
+    };
     format!(
-        "CREATE OR REPLACE VIEW {} AS\nSELECT\n  {}\nFROM read_parquet({}, hive_partitioning = true);\n",
+        "CREATE OR REPLACE VIEW {} AS\nSELECT\n  {}\nFROM {from};\n",
         ident(view),
         select.join(",\n  "),
-        literal(glob)
     )
 }
 
@@ -135,11 +148,24 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_view_reads_through_delta_scan() {
+        let sql = duckdb_view(
+            &schema_with_labels(),
+            "calls",
+            ViewSource::Delta("s3://b/it's/call_outcomes"),
+        );
+        assert!(
+            sql.ends_with("FROM delta_scan('s3://b/it''s/call_outcomes');\n"),
+            "{sql}"
+        );
+    }
+
+    #[test]
     fn view_aliases_labels_and_resolves_clashes() {
         let sql = duckdb_view(
             &schema_with_labels(),
             "calls",
-            "/data/it's/call_outcomes/*/*/*.parquet",
+            ViewSource::Files("/data/it's/call_outcomes/*/*/*.parquet"),
         );
         assert!(sql.starts_with("CREATE OR REPLACE VIEW \"calls\" AS\n"));
         assert!(
