@@ -108,3 +108,32 @@ def test_time_travel_gives_the_rows_of_an_earlier_version(extraction_local_delta
     assert deltalake.DeltaTable(path).version() > first.delta_version
     all_days = {d["date"] for d in dumps[TABLE]}
     assert {r.isoformat() for r in read_deltalake(path).column("date").to_pylist()} == all_days
+
+
+def test_the_duckdb_view_of_a_delta_table_reads_its_latest_version(extraction_local_delta: Extraction, dumps,
+                                                                   extract_bin, tmp_path: Path):
+    """`schema --duckdb-view` of a Delta table reads through `delta_scan`: the files of earlier
+    versions under the same folder are not read."""
+    if not DUCKDB_DELTA_PYTHON.exists():
+        pytest.fail(f"{DUCKDB_DELTA_PYTHON} is missing: run `make venv-duckdb-delta`", pytrace=False)
+    r = subprocess.run([str(extract_bin), "schema", "--dest", str(extraction_local_delta.dest), "--duckdb-view",
+                        "calls"], capture_output=True, env=local_env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, tail(r.stderr)
+    view = tmp_path / "view.sql"
+    view.write_bytes(r.stdout)
+    script = DUCKDB_SCRIPT.split("table, out =")[0] + (
+        "con.execute(open(sys.argv[1]).read())\n"
+        "print(con.sql('SELECT count(*) FROM calls').fetchone()[0])\n"
+    )
+    r = subprocess.run([str(DUCKDB_DELTA_PYTHON), "-c", script, str(view)], capture_output=True, env=local_env(),
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, tail(r.stderr)
+    files = [p for p in (extraction_local_delta.dest / TABLE).rglob("*.parquet") if "_delta_log" not in p.parts]
+    assert len(files) > len(deltalake_files(extraction_local_delta.dest / TABLE)), "earlier versions' files are there"
+    assert int(r.stdout.decode().strip()) == len(dumps[TABLE])
+
+
+def deltalake_files(table: Path) -> list[str]:
+    import deltalake
+
+    return deltalake.DeltaTable(str(table)).file_uris()
