@@ -13,13 +13,13 @@
 //! commits are serialised anyway), while the kernel's own I/O runs on a small runtime of its
 //! own, so that it never waits for a thread that is waiting for it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray, StructArray};
 use arrow_schema::{DataType as ArrowType, Field, Schema};
 use chrono::NaiveDate;
-use delta_kernel::committer::{CommitMetadata, CommitResponse, Committer, FileSystemCommitter};
+use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_conversion::TryFromArrow;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
 use delta_kernel::engine_data::FilteredEngineData;
@@ -35,13 +35,11 @@ use delta_kernel_default_engine::{build_add_file_metadata, DefaultEngine};
 use object_store::path::Path;
 use url::Url;
 
-use futures::{StreamExt, TryStreamExt};
-use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaDataReader;
+mod held;
+mod vacuum;
+mod widen;
 
-use super::parquet::DAYS_KEY;
-use super::{Committed, Destination, Ledger, Paths, StoreError};
-use crate::unit::Unit;
+use super::{Destination, StoreError};
 
 /// What the log names us as (`commitInfo.engineInfo`).
 const ENGINE_INFO: &str = concat!("cube-extract/", env!("CARGO_PKG_VERSION"));
@@ -286,86 +284,12 @@ impl DeltaLog {
             .await
     }
 
-    /// Commits, in one version, the table's schema with the types of `columns` (and any of them
-    /// it lacks), the removal of each file of `rewritten` and the addition of its copy written
-    /// under those types. `Moved` when one of the files is no longer in the table.
-    pub(crate) async fn widen(
-        &self,
-        rewritten: Vec<(Path, NewFile)>,
-        columns: &Schema,
-    ) -> Result<u64, DeltaError> {
-        let columns = columns.clone();
-        self.call(move |inner| inner.widen(rewritten, &columns))
-            .await
-    }
-
     /// Adds to the table's schema any of `columns` it lacks, in a commit of its own (metadata
     /// only). On a store whose create-if-absent is a check then a put, another writer's first
     /// version can replace this one's, and with it columns this writer's files hold.
     pub(crate) async fn ensure_columns(&self, columns: &Schema) -> Result<(), DeltaError> {
         let columns = columns.clone();
         self.call(move |inner| inner.ensure_columns(&columns)).await
-    }
-
-    /// The units (days, snapshots) whose rows the latest version holds: a day or snapshot
-    /// file's own; the days a month file was built from (`cube.days` in its footer).
-    pub(crate) async fn units_held(
-        &self,
-        dest: &Destination,
-        paths: &Paths,
-    ) -> Result<HashSet<Unit>, StoreError> {
-        let files = match self
-            .active_files()
-            .await
-            .map_err(|e| StoreError::Delta(Box::new(e)))?
-        {
-            Some((_, files)) => files,
-            None => return Ok(HashSet::new()),
-        };
-        let mut held = HashSet::new();
-        if !paths.builds_months() {
-            held.extend(files.iter().filter_map(|f| paths.unit_of(&f.path)));
-            return Ok(held);
-        }
-        let days: Vec<Option<String>> = futures::stream::iter(files)
-            .map(|f| async move { footer_days(dest, &f.path, f.bytes).await })
-            .buffer_unordered(FOOTERS_AT_ONCE)
-            .try_collect()
-            .await?;
-        for days in days.into_iter().flatten() {
-            let segments: Vec<(String, u64, String)> =
-                serde_json::from_str(&days).unwrap_or_default();
-            held.extend(
-                segments
-                    .iter()
-                    .filter_map(|(segment, _, _)| paths.unit_of(&Path::from(segment.as_str()))),
-            );
-        }
-        Ok(held)
-    }
-
-    /// `committed` (the ledger's units) less those with rows that the latest version does not
-    /// hold: the log is the record of which files hold the data, and the ledger never says
-    /// more than it. An empty day (no file) is the ledger's alone.
-    pub(crate) async fn confirm(
-        &self,
-        dest: &Destination,
-        paths: &Paths,
-        committed: BTreeMap<Unit, Committed>,
-    ) -> Result<BTreeMap<Unit, Committed>, StoreError> {
-        let held = self.units_held(dest, paths).await?;
-        let ledger = Ledger::new(dest, paths);
-        let mut confirmed = BTreeMap::new();
-        for (unit, c) in committed {
-            let keep =
-                held.contains(&unit) || ledger.read(&c).await?.is_some_and(|r| r.file.is_none());
-            if keep {
-                confirmed.insert(unit, c);
-            } else {
-                tracing::debug!(table = self.inner.table, %unit, "recorded in the ledger, not held by the Delta log: not committed");
-            }
-        }
-        Ok(confirmed)
     }
 
     /// Files this writer rewrote to widen the table (for the report).
@@ -378,47 +302,6 @@ impl DeltaLog {
     /// The files the latest version reads, with the version; `None` when there is no table.
     pub(crate) async fn active_files(&self) -> Result<Option<(u64, Vec<ActiveFile>)>, DeltaError> {
         self.call(|inner| inner.active_files()).await
-    }
-
-    /// The files under the table's folder that no version a reader may still ask for reads:
-    /// neither the latest version, nor one whose files were removed at or after `cutoff` (Unix
-    /// milliseconds), and were themselves written before it (so a file of a commit in flight
-    /// is left alone). With the number of files referenced.
-    pub(crate) async fn unreferenced(
-        &self,
-        dest: &Destination,
-        cutoff: i64,
-    ) -> Result<(Vec<object_store::ObjectMeta>, usize), DeltaError> {
-        let table = Path::from(self.inner.table.as_str());
-        let log = table.clone().join(LOG_DIR);
-        let unreadable = |e: StoreError| self.inner.unreadable(e);
-        let mut kept: std::collections::HashSet<String> = self
-            .active_files()
-            .await?
-            .map(|(_, files)| files.into_iter().map(|f| f.path.to_string()).collect())
-            .unwrap_or_default();
-        for commit in dest.list(&log).await.map_err(unreadable)? {
-            if commit.location.extension() != Some("json") {
-                continue;
-            }
-            let bytes = dest
-                .get(&commit.location)
-                .await
-                .map_err(unreadable)?
-                .unwrap_or_default();
-            for path in removed_since(&bytes, cutoff) {
-                kept.insert(format!("{table}/{path}"));
-            }
-        }
-        let listed = dest.list(&table).await.map_err(unreadable)?;
-        let referenced = kept.len();
-        let unreferenced = listed
-            .into_iter()
-            .filter(|m| !m.location.as_ref().starts_with(log.as_ref()))
-            .filter(|m| !kept.contains(m.location.as_ref()))
-            .filter(|m| m.last_modified.timestamp_millis() < cutoff)
-            .collect();
-        Ok((unreferenced, referenced))
     }
 
     /// This writer's commits that are not in the log as it made them (another writer's commit
@@ -678,94 +561,6 @@ impl Inner {
         })
     }
 
-    fn widen(&self, rewritten: Vec<(Path, NewFile)>, columns: &Schema) -> Result<u64, DeltaError> {
-        let engine = self.engine.as_ref();
-        let snapshot = self
-            .latest()?
-            .ok_or_else(|| self.unreadable("the table has no version"))?;
-        let (missing, changed) = self.compare(&snapshot, columns)?;
-        if changed.is_empty() {
-            // Another widening of this run (or another writer's) committed these types first;
-            // the files written for this one are left to `vacuum`.
-            return Ok(snapshot.version());
-        }
-        // The schema the commit declares: the table's, each changed column at its new type in
-        // its place, then the new ones.
-        let mut fields: Vec<StructField> = snapshot
-            .schema()
-            .fields()
-            .map(|f| {
-                changed
-                    .iter()
-                    .find(|c| c.name() == f.name())
-                    .cloned()
-                    .unwrap_or_else(|| f.clone())
-            })
-            .collect();
-        fields.extend(missing);
-        let schema = StructType::try_new(fields).map_err(|e| self.failed(e))?;
-        let schema_string = serde_json::to_string(&schema).map_err(|e| self.failed(e))?;
-        let txn_version = self
-            .next_txn
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Declaring a column nullable that is nullable already changes nothing, but makes the
-        // commit carry a metaData action, whose schema the committer then replaces.
-        let anchor = changed
-            .first()
-            .map(|f| f.name().clone())
-            .ok_or_else(|| self.failed("no column changed type"))?;
-        let mut txn = snapshot
-            .clone()
-            .update_table(UpdateTableOperation::Write, ENGINE_INFO, false)
-            .with_transaction_id(self.app_id.clone(), txn_version)
-            .set_nullable(delta_kernel::expressions::ColumnName::new([anchor]))
-            .build(
-                engine,
-                Box::new(SchemaReplacing {
-                    schema_string,
-                    inner: FileSystemCommitter::new(),
-                }),
-            )
-            .map_err(|e| self.unsupported("write", e))?;
-        let old: Vec<String> = rewritten
-            .iter()
-            .map(|(path, _)| self.relative_file(path))
-            .collect();
-        let removed = self.files_matching(&snapshot, |p| old.iter().any(|o| o == p))?;
-        let found: usize = removed
-            .iter()
-            .map(|r| r.selection_vector().iter().filter(|s| **s).count())
-            .sum();
-        if found != old.len() {
-            return Err(DeltaError::Moved {
-                table: self.table.clone(),
-                path: rewritten
-                    .first()
-                    .map(|(p, _)| p.to_string())
-                    .unwrap_or_default(),
-            });
-        }
-        for r in removed {
-            txn.remove_files(r);
-        }
-        let state = txn.write_state().map_err(|e| self.failed(e))?;
-        for (_, file) in &rewritten {
-            let values = self.values_of(&file.path);
-            txn.add_files(self.added(&state, values, file)?);
-        }
-        match txn.commit(engine).map_err(|e| self.failed(e))? {
-            CommitResult::Committed(committed) => {
-                self.rewritten
-                    .fetch_add(rewritten.len(), std::sync::atomic::Ordering::Relaxed);
-                Ok(committed.commit_version())
-            }
-            CommitResult::Conflicted(_) | CommitResult::Retryable(_) => Err(DeltaError::Moved {
-                table: self.table.clone(),
-                path: self.table.clone(),
-            }),
-        }
-    }
-
     fn ensure_columns(&self, columns: &Schema) -> Result<(), DeltaError> {
         for _ in 0..MAX_ATTEMPTS {
             let Some(snapshot) = self.latest()? else {
@@ -980,128 +775,6 @@ impl Inner {
     }
 }
 
-/// Commits through the file system (put-if-absent), with the schema of the commit's metaData
-/// action replaced: what makes a widening one commit. The kernel changes no column's type
-/// (it has no type change other than nullability), but the protocol lets a metaData action
-/// declare any schema; the commit that carries it also replaces every file written under the
-/// old one, so no version reads a file whose column type differs from its schema.
-struct SchemaReplacing {
-    schema_string: String,
-    inner: FileSystemCommitter,
-}
-
-impl Committer for SchemaReplacing {
-    fn commit(
-        &self,
-        engine: &dyn Engine,
-        actions: delta_kernel::KernelResultIterator<'_, FilteredEngineData>,
-        commit_metadata: CommitMetadata,
-    ) -> Result<CommitResponse, KernelError> {
-        let schema_string = self.schema_string.clone();
-        let replaced = actions.map(move |batch| replace_schema(batch?, &schema_string));
-        self.inner
-            .commit(engine, Box::new(replaced), commit_metadata)
-    }
-
-    fn is_catalog_committer(&self) -> bool {
-        false
-    }
-
-    fn publish(
-        &self,
-        engine: &dyn Engine,
-        publish_metadata: delta_kernel::committer::PublishMetadata,
-    ) -> Result<(), KernelError> {
-        self.inner.publish(engine, publish_metadata)
-    }
-}
-
-/// `batch` with the `schemaString` of each of its metaData actions replaced by `schema`.
-fn replace_schema(
-    batch: FilteredEngineData,
-    schema: &str,
-) -> Result<FilteredEngineData, KernelError> {
-    let (data, selected) = batch.into_parts();
-    let data = ArrowEngineData::try_from_engine_data(data)?;
-    let record = data.record_batch();
-    let Some(index) = record.schema().index_of("metaData").ok() else {
-        return FilteredEngineData::try_new(data, selected);
-    };
-    let metadata = record
-        .column(index)
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .ok_or_else(|| KernelError::generic("a metaData action is not a struct"))?;
-    let (fields, mut columns, nulls) = metadata.clone().into_parts();
-    let at = fields
-        .iter()
-        .position(|f| f.name() == "schemaString")
-        .ok_or_else(|| KernelError::generic("a metaData action has no schemaString"))?;
-    let strings: StringArray = (0..metadata.len())
-        .map(|i| metadata.is_valid(i).then_some(schema))
-        .collect();
-    columns[at] = Arc::new(strings);
-    let metadata = StructArray::try_new(fields, columns, nulls)
-        .map_err(|e| KernelError::generic(e.to_string()))?;
-    let mut all = record.columns().to_vec();
-    all[index] = Arc::new(metadata);
-    let record = arrow_array::RecordBatch::try_new(record.schema(), all)
-        .map_err(|e| KernelError::generic(e.to_string()))?;
-    FilteredEngineData::try_new(Box::new(ArrowEngineData::new(record)), selected)
-}
-
-/// The paths a commit file's `remove` actions removed at or after `cutoff` (Unix ms).
-fn removed_since(bytes: &[u8], cutoff: i64) -> Vec<String> {
-    bytes
-        .split(|b| *b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .filter_map(|action| {
-            let remove = action.get("remove")?;
-            let at = remove
-                .get("deletionTimestamp")?
-                .as_i64()
-                .unwrap_or(i64::MAX);
-            (at >= cutoff).then(|| remove.get("path")?.as_str().map(str::to_owned))?
-        })
-        .collect()
-}
-
-/// Footers read at once by [`DeltaLog::units_held`].
-const FOOTERS_AT_ONCE: usize = 8;
-
-/// The bytes read from a file's end to find its footer in one request, most times.
-const FOOTER_GUESS: u64 = 64 * 1024;
-
-/// The `cube.days` of the Parquet file at `path` (`size` bytes), reading only its footer.
-async fn footer_days(
-    dest: &Destination,
-    path: &Path,
-    size: u64,
-) -> Result<Option<String>, StoreError> {
-    let mut want = FOOTER_GUESS.min(size);
-    loop {
-        let tail = dest.get_range(path, size - want..size).await?;
-        let mut reader = ParquetMetaDataReader::new();
-        match reader.try_parse_sized(&tail, size) {
-            Ok(()) => {
-                let Ok(metadata) = reader.finish() else {
-                    return Ok(None);
-                };
-                return Ok(metadata
-                    .file_metadata()
-                    .key_value_metadata()
-                    .and_then(|kv| kv.iter().find(|k| k.key == DAYS_KEY))
-                    .and_then(|k| k.value.clone()));
-            }
-            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
-                want = (needed as u64).min(size);
-            }
-            // Not a file this tool wrote: it holds no day of ours.
-            Err(_) => return Ok(None),
-        }
-    }
-}
-
 /// Whether the commit file `bytes` holds the `txn` action (`app_id`, `version`).
 fn holds_txn(bytes: &[u8], app_id: &str, version: i64) -> bool {
     bytes.split(|b| *b == b'\n').any(|line| {
@@ -1139,16 +812,6 @@ mod tests {
             Scalar::String("2024-03".into())
         );
         assert_eq!(key_value("crm_type", "B2C"), Scalar::String("B2C".into()));
-    }
-
-    #[test]
-    fn removes_count_from_their_deletion_time() {
-        let log = br#"{"remove":{"path":"a=1/x.parquet","deletionTimestamp":100}}
-{"remove":{"path":"a=1/y.parquet","deletionTimestamp":300}}
-{"add":{"path":"a=1/z.parquet"}}
-"#;
-        assert_eq!(removed_since(log, 200), ["a=1/y.parquet"]);
-        assert_eq!(removed_since(log, 50).len(), 2);
     }
 
     #[test]
