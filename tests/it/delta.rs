@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use arrow_array::RecordBatchReader;
 use chrono::NaiveDate;
@@ -250,7 +249,6 @@ fn four_writers_commit_through_the_log_and_lose_no_day(backend: Backend) {
     };
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::on(backend);
-    let (dest, url) = (ws.dest_arg(), sim.base_url());
     // Each writer's days are spread over both months, between the others' days; the first
     // two overlap on the 31st.
     let ranges = [
@@ -259,44 +257,19 @@ fn four_writers_commit_through_the_log_and_lose_no_day(backend: Backend) {
         ("2019-07-22", "2019-07-26"),
         ("2019-08-06", "2019-08-10"),
     ];
-    let children: Vec<_> = ranges
-        .iter()
-        .map(|(from, to)| {
-            let args = [
-                "call-outcomes",
-                "--table-format",
-                "delta",
-                "--partitioning",
-                "month",
-                "--base-url",
-                &url,
-                "--token",
-                TOKEN,
-                "--campaign",
-                "101,102",
-                "--from",
-                from,
-                "--to",
-                to,
-                "--dest",
-                &dest,
-                "-q",
-            ];
-            bin_command(&args, &ws.env())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for (child, range) in children.into_iter().zip(ranges) {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "writer {range:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    writers_at_once(
+        &ws,
+        &sim,
+        &[
+            "--table-format",
+            "delta",
+            "--partitioning",
+            "month",
+            "--campaign",
+            "101,102",
+        ],
+        &ranges,
+    );
     // No fan-in: the log is the record.
     assert_exact_delta(&ws.view(), &cfg, &[101, 102], "2019-07-22", "2019-08-10");
 }
@@ -573,14 +546,11 @@ fn every_table_in_delta_holds_the_rows_of_its_parquet_twin() {
             "campaigns",
             "crm_custom_fields",
         ] {
-            let root = delta.dest().join(table);
-            let log = read_log(&root);
-            let delta_rows = rows_of(log.files.keys().map(|f| root.join(f)));
-            let parquet_rows = rows_of(all_files(&parquet.dest().join(table)));
-            assert!(!delta_rows.is_empty(), "{table} has rows");
-            assert_eq!(delta_rows.len(), parquet_rows.len(), "{table}");
-            let differ = delta_rows.iter().zip(&parquet_rows).find(|(d, p)| d != p);
-            assert!(differ.is_none(), "{table}: {differ:#?}");
+            let log = assert_twins(
+                &delta.dest().join(table),
+                &parquet.dest().join(table),
+                table,
+            );
             let kept = log
                 .files
                 .values()
@@ -593,6 +563,20 @@ fn every_table_in_delta_holds_the_rows_of_its_parquet_twin() {
             }
         }
     }
+}
+
+/// The Delta table at `delta` (read through its log) holds the rows of the Parquet table at
+/// `parquet`, and some; returns its log.
+#[track_caller]
+fn assert_twins(delta: &Path, parquet: &Path, what: &str) -> Log {
+    let log = read_log(delta);
+    let delta_rows = rows_of(log.files.keys().map(|f| delta.join(f)));
+    let parquet_rows = rows_of(all_files(parquet));
+    assert!(!delta_rows.is_empty(), "{what} has rows");
+    assert_eq!(delta_rows.len(), parquet_rows.len(), "{what}");
+    let differ = delta_rows.iter().zip(&parquet_rows).find(|(d, p)| d != p);
+    assert!(differ.is_none(), "{what}: {differ:#?}");
+    log
 }
 
 /// Every row of `files`, each as its cells' text, sorted.
@@ -811,13 +795,12 @@ fn every_scope_and_partitioning_in_delta_holds_the_rows_of_its_parquet_twin() {
                 parquet
                     .extract_with(command, &sim, &args, &[])
                     .assert_code(0);
-                let root = delta.dest().join(table);
-                let log = read_log(&root);
-                let delta_rows = rows_of(log.files.keys().map(|f| root.join(f)));
-                let parquet_rows = rows_of(all_files(&parquet.dest().join(table)));
                 let what = format!("{table} --scope {scope} --partitioning {partitioning}");
-                assert!(!delta_rows.is_empty(), "{what}");
-                assert_eq!(delta_rows, parquet_rows, "{what}");
+                let log = assert_twins(
+                    &delta.dest().join(table),
+                    &parquet.dest().join(table),
+                    &what,
+                );
                 let day_key = if partitioning == "month" {
                     "month"
                 } else {

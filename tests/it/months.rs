@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use arrow_array::RecordBatchReader;
 use chrono::NaiveDate;
@@ -245,7 +244,6 @@ fn four_writers_on_the_same_months_lose_no_day(backend: Backend) {
     };
     let sim = cube_sim::start(cfg.clone());
     let ws = Workspace::on(backend);
-    let (dest, url) = (ws.dest_arg(), sim.base_url());
     // Each writer's days are spread over both months, between the others' days.
     let ranges = [
         ("2019-07-27", "2019-07-31"),
@@ -253,42 +251,12 @@ fn four_writers_on_the_same_months_lose_no_day(backend: Backend) {
         ("2019-07-22", "2019-07-26"),
         ("2019-08-06", "2019-08-10"),
     ];
-    let children: Vec<_> = ranges
-        .iter()
-        .map(|(from, to)| {
-            let args = [
-                "call-outcomes",
-                "--partitioning",
-                "month",
-                "--base-url",
-                &url,
-                "--token",
-                TOKEN,
-                "--campaign",
-                "101,102",
-                "--from",
-                from,
-                "--to",
-                to,
-                "--dest",
-                &dest,
-                "-q",
-            ];
-            bin_command(&args, &ws.env())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for (child, range) in children.into_iter().zip(ranges) {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "writer {range:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    writers_at_once(
+        &ws,
+        &sim,
+        &["--partitioning", "month", "--campaign", "101,102"],
+        &ranges,
+    );
     // Every day is in its month file before any fan-in.
     let before = read_months(&ws.view());
     let expected = expected_rows(
@@ -298,7 +266,7 @@ fn four_writers_on_the_same_months_lose_no_day(backend: Backend) {
         &before.schema_json,
     );
     assert_eq!(before.rows.len(), expected.len(), "no day lost");
-    run_bin_env(&["reconcile", "--dest", &dest], &ws.env()).assert_code(0);
+    run_bin_env(&["reconcile", "--dest", &ws.dest_arg()], &ws.env()).assert_code(0);
     let view = ws.view();
     assert_exact_months(&view, &cfg, &[101, 102], "2019-07-22", "2019-08-10");
     let after = read_months(&view);

@@ -678,3 +678,42 @@ pub fn kill_after_partitions(args: &[&str], env: &[(String, String)], partitions
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Runs one `call-outcomes` writer per range of `ranges` at once, each with `args` (and its
+/// `--from`/`--to`, the simulator's URL and token, `-q`), and asserts that each exits 0.
+pub fn writers_at_once(ws: &Workspace, sim: &SimHandle, args: &[&str], ranges: &[(&str, &str)]) {
+    let (dest, url) = (ws.dest_arg(), sim.base_url());
+    let children: Vec<_> = ranges
+        .iter()
+        .map(|(from, to)| {
+            let mut all = vec!["call-outcomes"];
+            all.extend_from_slice(args);
+            all.extend_from_slice(&[
+                "--base-url",
+                &url,
+                "--token",
+                TOKEN,
+                "--from",
+                from,
+                "--to",
+                to,
+                "--dest",
+                &dest,
+                "-q",
+            ]);
+            bin_command(&all, &ws.env())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (child, range) in children.into_iter().zip(ranges) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "writer {range:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
