@@ -7,20 +7,29 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Airflow pins Flask 2, moto_server (interop tests) needs Flask 3: the Airflow tests get their own venv.
 AIRFLOW_VENV ?= .venv-airflow
+# maturin, which builds the wheel (make wheel, tests/wheel).
+BUILD_VENV ?= .venv-build
+# `make wheel` builds a release wheel; the tests build a dev one (the release build is 12 minutes).
+WHEEL_PROFILE ?= release
 # DuckDB's delta extension is offline only for DuckDB 1.5.5 (.venv has DuckDB 2): its own venv.
 DUCKDB_DELTA_VENV ?= .venv-duckdb-delta
 
-.PHONY: demo test build venv venv-airflow venv-duckdb-delta lint bench clean fuzz
+.PHONY: demo test build wheel venv venv-airflow venv-duckdb-delta venv-build lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
 
-test: build venv venv-airflow venv-duckdb-delta
+test: build venv venv-airflow venv-duckdb-delta venv-build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --all-targets
 	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
 		DUCKDB_DELTA_PYTHON=$(DUCKDB_DELTA_VENV)/bin/python $(PY) -m pytest -q tests/interop
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
+	MATURIN=$(BUILD_VENV)/bin/maturin $(PY) -m pytest -q -p no:cacheprovider tests/wheel
+
+# The wheel (pip install target/wheels/cube_extract-*.whl): the binary and the `cube_extract` package.
+wheel: venv-build
+	$(BUILD_VENV)/bin/maturin build --profile $(WHEEL_PROFILE) --out target/wheels
 
 build:
 	$(CARGO) build --all-targets
@@ -37,6 +46,12 @@ venv-duckdb-delta: $(DUCKDB_DELTA_VENV)/.installed
 $(DUCKDB_DELTA_VENV)/.installed: tests/interop/requirements-duckdb-delta.txt
 	python3 -m venv $(DUCKDB_DELTA_VENV)
 	$(DUCKDB_DELTA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements-duckdb-delta.txt
+	touch $@
+
+venv-build: $(BUILD_VENV)/.installed
+$(BUILD_VENV)/.installed: python/requirements-build.txt
+	python3 -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install --quiet --disable-pip-version-check -r python/requirements-build.txt
 	touch $@
 
 # Airflow, for the DAG examples' tests (tests/airflow).
