@@ -250,6 +250,10 @@ pub struct ExtractArgs {
     /// Write a JSON summary of the run to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
+    /// Print a one-line JSON summary of the run on stdout (exit code, rows, partitions by
+    /// status, files, bytes, and the same per table), for orchestrators.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub summary: Option<SummaryFormat>,
     /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -263,6 +267,12 @@ pub struct ExtractArgs {
 pub enum PartitioningArg {
     Month,
     Day,
+}
+
+/// `--summary`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Json,
 }
 
 /// `--table-format`.

@@ -192,6 +192,18 @@ impl Report {
     }
 
     /// Partitions that ended with `status`.
+    /// The data files the run wrote: each file a committed partition names (a month file
+    /// counts once, whatever its days), and each it rewrote.
+    pub fn files_written(&self) -> usize {
+        let named: std::collections::HashSet<&str> = self
+            .partitions
+            .iter()
+            .filter(|p| p.status == PartitionStatus::Committed)
+            .filter_map(|p| p.file.as_deref())
+            .collect();
+        named.len() + self.files_rewritten
+    }
+
     pub fn count(&self, status: PartitionStatus) -> usize {
         self.partitions
             .iter()
@@ -271,6 +283,47 @@ impl<'r> SyncReport<'r> {
 }
 
 /// Bytes as a person reads them: `987 B`, `12.3 MiB`.
+/// The one-line summary of a run (`--summary json`; what an orchestrator's task returns): the
+/// exit code, then totals over every table, then each table's.
+pub fn summary_json(tables: &[(&str, &Report)], exit_code: u8) -> String {
+    let counts = |reports: &[&Report]| {
+        let count = |status| reports.iter().map(|r| r.count(status)).sum::<usize>();
+        serde_json::json!({
+            "committed": count(PartitionStatus::Committed),
+            "empty": count(PartitionStatus::Empty),
+            "skipped": count(PartitionStatus::Skipped),
+            "failed": count(PartitionStatus::Failed),
+        })
+    };
+    let section = |reports: &[&Report]| {
+        serde_json::json!({
+            "rows": reports.iter().map(|r| r.rows).sum::<usize>(),
+            "partitions": counts(reports),
+            "files": reports.iter().map(|r| r.files_written()).sum::<usize>(),
+            "bytes": reports.iter().map(|r| r.bytes_written).sum::<u64>(),
+        })
+    };
+    let all: Vec<&Report> = tables.iter().map(|(_, r)| *r).collect();
+    let mut summary = serde_json::json!({ "exit_code": exit_code });
+    if let (Some(map), serde_json::Value::Object(totals)) = (summary.as_object_mut(), section(&all))
+    {
+        map.extend(totals);
+        map.insert(
+            "tables".to_owned(),
+            tables
+                .iter()
+                .map(|(name, r)| {
+                    let mut s = section(&[r]);
+                    s["status"] = r.status.into();
+                    ((*name).to_owned(), s)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
+    }
+    summary.to_string()
+}
+
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {

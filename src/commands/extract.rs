@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use crate::cli::{ExtractArgs, LogFormat};
+use crate::cli::{ExtractArgs, LogFormat, SummaryFormat};
 use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::{self, Progress, DETAIL};
-use crate::report::{Report, SyncReport};
+use crate::report::{summary_json, Report, SyncReport};
 use crate::run;
 use crate::settings::Settings;
 
@@ -28,6 +28,10 @@ pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
     // threads; their output goes nowhere, so the process need not wait for them.
     runtime.shutdown_background();
     let outcome = finish(&settings, &reports, datasets.len() > 1);
+    if args.summary == Some(SummaryFormat::Json) {
+        let tables: Vec<(&str, &Report)> = reports.iter().map(|(d, r)| (d.name, r)).collect();
+        println!("{}", summary_json(&tables, outcome.exit_code()));
+    }
     // A person reads a summary of a run that got as far as its partitions (those it skipped
     // included); JSON logs already hold every event.
     if args.log_format == LogFormat::Human && !args.quiet {

@@ -28,4 +28,5 @@ mod s3_dest;
 mod scopes;
 mod snapshots;
 mod store_faults;
+mod summary;
 mod usage;
