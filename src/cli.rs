@@ -247,6 +247,13 @@ pub struct ExtractArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Colours on stderr: auto (at a terminal, unless NO_COLOR is set; FORCE_COLOR forces them),
+    /// always or never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// No progress bar, even at a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
     /// Write a JSON summary of the run to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
@@ -267,6 +274,14 @@ pub struct ExtractArgs {
 pub enum PartitioningArg {
     Month,
     Day,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 /// `--summary`.

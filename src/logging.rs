@@ -1,15 +1,19 @@
 //! Logs (tracing) and the progress bar (indicatif) on stderr; stdout stays free for machine output.
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::cli::{ColorChoice, LogFormat};
 use crate::source::adaptive::ConcurrencyUsed;
 
 /// The target of the per-partition and per-schema-change events: in human logs they are shown
@@ -22,6 +26,9 @@ pub(crate) const DETAIL: &str = "cube_extract::detail";
 pub(crate) struct Progress {
     bar: ProgressBar,
     totals: Arc<Totals>,
+    /// The bar is on screen (started, not finished): log lines are written above it. Before
+    /// and after, they go straight to stderr, so that no line redraws a bar that is not there.
+    drawn: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -31,8 +38,9 @@ struct Totals {
 }
 
 impl Progress {
-    pub(crate) fn new(format: LogFormat) -> Progress {
-        let visible = format == LogFormat::Human && std::io::stderr().is_terminal();
+    /// A bar for a person at a terminal (human logs, stderr a terminal, not `--no-progress`).
+    pub(crate) fn new(format: LogFormat, no_progress: bool) -> Progress {
+        let visible = format == LogFormat::Human && !no_progress && std::io::stderr().is_terminal();
         let bar = if visible {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -49,6 +57,7 @@ impl Progress {
         Progress {
             bar,
             totals: Arc::default(),
+            drawn: Arc::default(),
         }
     }
 
@@ -57,11 +66,13 @@ impl Progress {
         Progress {
             bar: ProgressBar::hidden(),
             totals: Arc::default(),
+            drawn: Arc::default(),
         }
     }
 
     pub(crate) fn start(&self, partitions: u64) {
         self.bar.set_length(partitions);
+        self.drawn.store(true, Ordering::SeqCst);
         self.bar.enable_steady_tick(Duration::from_millis(200));
     }
 
@@ -90,18 +101,24 @@ impl Progress {
         self.bar.inc(1);
     }
 
+    /// Takes the bar off the screen for good, whatever way the run ends.
     pub(crate) fn finish(&self) {
+        self.drawn.store(false, Ordering::SeqCst);
         self.bar.finish_and_clear();
+        self.bar.set_draw_target(ProgressDrawTarget::hidden());
     }
 }
 
-/// Writes log lines above the progress bar instead of through it.
+/// Writes log lines above the progress bar while it is drawn, straight to stderr otherwise.
 #[derive(Clone)]
-struct BarWriter(ProgressBar);
+struct BarWriter(ProgressBar, Arc<AtomicBool>);
 
 impl Write for BarWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.suspend(|| std::io::stderr().write_all(buf))?;
+        match self.1.load(Ordering::SeqCst) {
+            true => self.0.suspend(|| std::io::stderr().write_all(buf))?,
+            false => std::io::stderr().write_all(buf)?,
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -116,8 +133,56 @@ impl<'a> MakeWriter<'a> for BarWriter {
     }
 }
 
+/// Whether stderr gets colours: `--color always|never` if given; otherwise none when `NO_COLOR`
+/// is set (and not empty), colours when `FORCE_COLOR` is (and not empty or `0`), else only at a
+/// terminal (the conventions of no-color.org and force-color.org, as cargo and uv keep them).
+pub(crate) fn colors(choice: ColorChoice) -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) => false,
+        ColorChoice::Auto if set("FORCE_COLOR") => true,
+        ColorChoice::Auto => std::io::stderr().is_terminal(),
+    }
+}
+
+/// Human log lines as cargo and uv write theirs: `error: <sentence>`, `warning: ...`, an info
+/// line as it is; no timestamp (a person reads them as they come; JSON logs carry the time).
+struct Human {
+    ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for Human
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let (label, style) = match *event.metadata().level() {
+            Level::ERROR => ("error", "\x1b[1;31m"),
+            Level::WARN => ("warning", "\x1b[1;33m"),
+            Level::INFO => ("", ""),
+            Level::DEBUG => ("debug", "\x1b[2m"),
+            Level::TRACE => ("trace", "\x1b[2m"),
+        };
+        match (label.is_empty(), self.ansi) {
+            (true, _) => {}
+            (false, true) => write!(writer, "{style}{label}:\x1b[0m ")?,
+            (false, false) => write!(writer, "{label}: ")?,
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG` wins over -v/-q.
-pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progress) {
+pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, ansi: bool, progress: &Progress) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -135,7 +200,7 @@ pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progr
             "warn,delta_kernel=off,delta_kernel_default_engine=off,cube_extract={default},{DETAIL}={detail}"
         ))
     });
-    let writer = BarWriter(progress.bar.clone());
+    let writer = BarWriter(progress.bar.clone(), Arc::clone(&progress.drawn));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -147,8 +212,8 @@ pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, progress: &Progr
             .with_current_span(false)
             .try_init(),
         LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .compact()
+            .with_ansi(ansi)
+            .event_format(Human { ansi })
             .try_init(),
     };
 }

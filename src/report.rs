@@ -211,17 +211,22 @@ impl Report {
             .count()
     }
 
-    /// What a person at a terminal reads at the end of a run: a few lines, no JSON.
+    /// What a person at a terminal reads at the end of a run: a few lines, no JSON, no count
+    /// that is zero (but the partitions committed, the headline).
     pub fn summary(&self, table: &str, wall: std::time::Duration) -> String {
         use PartitionStatus::*;
+        let mut partitions = format!("{} partitions committed", self.count(Committed));
+        for (status, word) in [(Empty, "empty"), (Skipped, "skipped"), (Failed, "failed")] {
+            if self.count(status) > 0 {
+                partitions += &format!(", {} {word}", self.count(status));
+            }
+        }
+        let mut written = format!("{} rows", self.rows);
+        if self.files_rewritten > 0 {
+            written += &format!(", {} files rewritten", self.files_rewritten);
+        }
         format!(
-            "{table}: {} partitions committed, {} empty, {} skipped, {} failed; {} rows, {} files rewritten, {} written in {:.1} s\ntable: {}/{table}\n",
-            self.count(Committed),
-            self.count(Empty),
-            self.count(Skipped),
-            self.count(Failed),
-            self.rows,
-            self.files_rewritten,
+            "{table}: {partitions}; {written}, {} written in {:.1} s\ntable: {}/{table}\n",
             human_bytes(self.bytes_written),
             wall.as_secs_f64(),
             self.dest.trim_end_matches('/'),
@@ -399,7 +404,14 @@ mod tests {
         r.conclude(String::new());
         let text = r.summary("call_outcomes", std::time::Duration::from_millis(1500));
         assert!(
-            text.contains("1 partitions committed, 1 empty, 0 skipped, 1 failed; 6 rows"),
+            text.contains("1 partitions committed, 1 empty, 1 failed; 6 rows, 3.0 MiB"),
+            "{text}"
+        );
+        r.partitions.retain(|p| p.status == Committed);
+        r.files_rewritten = 2;
+        let text = r.summary("call_outcomes", std::time::Duration::from_millis(1500));
+        assert!(
+            text.contains("1 partitions committed; 6 rows, 2 files rewritten, 3.0 MiB"),
             "{text}"
         );
         assert!(text.contains("3.0 MiB written in 1.5 s"), "{text}");

@@ -13,8 +13,9 @@ use crate::settings::Settings;
 
 pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
     let started = Instant::now();
-    let progress = Progress::new(args.log_format);
-    logging::init(args.log_format, args.verbose, args.quiet, &progress);
+    let progress = Progress::new(args.log_format, args.no_progress);
+    let ansi = logging::colors(args.color);
+    logging::init(args.log_format, args.verbose, args.quiet, ansi, &progress);
     let settings = match Settings::resolve(args, chrono::Local::now().date_naive(), datasets) {
         Ok(s) => s,
         Err(e) => {
@@ -24,6 +25,7 @@ pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
     };
     let runtime = run::runtime();
     let reports = runtime.block_on(run::extract(&settings, &settings.tables, &progress));
+    progress.finish();
     // After a signal, encoders of abandoned partitions may still be finishing on blocking
     // threads; their output goes nowhere, so the process need not wait for them.
     runtime.shutdown_background();

@@ -1,6 +1,6 @@
 //! `cube-extract reconcile`: bring every file of a dataset to its current schema.
 
-use crate::cli::ReconcileArgs;
+use crate::cli::{ColorChoice, ReconcileArgs};
 use crate::error::Outcome;
 use crate::logging::{self, Progress};
 use crate::run;
@@ -11,6 +11,7 @@ pub(super) fn run(args: &ReconcileArgs) -> Outcome {
         args.log_format,
         args.verbose,
         args.quiet,
+        logging::colors(ColorChoice::Auto),
         &Progress::hidden(),
     );
     let store = match StoreSettings::resolve(&args.dest) {

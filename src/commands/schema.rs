@@ -1,7 +1,7 @@
 //! `cube-extract schema`: a dataset's schema as stored at its destination, shown as a table, as
 //! JSON, or as a DuckDB view that names each custom column by its label.
 
-use crate::cli::{LogFormat, SchemaArgs};
+use crate::cli::{ColorChoice, LogFormat, SchemaArgs};
 use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::{self, Progress};
@@ -13,7 +13,13 @@ use crate::sink::DestinationSpec;
 use super::read::{open_dataset, ReadError};
 
 pub(super) fn run(args: &SchemaArgs) -> Outcome {
-    logging::init(LogFormat::Human, 0, false, &Progress::hidden());
+    logging::init(
+        LogFormat::Human,
+        0,
+        false,
+        logging::colors(ColorChoice::Auto),
+        &Progress::hidden(),
+    );
     let runtime = run::runtime();
     let text = runtime.block_on(text(args, super::dataset(args.table)));
     runtime.shutdown_background();

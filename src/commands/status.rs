@@ -1,7 +1,7 @@
 //! `cube-extract status`: what a destination holds of a table, read from its ledger and schema
 //! only, as text or JSON; with `--expect-from`/`--expect-to`, whether a range of days is complete.
 
-use crate::cli::{LogFormat, StatusArgs};
+use crate::cli::{ColorChoice, LogFormat, StatusArgs};
 use crate::datasets::ScopeKind;
 use crate::error::Outcome;
 use crate::inventory::{Expected, Heading, Inventory, Status};
@@ -13,7 +13,13 @@ use crate::unit::Scope;
 use super::read::{open_dataset, Held, ReadError};
 
 pub(super) fn run(args: &StatusArgs) -> Outcome {
-    logging::init(LogFormat::Human, 0, false, &Progress::hidden());
+    logging::init(
+        LogFormat::Human,
+        0,
+        false,
+        logging::colors(ColorChoice::Auto),
+        &Progress::hidden(),
+    );
     let today = chrono::Local::now().date_naive();
     let runtime = run::runtime();
     let status = runtime.block_on(async {

@@ -3,7 +3,7 @@
 //! the files of a widening), so that earlier versions stay readable; a killed run may also
 //! leave a file it never committed. Both go once they are older than the retention.
 
-use crate::cli::{LogFormat, VacuumArgs};
+use crate::cli::{ColorChoice, LogFormat, VacuumArgs};
 use crate::datasets::{self, Dataset};
 use crate::error::Outcome;
 use crate::logging::{self, Progress};
@@ -32,7 +32,13 @@ enum VacuumError {
 }
 
 pub(super) fn run(args: &VacuumArgs) -> Outcome {
-    logging::init(LogFormat::Human, 0, false, &Progress::hidden());
+    logging::init(
+        LogFormat::Human,
+        0,
+        false,
+        logging::colors(ColorChoice::Auto),
+        &Progress::hidden(),
+    );
     let runtime = run::runtime();
     let done = runtime.block_on(vacuum(args));
     runtime.shutdown_background();

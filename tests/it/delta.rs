@@ -620,7 +620,11 @@ fn bad_delta_input_exits_2_and_changes_nothing() {
         let before = snapshot_files(&ws.dest());
         let out = ws.extract(&sim, args);
         out.assert_code(2);
-        let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
         assert_eq!(errors.len(), 1, "{}", out.stderr);
         for w in words {
             assert!(errors[0].contains(w), "{w}: {}", errors[0]);

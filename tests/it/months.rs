@@ -476,7 +476,11 @@ fn asking_a_table_for_the_other_partitioning_exits_2_and_changes_nothing() {
         ],
     );
     out.assert_code(2);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "{}", out.stderr);
     assert!(
         errors[0].contains("--partitioning month") && errors[0].contains("new --dest"),

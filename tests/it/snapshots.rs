@@ -527,7 +527,11 @@ fn sync_with_rejected_credentials_exits_2_and_says_so_once() {
         &[],
     );
     out.assert_code(2);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "{}", out.stderr);
     assert!(
         errors[0].contains("rejected the credentials"),

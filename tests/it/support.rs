@@ -625,7 +625,11 @@ pub fn one_multipart_day() -> SimConfig {
 /// A run refused by the write probe: one error line, naming the probe object and the fix.
 pub fn assert_refused_by_the_write_probe(out: &Outcome) {
     out.assert_code(2);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
     assert!(
         errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
