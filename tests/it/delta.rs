@@ -592,8 +592,11 @@ fn rows_of(files: impl IntoIterator<Item = PathBuf>) -> Vec<String> {
             for i in 0..batch.num_rows() {
                 // Named as a Delta table names them (no space, comma, semicolon, bracket, tab,
                 // newline or `=`).
+                // A column a file lacks reads as null through the log (a Delta file keeps the
+                // columns it was written with; a Parquet twin is rewritten to the last schema).
                 let cells: BTreeMap<String, Val> = row_cells(&batch, i)
                     .into_iter()
+                    .filter(|(_, v)| *v != Val::Null)
                     .map(|(k, v)| {
                         (
                             k.replace([' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='], "_"),

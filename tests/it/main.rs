@@ -29,4 +29,5 @@ mod scopes;
 mod snapshots;
 mod store_faults;
 mod summary;
+mod terminal;
 mod usage;
