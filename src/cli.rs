@@ -129,6 +129,9 @@ pub struct StatusArgs {
     /// Last day of --expect-from's range, inclusive.
     #[arg(long, value_name = "DATE", requires = "expect_from")]
     pub expect_to: Option<String>,
+    /// The IANA time zone whose calendar names today, yesterday and -Nd [default: the machine's].
+    #[arg(long, value_name = "IANA")]
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -206,7 +209,11 @@ pub struct ExtractArgs {
     /// [default: parquet].
     #[arg(long, value_enum)]
     pub table_format: Option<TableFormatArg>,
-    /// First day: YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago); default today (local time).
+    /// The IANA time zone (e.g. Europe/Oslo) whose calendar names today, yesterday, -Nd and a
+    /// kept snapshot's day [default: the machine's].
+    #[arg(long, value_name = "IANA")]
+    pub timezone: Option<String>,
+    /// First day: YYYY-MM-DD, YYYYMMDD, today, yesterday or -Nd (N days ago); default today (in --timezone).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
     /// Last day, inclusive, in the same forms (default: --from).

@@ -21,3 +21,4 @@ mod settings;
 mod sink;
 pub mod source;
 mod unit;
+mod zone;

@@ -7,6 +7,7 @@ use url::Url;
 
 use crate::cli::{ExtractArgs, StatusArgs};
 use crate::datasets::{Dataset, Partitioning, ScopeKind, TableFormat};
+use crate::zone::Zone;
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
@@ -33,6 +34,8 @@ pub(crate) struct Settings {
     pub(crate) days: Vec<NaiveDate>,
     /// The day of the machine when the run began: a snapshot's day.
     pub(crate) today: NaiveDate,
+    /// `--timezone`: whose calendar `today` is, and a snapshot's day.
+    pub(crate) zone: Zone,
     /// `--keep-history`: snapshot tables keep one snapshot per day.
     pub(crate) keep_history: bool,
     /// `--partitioning`, when given: checked against (or chosen for) each date-partitioned table.
@@ -93,6 +96,8 @@ impl StoreSettings {
 /// A usage or configuration error: one sentence with the cause and the fix.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UsageError {
+    #[error("{0}")]
+    Zone(#[from] crate::zone::UnknownZone),
     #[error("--campaign {0:?} is not a campaign id; give numeric ids such as --campaign 926,927")]
     NotACampaignId(String),
     #[error(
@@ -154,11 +159,18 @@ pub(crate) enum UsageError {
 
 impl Settings {
     /// The settings of a command that extracts `datasets`.
-    pub(crate) fn resolve(
+    pub(crate) fn resolve(args: &ExtractArgs, datasets: &[Dataset]) -> Result<Settings, UsageError> {
+        let zone = Zone::parse(args.timezone.as_deref())?;
+        Settings::resolve_on(args, zone.today(), datasets)
+    }
+
+    /// As [`Settings::resolve`], on the day `today` (of `--timezone`).
+    pub(crate) fn resolve_on(
         args: &ExtractArgs,
         today: NaiveDate,
         datasets: &[Dataset],
     ) -> Result<Settings, UsageError> {
+        let zone = Zone::parse(args.timezone.as_deref())?;
         let api_root = api_root(args.base_url.as_deref())?;
         let auth = auth_header(args)?;
         let tables = || {
@@ -250,6 +262,7 @@ impl Settings {
             crms,
             days,
             today,
+            zone,
             keep_history: args.keep_history,
             partitioning: args.partitioning.map(|p| match p {
                 crate::cli::PartitioningArg::Month => Partitioning::Month,

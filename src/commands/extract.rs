@@ -16,7 +16,7 @@ pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
     let progress = Progress::new(args.log_format, args.no_progress);
     let ansi = logging::colors(args.color);
     logging::init(args.log_format, args.verbose, args.quiet, ansi, &progress);
-    let settings = match Settings::resolve(args, chrono::Local::now().date_naive(), datasets) {
+    let settings = match Settings::resolve(args, datasets) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");

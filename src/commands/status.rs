@@ -9,6 +9,7 @@ use crate::logging::{self, Progress};
 use crate::run;
 use crate::settings::{StatusSettings, UsageError};
 use crate::unit::Scope;
+use crate::zone::Zone;
 
 use super::read::{open_dataset, Held, ReadError};
 
@@ -20,9 +21,11 @@ pub(super) fn run(args: &StatusArgs) -> Outcome {
         logging::colors(ColorChoice::Auto),
         &Progress::hidden(),
     );
-    let today = chrono::Local::now().date_naive();
     let runtime = run::runtime();
     let status = runtime.block_on(async {
+        let today = Zone::parse(args.timezone.as_deref())
+            .map_err(UsageError::from)?
+            .today();
         let settings = StatusSettings::resolve(args, super::dataset(args.table), today)?;
         status(&settings).await
     });

@@ -24,6 +24,7 @@ use crate::sink::{Base, Committed, Destination, Ledger, Paths, SchemaStore};
 use crate::source::adaptive::Concurrency;
 use crate::source::{Campaign, CubeClient, SourceError};
 use crate::unit::{Crm, CrmType, Scope, Unit};
+use crate::zone::Zone;
 
 /// What every table of a run shares: one client, one campaign listing, one label fetch, one
 /// set of budgets.
@@ -440,6 +441,7 @@ async fn done_already(
     unit: &Unit,
     committed: Option<&Committed>,
     today: NaiveDate,
+    zone: Zone,
     by_day: bool,
 ) -> Result<bool, RunError> {
     let Some(committed) = committed else {
@@ -452,7 +454,7 @@ async fn done_already(
     let taken = record
         .and_then(|r| r.snapshot_at)
         .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
-        .map(|at| at.with_timezone(&chrono::Local).date_naive());
+        .map(|at| zone.day_of(&at));
     Ok(taken == Some(today))
 }
 
@@ -473,6 +475,7 @@ async fn partitions(
                 &unit,
                 committed.get(&unit),
                 settings.today,
+                settings.zone,
                 dataset.by_day(),
             )
             .await?

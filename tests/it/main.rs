@@ -30,4 +30,5 @@ mod snapshots;
 mod store_faults;
 mod summary;
 mod terminal;
+mod timezone;
 mod usage;
