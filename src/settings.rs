@@ -7,11 +7,11 @@ use url::Url;
 
 use crate::cli::{ExtractArgs, StatusArgs};
 use crate::datasets::{Dataset, Partitioning, ScopeKind, TableFormat};
-use crate::zone::Zone;
 use crate::privacy::{Policy, PolicyError};
 use crate::sink::{Destination, DestinationError, DestinationSpec, Paths, StoreError};
 use crate::source::retry::RetryPolicy;
 use crate::unit::{Crm, CrmType, Scope};
+use crate::zone::Zone;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CampaignSelection {
@@ -159,7 +159,10 @@ pub(crate) enum UsageError {
 
 impl Settings {
     /// The settings of a command that extracts `datasets`.
-    pub(crate) fn resolve(args: &ExtractArgs, datasets: &[Dataset]) -> Result<Settings, UsageError> {
+    pub(crate) fn resolve(
+        args: &ExtractArgs,
+        datasets: &[Dataset],
+    ) -> Result<Settings, UsageError> {
         let zone = Zone::parse(args.timezone.as_deref())?;
         Settings::resolve_on(args, zone.today(), datasets)
     }

@@ -15,12 +15,24 @@ fn today_in(zone: chrono_tz::Tz) -> chrono::NaiveDate {
 fn today_is_the_zones_day() {
     let sim = cube_sim::start(SimConfig::default());
     // 25 hours apart: their todays always differ.
-    for zone in [chrono_tz::Pacific::Kiritimati, chrono_tz::Pacific::Pago_Pago] {
+    for zone in [
+        chrono_tz::Pacific::Kiritimati,
+        chrono_tz::Pacific::Pago_Pago,
+    ] {
         let ws = Workspace::new();
         let before = today_in(zone);
         let out = ws.extract(
             &sim,
-            &["--campaign", "101", "--from", "yesterday", "--to", "today", "--timezone", zone.name()],
+            &[
+                "--campaign",
+                "101",
+                "--from",
+                "yesterday",
+                "--to",
+                "today",
+                "--timezone",
+                zone.name(),
+            ],
         );
         let after = today_in(zone);
         out.assert_code(0);
@@ -47,9 +59,16 @@ fn today_is_the_zones_day() {
 fn an_unknown_zone_exits_2_with_one_sentence() {
     let sim = cube_sim::start(SimConfig::default());
     let ws = Workspace::new();
-    let out = ws.extract(&sim, &["--campaign", "101", "--timezone", "Mars/Olympus_Mons"]);
+    let out = ws.extract(
+        &sim,
+        &["--campaign", "101", "--timezone", "Mars/Olympus_Mons"],
+    );
     out.assert_code(2);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "{}", out.stderr);
     assert!(errors[0].contains("Europe/Oslo"), "{}", errors[0]);
     assert!(!ws.dest().exists(), "nothing written");
