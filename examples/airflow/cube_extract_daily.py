@@ -2,7 +2,10 @@
 registrations, and today's snapshot of customers (one per day kept, --keep-history), call-flow status,
 campaigns and custom-field definitions, in one process with one report.
 
-The DAG runs each day for the day before (`{{ ds }}` is the start of the data interval). Exit 1
+The DAG runs each day for the day before: the day that ends at its data interval's end
+(`data_interval_end - 1 day`). Not `{{ ds }}`: on Airflow 3 `@daily` is a cron trigger timetable and
+`ds` is the day the run starts, the day that has just begun; the interval's end less a day is
+yesterday on Airflow 2 and 3 alike. Exit 1
 is retried with --resume (which skips the partitions and the snapshots already committed); exit 2
 and 3 fail at once (see cube_extract_task.py).
 """
@@ -31,9 +34,10 @@ DEST = os.environ.get("CUBE_EXTRACT_DEST", "s3://lake/cube")
 )
 def cube_extract_daily():
     @task
-    def sync(ds=None, ti=None):
+    def sync(data_interval_end=None, ti=None):
+        day = (data_interval_end - timedelta(days=1)).date().isoformat()
         run_cube_extract(
-            ["sync", "--all-campaigns", "--from", ds, "--keep-history", "--dest", DEST], ti.try_number
+            ["sync", "--all-campaigns", "--from", day, "--keep-history", "--dest", DEST], ti.try_number
         )
 
     sync()

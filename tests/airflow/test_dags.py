@@ -142,8 +142,13 @@ def test_airflow_daily_dag_skips_a_table_the_account_does_not_serve(tmp_path, ex
     assert (lake / "call_outcomes").is_dir()
     assert not (lake / "product_registrations").exists()
     assert not (lake / "_cube_extract" / "product_registrations").exists()
+    # A run at 2024-03-02 00:00 extracts yesterday, 2024-03-01 (its data interval's end less a day),
+    # and only that day.
     status = subprocess.run([str(extract_bin), "status", "--dest", str(lake), "--json",
-                             "--expect-from", "2024-03-02", "--expect-to", "2024-03-02"],
+                             "--expect-from", "2024-03-01", "--expect-to", "2024-03-01"],
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert json.loads(status.stdout)["expected"]["complete"] is True
+    held = json.loads(status.stdout)
+    assert held["expected"]["complete"] is True
+    ranges = {tuple(r) for scope in held["scopes"] for r in scope["ranges"]}
+    assert ranges == {("2024-03-01", "2024-03-01")}, held["scopes"]
