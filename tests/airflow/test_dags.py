@@ -38,7 +38,7 @@ def test_airflow_exit_code_mapping():
     assert task.outcome(0) == task.SUCCESS
     for code in (1, 130, 143, 101):
         assert task.outcome(code) == task.RETRY, code
-    for code in (2, 3):
+    for code in (2, 3, 126, 127):
         assert task.outcome(code) == task.FAIL, code
 
 
@@ -63,6 +63,10 @@ def test_airflow_task_fails_without_retry_on_exit_2_and_retries_on_exit_1(tmp_pa
         task.run_cube_extract(["call-outcomes", "--base-url", "http://127.0.0.1:1", "--token", "t",
                                "--campaign", "1", "--dest", str(tmp_path), "--max-attempts", "1"])
     assert not isinstance(raised.value, AirflowFailException)
+    # A worker without the binary: 127, not retried.
+    monkeypatch.setenv("CUBE_EXTRACT_BIN", str(tmp_path / "no-such-binary"))
+    with pytest.raises(AirflowFailException, match="exited 127"):
+        task.run_cube_extract(["call-outcomes", "--campaign", "1", "--dest", str(tmp_path)])
 
 
 def test_airflow_dags_load_in_a_dagbag():
