@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Airflow pins Flask 2, moto_server (interop tests) needs Flask 3: the Airflow tests get their own venv.
 AIRFLOW_VENV ?= .venv-airflow
+# Prefect 3, for the Prefect recipe's tests (tests/prefect).
+PREFECT_VENV ?= .venv-prefect
 # maturin, which builds the wheel (make wheel, tests/wheel).
 BUILD_VENV ?= .venv-build
 # `make wheel` builds a release wheel; the tests build a dev one (the release build is 12 minutes).
@@ -14,18 +16,19 @@ WHEEL_PROFILE ?= release
 # DuckDB's delta extension is offline only for DuckDB 1.5.5 (.venv has DuckDB 2): its own venv.
 DUCKDB_DELTA_VENV ?= .venv-duckdb-delta
 
-.PHONY: demo test build wheel venv venv-airflow venv-duckdb-delta venv-build lint bench clean fuzz
+.PHONY: demo test build wheel venv venv-airflow venv-duckdb-delta venv-build venv-prefect lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
 
-test: build venv venv-airflow venv-duckdb-delta venv-build
+test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --all-targets
 	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
 		DUCKDB_DELTA_PYTHON=$(DUCKDB_DELTA_VENV)/bin/python $(PY) -m pytest -q tests/interop
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
 	MATURIN=$(BUILD_VENV)/bin/maturin $(PY) -m pytest -q -p no:cacheprovider tests/wheel
+	CUBE_EXTRACT_BIN=target/debug/cube-extract $(PREFECT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/prefect
 
 # The wheel (pip install target/wheels/cube_extract-*.whl): the binary and the `cube_extract` package.
 wheel: venv-build
@@ -46,6 +49,12 @@ venv-duckdb-delta: $(DUCKDB_DELTA_VENV)/.installed
 $(DUCKDB_DELTA_VENV)/.installed: tests/interop/requirements-duckdb-delta.txt
 	python3 -m venv $(DUCKDB_DELTA_VENV)
 	$(DUCKDB_DELTA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements-duckdb-delta.txt
+	touch $@
+
+venv-prefect: $(PREFECT_VENV)/.installed
+$(PREFECT_VENV)/.installed: tests/prefect/requirements.txt
+	python3 -m venv $(PREFECT_VENV)
+	$(PREFECT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/prefect/requirements.txt
 	touch $@
 
 venv-build: $(BUILD_VENV)/.installed
