@@ -181,6 +181,18 @@ where
     }
 }
 
+/// The logging of a command that prints its result on stdout (`schema`, `status`, `vacuum`):
+/// human lines on stderr, coloured as `NO_COLOR`/`FORCE_COLOR` and the terminal say, no bar.
+pub(crate) fn init_for_a_result() {
+    init(
+        LogFormat::Human,
+        0,
+        false,
+        colors(ColorChoice::Auto),
+        &Progress::hidden(),
+    );
+}
+
 /// Installs the global subscriber. `RUST_LOG` wins over -v/-q.
 pub(crate) fn init(format: LogFormat, verbose: u8, quiet: bool, ansi: bool, progress: &Progress) {
     let default = match (quiet, verbose) {

@@ -1,10 +1,10 @@
 //! `cube-extract schema`: a dataset's schema as stored at its destination, shown as a table, as
 //! JSON, or as a DuckDB view that names each custom column by its label.
 
-use crate::cli::{ColorChoice, LogFormat, SchemaArgs};
+use crate::cli::SchemaArgs;
 use crate::datasets::Dataset;
 use crate::error::Outcome;
-use crate::logging::{self, Progress};
+use crate::logging;
 use crate::run;
 use crate::schema::view;
 use crate::settings::StoreSettings;
@@ -13,13 +13,7 @@ use crate::sink::DestinationSpec;
 use super::read::{open_dataset, ReadError};
 
 pub(super) fn run(args: &SchemaArgs) -> Outcome {
-    logging::init(
-        LogFormat::Human,
-        0,
-        false,
-        logging::colors(ColorChoice::Auto),
-        &Progress::hidden(),
-    );
+    logging::init_for_a_result();
     let runtime = run::runtime();
     let text = runtime.block_on(text(args, super::dataset(args.table)));
     runtime.shutdown_background();

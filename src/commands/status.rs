@@ -1,11 +1,11 @@
 //! `cube-extract status`: what a destination holds of a table, read from its ledger and schema
 //! only, as text or JSON; with `--expect-from`/`--expect-to`, whether a range of days is complete.
 
-use crate::cli::{ColorChoice, LogFormat, StatusArgs};
+use crate::cli::StatusArgs;
 use crate::datasets::ScopeKind;
 use crate::error::Outcome;
 use crate::inventory::{Expected, Heading, Inventory, Status};
-use crate::logging::{self, Progress};
+use crate::logging;
 use crate::run;
 use crate::settings::{StatusSettings, UsageError};
 use crate::unit::Scope;
@@ -14,13 +14,7 @@ use crate::zone::Zone;
 use super::read::{open_dataset, Held, ReadError};
 
 pub(super) fn run(args: &StatusArgs) -> Outcome {
-    logging::init(
-        LogFormat::Human,
-        0,
-        false,
-        logging::colors(ColorChoice::Auto),
-        &Progress::hidden(),
-    );
+    logging::init_for_a_result();
     let runtime = run::runtime();
     let status = runtime.block_on(async {
         let today = Zone::parse(args.timezone.as_deref())

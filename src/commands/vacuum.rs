@@ -3,10 +3,10 @@
 //! the files of a widening), so that earlier versions stay readable; a killed run may also
 //! leave a file it never committed. Both go once they are older than the retention.
 
-use crate::cli::{ColorChoice, LogFormat, VacuumArgs};
+use crate::cli::VacuumArgs;
 use crate::datasets::{self, Dataset};
 use crate::error::Outcome;
-use crate::logging::{self, Progress};
+use crate::logging;
 use crate::run;
 use crate::settings::StoreSettings;
 use crate::sink::delta::{DeltaError, DeltaLog};
@@ -32,13 +32,7 @@ enum VacuumError {
 }
 
 pub(super) fn run(args: &VacuumArgs) -> Outcome {
-    logging::init(
-        LogFormat::Human,
-        0,
-        false,
-        logging::colors(ColorChoice::Auto),
-        &Progress::hidden(),
-    );
+    logging::init_for_a_result();
     let runtime = run::runtime();
     let done = runtime.block_on(vacuum(args));
     runtime.shutdown_background();
