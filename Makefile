@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Airflow pins Flask 2, moto_server (interop tests) needs Flask 3: the Airflow tests get their own venv.
 AIRFLOW_VENV ?= .venv-airflow
+# Dagster, for the Dagster Pipes example's tests (tests/dagster).
+DAGSTER_VENV ?= .venv-dagster
 # Prefect 3, for the Prefect recipe's tests (tests/prefect).
 PREFECT_VENV ?= .venv-prefect
 # maturin, which builds the wheel (make wheel, tests/wheel).
@@ -16,12 +18,12 @@ WHEEL_PROFILE ?= release
 # DuckDB's delta extension is offline only for DuckDB 1.5.5 (.venv has DuckDB 2): its own venv.
 DUCKDB_DELTA_VENV ?= .venv-duckdb-delta
 
-.PHONY: demo test build wheel venv venv-airflow venv-duckdb-delta venv-build venv-prefect lint bench clean fuzz
+.PHONY: demo test build wheel venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dagster lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
 
-test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect
+test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dagster
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --all-targets
 	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
@@ -29,6 +31,7 @@ test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
 	MATURIN=$(BUILD_VENV)/bin/maturin $(PY) -m pytest -q -p no:cacheprovider tests/wheel
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(PREFECT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/prefect
+	CUBE_EXTRACT_BIN=target/debug/cube-extract $(DAGSTER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/dagster
 
 # The wheel (pip install target/wheels/cube_extract-*.whl): the binary and the `cube_extract` package.
 wheel: venv-build
@@ -49,6 +52,12 @@ venv-duckdb-delta: $(DUCKDB_DELTA_VENV)/.installed
 $(DUCKDB_DELTA_VENV)/.installed: tests/interop/requirements-duckdb-delta.txt
 	python3 -m venv $(DUCKDB_DELTA_VENV)
 	$(DUCKDB_DELTA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements-duckdb-delta.txt
+	touch $@
+
+venv-dagster: $(DAGSTER_VENV)/.installed
+$(DAGSTER_VENV)/.installed: tests/dagster/requirements.txt
+	python3 -m venv $(DAGSTER_VENV)
+	$(DAGSTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/dagster/requirements.txt
 	touch $@
 
 venv-prefect: $(PREFECT_VENV)/.installed

@@ -160,7 +160,7 @@ pub enum Table {
     CrmCustomFields,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ExtractArgs {
     /// Cube account URL, e.g. https://acme.headshed.com (the API root is {base}/api/v1/).
     #[arg(long, env = env::BASE_URL, value_name = "URL")]

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod error;
 mod inventory;
 mod logging;
+mod pipes;
 mod privacy;
 mod report;
 mod run;
