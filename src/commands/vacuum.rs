@@ -98,7 +98,7 @@ async fn vacuum_table(
     let dated = dataset.by_day() || schema.keep_history;
     let keys = paths.partition_keys(dataset.scope().keys(), dated);
     let log = DeltaLog::new(dest, &paths.table_root(), keys)?;
-    log.found(dest).await?;
+    log.check(dest).await?;
     let (files, referenced) = log.unreferenced(dest, cutoff).await?;
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     for file in &files {

@@ -21,7 +21,6 @@ use object_store::ObjectMeta;
 
 use futures::StreamExt;
 
-use super::budget::CpuSlots;
 use super::partition::Ended;
 use super::place::{self, Streamed};
 use super::publish::{Publisher, Publishing};
@@ -29,13 +28,10 @@ use super::signal::Shutdown;
 use super::state::Run;
 use super::{now, PartitionError};
 use crate::logging::DETAIL;
-use crate::privacy::Policy;
 use crate::report::{PartitionReport, PartitionStatus};
 use crate::sink::delta::NewFile;
-use crate::sink::parquet::{file_info, rewrite, EncodeError, Merger};
-use crate::sink::{
-    Destination, Ledger, LedgerRecord, MonthKey, Paths, StoreError, Target, DAY_COLUMN,
-};
+use crate::sink::parquet::{days_text, file_info, rewrite, EncodeError, Merger};
+use crate::sink::{Ledger, LedgerRecord, MonthKey, Paths, StoreError, Target, DAY_COLUMN};
 use crate::unit::Unit;
 use object_store::path::Path;
 
@@ -67,10 +63,8 @@ pub(crate) enum Published {
 
 /// Builds month files from their segments.
 pub(crate) struct MonthWriter<'a> {
-    pub(crate) dest: &'a Destination,
-    pub(crate) paths: &'a Paths,
-    pub(crate) policy: &'a Policy,
-    pub(crate) cpu: &'a CpuSlots,
+    /// What it reads and writes with.
+    pub(crate) on: Publishing<'a>,
     pub(crate) publisher: &'a Publisher,
 }
 
@@ -85,14 +79,13 @@ struct Seen {
     version: String,
 }
 
-/// What a month file records of the days it was built from (`cube.days`): each day file's
-/// name, size and entity tag. The same days again mean the same rows.
+/// What a month file records of the days it was built from (`cube.days`).
 fn fingerprint(seen: &[Seen]) -> String {
     let days: Vec<(&str, u64, &str)> = seen
         .iter()
         .map(|s| (s.location.as_ref(), s.size, s.version.as_str()))
         .collect();
-    serde_json::to_string(&days).expect("names serialise")
+    days_text(&days)
 }
 
 /// Why a month is published, which tells whether its file may still hold its days.
@@ -110,25 +103,13 @@ impl<'a> MonthWriter<'a> {
     /// The month writer of a run's table.
     pub(crate) fn of(run: &'a Run) -> MonthWriter<'a> {
         MonthWriter {
-            dest: &run.dest,
-            paths: &run.paths,
-            policy: &run.policy,
-            cpu: &run.cpu,
+            on: run.publishing(),
             publisher: &run.publisher,
         }
     }
 }
 
 impl MonthWriter<'_> {
-    fn publishing(&self) -> Publishing<'_> {
-        Publishing {
-            dest: self.dest,
-            paths: self.paths,
-            policy: self.policy,
-            cpu: self.cpu,
-        }
-    }
-
     /// Builds `month`'s file from every segment of it, until a build is placed that the
     /// segments did not change under.
     pub(crate) async fn publish(
@@ -170,14 +151,14 @@ impl MonthWriter<'_> {
             seen = now;
         }
         Err(StoreError::Contended {
-            path: self.paths.partition_of_month(&month).dir.to_string(),
+            path: self.on.paths.partition_of_month(&month).dir.to_string(),
             attempts: MAX_BUILDS,
         }
         .into())
     }
 
     fn seen(&self, meta: ObjectMeta) -> Seen {
-        let version = match (self.dest.is_local(), meta.e_tag) {
+        let version = match (self.on.dest.is_local(), meta.e_tag) {
             (false, Some(tag)) => tag,
             _ => meta
                 .last_modified
@@ -193,13 +174,15 @@ impl MonthWriter<'_> {
     /// The month's segments, in day order.
     async fn segments(&self, month: &MonthKey) -> Result<Vec<Seen>, StoreError> {
         let mut listed: Vec<Seen> = self
+            .on
             .dest
-            .list(&self.paths.segments_of(month))
+            .list(&self.on.paths.segments_of(month))
             .await?
             .into_iter()
             .filter(|m| m.location.filename() == Some(crate::sink::DATA_FILE))
             .filter(|m| {
-                self.paths
+                self.on
+                    .paths
                     .unit_of(&m.location)
                     .is_some_and(|u| u.day.is_some())
             })
@@ -221,16 +204,16 @@ impl MonthWriter<'_> {
         if seen.is_empty() {
             return Ok(None);
         }
-        let file = self.paths.month_file(month);
-        let Some(old) = self.dest.get(&file).await? else {
+        let file = self.on.paths.month_file(month);
+        let Some(old) = self.on.dest.get(&file).await? else {
             return Ok(None);
         };
         let schema = month_schema(&target.arrow);
         let mut meta = target.meta.clone();
         meta.days = Some(fingerprint(seen));
-        let (to, policy) = (target.clone(), self.policy.clone());
-        let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| {
-            self.cpu.run(move || {
+        let (to, policy) = (target.clone(), self.on.policy.clone());
+        let streamed = place::stream(self.on.dest, &file, self.on.paths.staging_dir(), |out| {
+            self.on.cpu.run(move || {
                 let info = file_info(&old)?;
                 if info.days != meta.days {
                     return Ok(Err(None));
@@ -263,9 +246,9 @@ impl MonthWriter<'_> {
                     bytes,
                     rows,
                 };
-                let partition = self.paths.partition_of_month(month);
+                let partition = self.on.paths.partition_of_month(month);
                 self.publisher
-                    .publish(&self.publishing(), partition, Some(new), target)
+                    .publish(&self.on, partition, Some(new), target)
                     .await?;
                 tracing::debug!(month = %month, bytes, "month file brought to the dataset schema");
                 Some(Published::Placed { file, bytes })
@@ -281,55 +264,63 @@ impl MonthWriter<'_> {
         seen: &[Seen],
         target: &Target,
     ) -> Result<Option<Published>, PartitionError> {
-        let file = self.paths.month_file(month);
-        let partition = self.paths.partition_of_month(month);
+        let file = self.on.paths.month_file(month);
+        let partition = self.on.paths.partition_of_month(month);
         let schema = month_schema(&target.arrow);
         if seen.is_empty() {
             self.publisher
-                .publish(&self.publishing(), partition, None, target)
+                .publish(&self.on, partition, None, target)
                 .await?;
             return Ok(Some(Published::Removed));
         }
-        let streamed = place::stream(self.dest, &file, self.paths.staging_dir(), |out| async {
-            let mut meta = target.meta.clone();
-            meta.days = Some(fingerprint(seen));
-            let mut merger = Merger::new(schema, meta, out);
-            for segment in seen {
-                let Some(bytes) = self.dest.get(&segment.location).await? else {
-                    return Ok(Err(None));
-                };
-                let day = self
-                    .paths
-                    .unit_of(&segment.location)
-                    .and_then(|u| u.day)
-                    .expect("a listed segment has a day");
-                let (to, policy) = (target.clone(), self.policy.clone());
-                let appended = self
+        let streamed = place::stream(
+            self.on.dest,
+            &file,
+            self.on.paths.staging_dir(),
+            |out| async {
+                let mut meta = target.meta.clone();
+                meta.days = Some(fingerprint(seen));
+                let mut merger = Merger::new(schema, meta, out);
+                for segment in seen {
+                    let Some(bytes) = self.on.dest.get(&segment.location).await? else {
+                        return Ok(Err(None));
+                    };
+                    let day = self
+                        .on
+                        .paths
+                        .unit_of(&segment.location)
+                        .and_then(|u| u.day)
+                        .expect("a listed segment has a day");
+                    let (to, policy) = (target.clone(), self.on.policy.clone());
+                    let appended = self
+                        .on
+                        .cpu
+                        .run(move || {
+                            let info = file_info(&bytes)?;
+                            let ahead = to.unknown_columns(&info.schema);
+                            if !ahead.is_empty() {
+                                return Ok::<_, EncodeError>(Err(ahead));
+                            }
+                            merger.append(bytes, &info, &policy, Some((DAY_COLUMN, day)))?;
+                            Ok(Ok(merger))
+                        })
+                        .await?;
+                    merger = match appended {
+                        Ok(merger) => merger,
+                        Err(ahead) => return Ok(Err(Some(ahead))),
+                    };
+                }
+                let (bytes, rows) = self
+                    .on
                     .cpu
                     .run(move || {
-                        let info = file_info(&bytes)?;
-                        let ahead = to.unknown_columns(&info.schema);
-                        if !ahead.is_empty() {
-                            return Ok::<_, EncodeError>(Err(ahead));
-                        }
-                        merger.append(bytes, &info, &policy, Some((DAY_COLUMN, day)))?;
-                        Ok(Ok(merger))
+                        let (out, rows) = merger.finish()?;
+                        Ok::<_, EncodeError>((out.complete()?, rows))
                     })
                     .await?;
-                merger = match appended {
-                    Ok(merger) => merger,
-                    Err(ahead) => return Ok(Err(Some(ahead))),
-                };
-            }
-            let (bytes, rows) = self
-                .cpu
-                .run(move || {
-                    let (out, rows) = merger.finish()?;
-                    Ok::<_, EncodeError>((out.complete()?, rows))
-                })
-                .await?;
-            Ok::<_, PartitionError>(Ok((bytes, rows)))
-        })
+                Ok::<_, PartitionError>(Ok((bytes, rows)))
+            },
+        )
         .await?;
         match streamed {
             Streamed::Staged((bytes, rows), mut staged) => {
@@ -341,7 +332,7 @@ impl MonthWriter<'_> {
                     rows: rows as u64,
                 };
                 self.publisher
-                    .publish(&self.publishing(), partition, Some(new), target)
+                    .publish(&self.on, partition, Some(new), target)
                     .await?;
                 tracing::debug!(month = %month, rows, bytes, "month file placed");
                 Ok(Some(Published::Placed { file, bytes }))

@@ -375,7 +375,7 @@ async fn publisher(
     let dated = dataset.by_day() || schema.keep_history;
     let keys = paths.partition_keys(dataset.scope().keys(), dated);
     let log = DeltaLog::new(dest, &paths.table_root(), keys).map_err(RunError::Delta)?;
-    log.found(dest).await.map_err(RunError::Delta)?;
+    log.check(dest).await.map_err(RunError::Delta)?;
     Ok(Publisher::Delta(log))
 }
 

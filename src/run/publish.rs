@@ -16,7 +16,7 @@ use super::PartitionError;
 use crate::privacy::Policy;
 use crate::sink::delta::{DeltaError, DeltaLog, Lost, NewFile, Partition};
 use crate::sink::parquet::{file_info, rewrite, EncodeError};
-use crate::sink::{Destination, Paths, StoreError, Target, DATA_FILE};
+use crate::sink::{Destination, Paths, Target, DATA_FILE};
 
 /// Widenings a publication may meet (each rewrites the table's files) before it gives up.
 const MAX_WIDENINGS: usize = 4;
@@ -96,15 +96,6 @@ impl Publisher {
             Publisher::Delta(log) => log.rewritten(),
         }
     }
-
-    /// The partitions whose commit another writer's took the place of, to publish again
-    /// (none for Parquet tables, whose placements cannot be lost).
-    pub(crate) async fn lost(&self, dest: &Destination) -> Result<Vec<Lost>, StoreError> {
-        match self {
-            Publisher::Files => Ok(Vec::new()),
-            Publisher::Delta(log) => log.lost(dest).await,
-        }
-    }
 }
 
 /// Rounds of publishing lost commits again before the run says the table is contended.
@@ -119,7 +110,7 @@ pub(crate) async fn republish_lost(run: &Run) -> Result<(), PartitionError> {
         return Ok(());
     };
     for _ in 0..MAX_ROUNDS {
-        let lost = run.publisher.lost(&run.dest).await?;
+        let lost = log.lost().await?;
         if lost.is_empty() {
             let target = run.target().await;
             log.ensure_columns(&run.publishing().columns(&target))

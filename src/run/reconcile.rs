@@ -187,10 +187,12 @@ impl Reconciler<'_> {
     ) -> Result<(), PartitionError> {
         let months = months_of(self.paths, brought);
         let writer = MonthWriter {
-            dest: self.dest,
-            paths: self.paths,
-            policy: self.policy,
-            cpu: self.cpu,
+            on: super::publish::Publishing {
+                dest: self.dest,
+                paths: self.paths,
+                policy: self.policy,
+                cpu: self.cpu,
+            },
             publisher: &super::publish::Publisher::Files,
         };
         let published: Vec<_> = futures::stream::iter(months)

@@ -17,7 +17,8 @@ use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGro
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::KeyValue;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
@@ -41,6 +42,38 @@ pub const HASHED_KEY: &str = "cube.hashed_columns";
 pub const SNAPSHOT_AT_KEY: &str = "cube.snapshot_at";
 /// File-level metadata key of a month file: the day files it was built from (a JSON array).
 pub const DAYS_KEY: &str = "cube.days";
+
+/// A month file's `cube.days`: each day file it was built from, as (name, size, version: what
+/// changes when the file is written anew). The same days again mean the same rows.
+pub(crate) fn days_text(days: &[(&str, u64, &str)]) -> String {
+    serde_json::to_string(days).expect("names serialise")
+}
+
+/// The names of the day files a `cube.days` lists (none if it is not one).
+pub(crate) fn day_files_in(days: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<(String, u64, String)>>(days)
+        .map(|days| days.into_iter().map(|(name, _, _)| name).collect())
+        .unwrap_or_default()
+}
+
+/// `cube.days` from a file's last bytes, `tail`, of `size` in all: `Err(n)` when the footer
+/// needs the last `n` bytes; `None` when the file is not one of ours (or holds no days).
+pub(crate) fn days_in_footer(tail: &Bytes, size: u64) -> Result<Option<String>, u64> {
+    let mut reader = ParquetMetaDataReader::new();
+    match reader.try_parse_sized(tail, size) {
+        Ok(()) => Ok(reader.finish().ok().and_then(|metadata| {
+            metadata
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|k| k.key == DAYS_KEY))
+                .and_then(|k| k.value.clone())
+        })),
+        Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > tail.len() as u64 => {
+            Err(needed as u64)
+        }
+        Err(_) => Ok(None),
+    }
+}
 
 /// What a file says about itself in its key/value metadata.
 #[derive(Clone, Debug, Default, PartialEq)]

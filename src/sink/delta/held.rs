@@ -5,11 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaDataReader;
 
 use super::DeltaLog;
-use crate::sink::parquet::DAYS_KEY;
+use crate::sink::parquet::{day_files_in, days_in_footer};
 use crate::sink::{Committed, Destination, Ledger, Paths, StoreError};
 use crate::unit::Unit;
 
@@ -40,12 +38,10 @@ impl DeltaLog {
             .try_collect()
             .await?;
         for days in days.into_iter().flatten() {
-            let segments: Vec<(String, u64, String)> =
-                serde_json::from_str(&days).unwrap_or_default();
             held.extend(
-                segments
+                day_files_in(&days)
                     .iter()
-                    .filter_map(|(segment, _, _)| paths.unit_of(&Path::from(segment.as_str()))),
+                    .filter_map(|segment| paths.unit_of(&Path::from(segment.as_str()))),
             );
         }
         Ok(held)
@@ -91,23 +87,9 @@ async fn footer_days(
     let mut want = FOOTER_GUESS.min(size);
     loop {
         let tail = dest.get_range(path, size - want..size).await?;
-        let mut reader = ParquetMetaDataReader::new();
-        match reader.try_parse_sized(&tail, size) {
-            Ok(()) => {
-                let Ok(metadata) = reader.finish() else {
-                    return Ok(None);
-                };
-                return Ok(metadata
-                    .file_metadata()
-                    .key_value_metadata()
-                    .and_then(|kv| kv.iter().find(|k| k.key == DAYS_KEY))
-                    .and_then(|k| k.value.clone()));
-            }
-            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
-                want = (needed as u64).min(size);
-            }
-            // Not a file this tool wrote: it holds no day of ours.
-            Err(_) => return Ok(None),
+        match days_in_footer(&tail, size) {
+            Ok(days) => return Ok(days),
+            Err(needed) => want = needed.min(size),
         }
     }
 }

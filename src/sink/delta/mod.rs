@@ -39,7 +39,7 @@ mod held;
 mod vacuum;
 mod widen;
 
-use super::{Destination, StoreError};
+use super::Destination;
 
 /// What the log names us as (`commitInfo.engineInfo`).
 const ENGINE_INFO: &str = concat!("cube-extract/", env!("CARGO_PKG_VERSION"));
@@ -121,7 +121,6 @@ pub(crate) struct ActiveFile {
     /// Under `--dest`.
     pub(crate) path: Path,
     pub(crate) bytes: u64,
-    pub(crate) rows: Option<u64>,
 }
 
 /// A commit this writer made, to be found again in the log before the run ends.
@@ -138,14 +137,6 @@ struct Made {
 pub(crate) struct Lost {
     pub(crate) partition: Partition,
     pub(crate) file: Option<NewFile>,
-}
-
-/// What is under a table's folder before a run.
-pub(crate) enum Found {
-    /// No log: the table is created by the run's first commit.
-    Nothing,
-    /// A Delta table this tool can write.
-    Table,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,22 +244,19 @@ impl DeltaLog {
             })
     }
 
-    /// What is there: nothing yet, or a table this tool can read and write. A log folder
-    /// that holds anything is a table's, readable or not.
-    pub(crate) async fn found(&self, dest: &Destination) -> Result<Found, DeltaError> {
+    /// Checks that what is there is nothing yet (the run's first commit creates the table) or
+    /// a table this tool can read and write. A log folder that holds anything is a table's,
+    /// readable or not.
+    pub(crate) async fn check(&self, dest: &Destination) -> Result<(), DeltaError> {
         let log = Path::from(format!("{}/{LOG_DIR}", self.inner.table));
         let listed = dest
             .list(&log)
             .await
             .map_err(|e| self.inner.unreadable(e))?;
         if listed.is_empty() {
-            return Ok(Found::Nothing);
+            return Ok(());
         }
-        self.call(|inner| match inner.found()? {
-            Found::Nothing => Err(inner.unreadable("its folder holds no commit")),
-            table => Ok(table),
-        })
-        .await
+        self.call(|inner| inner.check()).await
     }
 
     /// Replaces the rows of `partition` by those of `file` (none: the partition is emptied)
@@ -307,7 +295,7 @@ impl DeltaLog {
     /// This writer's commits that are not in the log as it made them (another writer's commit
     /// of the same version took their place), latest of each partition only. Each is checked
     /// once: a lost one is committed again by the caller.
-    pub(crate) async fn lost(&self, dest: &Destination) -> Result<Vec<Lost>, StoreError> {
+    pub(crate) async fn lost(&self) -> Result<Vec<Lost>, DeltaError> {
         let made = std::mem::take(&mut *self.inner.made.lock().unwrap_or_else(|e| e.into_inner()));
         let mut lost: Vec<Lost> = Vec::new();
         let mut latest: HashMap<String, usize> = HashMap::new();
@@ -318,7 +306,11 @@ impl DeltaLog {
             if latest.get(m.partition.dir.as_ref()) != Some(&i) {
                 continue;
             }
-            if !self.inner.is_ours(dest, m.version, m.txn).await? {
+            let (version, txn) = (m.version, m.txn);
+            if !self
+                .call(move |inner| inner.reads_back(version, txn))
+                .await?
+            {
                 tracing::warn!(table = self.inner.table, version = m.version, dir = %m.partition.dir, "another writer's commit took the place of this one; committing it again");
                 lost.push(Lost {
                     partition: m.partition,
@@ -365,9 +357,10 @@ impl Inner {
         }
     }
 
-    fn found(&self) -> Result<Found, DeltaError> {
+    /// The latest version must load, take writes and have our partition columns.
+    fn check(&self) -> Result<(), DeltaError> {
         let Some(snapshot) = self.latest()? else {
-            return Ok(Found::Nothing);
+            return Err(self.unreadable("its folder holds no commit"));
         };
         // Building a write transaction checks every writer feature the table declares.
         snapshot
@@ -390,7 +383,7 @@ impl Inner {
                 ),
             ));
         }
-        Ok(Found::Table)
+        Ok(())
     }
 
     /// The table's schema: the partition columns, then the files' columns, every one nullable
@@ -410,9 +403,7 @@ impl Inner {
 
     fn kernel_field(&self, field: &Field) -> Result<StructField, DeltaError> {
         let plain = Field::new(field.name(), field.data_type().clone(), true);
-        StructField::try_from_arrow(&plain)
-            .map(|f| StructField::nullable(f.name().clone(), f.data_type().clone()))
-            .map_err(|e| self.failed(e))
+        StructField::try_from_arrow(&plain).map_err(|e| self.failed(e))
     }
 
     fn create(&self, columns: &Schema) -> Result<(), DeltaError> {
@@ -728,18 +719,17 @@ impl Inner {
         {
             let metadata = metadata.map_err(|e| self.unreadable(e))?;
             files = metadata
-                .visit_scan_files(files, |files: &mut Vec<(String, i64, Option<u64>)>, f| {
-                    files.push((f.path, f.size, f.stats.map(|s| s.num_records)));
+                .visit_scan_files(files, |files: &mut Vec<(String, i64)>, f| {
+                    files.push((f.path, f.size));
                 })
                 .map_err(|e| self.unreadable(e))?;
         }
         let table = Path::from(self.table.as_str());
         let files = files
             .into_iter()
-            .map(|(path, size, rows)| ActiveFile {
+            .map(|(path, size)| ActiveFile {
                 path: Path::parse(format!("{table}/{path}")).unwrap_or_else(|_| table.clone()),
                 bytes: size.max(0) as u64,
-                rows,
             })
             .collect();
         Ok(Some((snapshot.version(), files)))
@@ -760,17 +750,6 @@ impl Inner {
             .transpose()
             .map_err(|e| self.unreadable(e))?
             .unwrap_or_default();
-        Ok(holds_txn(&bytes, &self.app_id, txn))
-    }
-
-    async fn is_ours(
-        &self,
-        dest: &Destination,
-        version: u64,
-        txn: i64,
-    ) -> Result<bool, StoreError> {
-        let path = Path::from(format!("{}/{LOG_DIR}/{version:020}.json", self.table));
-        let bytes = dest.get(&path).await?.unwrap_or_default();
         Ok(holds_txn(&bytes, &self.app_id, txn))
     }
 }
