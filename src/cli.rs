@@ -268,6 +268,10 @@ pub struct ExtractArgs {
     /// status, files, bytes, and the same per table), for orchestrators.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub summary: Option<SummaryFormat>,
+    /// Append the run's OpenLineage events (START, then COMPLETE, FAIL or ABORT) to FILE, a JSON
+    /// object a line; OPENLINEAGE_URL posts them to a lineage backend.
+    #[arg(long, value_name = "FILE")]
+    pub openlineage_file: Option<std::path::PathBuf>,
     /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

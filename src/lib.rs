@@ -13,7 +13,7 @@ pub mod decode;
 pub mod error;
 mod inventory;
 mod logging;
-mod pipes;
+mod observers;
 mod privacy;
 mod report;
 mod run;

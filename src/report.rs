@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error::{Outcome, Signal};
-use crate::schema::SchemaChange;
+use crate::schema::{FileColumn, SchemaChange};
 use crate::source::adaptive::ConcurrencyUsed;
 use crate::unit::Unit;
 
@@ -62,6 +62,16 @@ impl PartitionReport {
     }
 }
 
+/// A table's schema as a run left it, for lineage and orchestrators.
+#[derive(Clone, Debug)]
+pub struct TableSchema {
+    /// `schema.json`'s version: bumped by each change of the files' columns.
+    pub version: u64,
+    pub columns: Vec<FileColumn>,
+    /// `parquet` or `delta`.
+    pub format: &'static str,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub status: &'static str,
@@ -85,6 +95,9 @@ pub struct Report {
     pub bytes_written: u64,
     pub partitions: Vec<PartitionReport>,
     pub schema_changes: Vec<SchemaChange>,
+    /// The schema the run left; `None` when the table was never planned.
+    #[serde(skip)]
+    pub schema: Option<TableSchema>,
     pub files_rewritten: usize,
     /// Set when the run stopped before extracting (exit 2) or could not finish its bookkeeping.
     pub error: Option<String>,
@@ -112,6 +125,7 @@ impl Report {
             bytes_written: 0,
             partitions: Vec::new(),
             schema_changes: Vec::new(),
+            schema: None,
             files_rewritten: 0,
             error: None,
             warning: None,

@@ -7,7 +7,7 @@ use crate::cli::{ExtractArgs, LogFormat, SummaryFormat};
 use crate::datasets::Dataset;
 use crate::error::Outcome;
 use crate::logging::{self, Progress, DETAIL};
-use crate::pipes::Pipes;
+use crate::observers::Observers;
 use crate::report::{summary_json, Report, SyncReport};
 use crate::run;
 use crate::settings::Settings;
@@ -17,61 +17,42 @@ pub(super) fn run(args: &ExtractArgs, datasets: &[Dataset]) -> Outcome {
     let progress = Progress::new(args.log_format, args.no_progress);
     let ansi = logging::colors(args.color);
     logging::init(args.log_format, args.verbose, args.quiet, ansi, &progress);
-    // Launched by Dagster: its partitions are the days, unless the command line names them.
-    let pipes = match Pipes::open() {
-        Ok(pipes) => pipes,
+    let job = match datasets {
+        [one] => one.name,
+        _ => "sync",
+    };
+    let mut observers = match Observers::open(job, args.openlineage_file.clone()) {
+        Ok(observers) => observers,
         Err(e) => {
             tracing::error!("{e}");
             return Outcome::Refused;
         }
     };
+    // Launched by Dagster: its partitions are the days, unless the command line names them.
     let mut args = args.clone();
-    if let (Some((from, to)), None, None) =
-        (pipes.as_ref().and_then(Pipes::days), &args.from, &args.to)
-    {
+    if let (Some((from, to)), None, None) = (observers.days(), &args.from, &args.to) {
         if datasets.iter().any(Dataset::by_day) {
             (args.from, args.to) = (Some(from), Some(to));
         }
     }
     let args = &args;
+    let runtime = run::runtime();
     let settings = match Settings::resolve(args, datasets) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
-            if let Some(pipes) = &pipes {
-                pipes.close(Some(&format!("exit 2: {e}")));
-            }
+            runtime.block_on(observers.refused(&e.to_string()));
             return Outcome::Refused;
         }
     };
-    let runtime = run::runtime();
+    runtime.block_on(observers.started(&settings));
     let reports = runtime.block_on(run::extract(&settings, &settings.tables, &progress));
     progress.finish();
+    let outcome = finish(&settings, &reports, datasets.len() > 1);
+    runtime.block_on(observers.ended(&reports, outcome));
     // After a signal, encoders of abandoned partitions may still be finishing on blocking
     // threads; their output goes nowhere, so the process need not wait for them.
     runtime.shutdown_background();
-    let outcome = finish(&settings, &reports, datasets.len() > 1);
-    if let Some(pipes) = &pipes {
-        for (dataset, report) in &reports {
-            if report.status != "failed" {
-                pipes.materialized(
-                    dataset.name,
-                    report.rows,
-                    report.files_written(),
-                    report.bytes_written,
-                );
-            }
-        }
-        let failure = reports.iter().find_map(|(_, r)| r.error.as_deref());
-        match (outcome, failure) {
-            (Outcome::Done, _) => pipes.close(None),
-            (o, Some(error)) => pipes.close(Some(&format!("exit {}: {error}", o.exit_code()))),
-            (o, None) => pipes.close(Some(&format!(
-                "exit {}: some partitions failed",
-                o.exit_code()
-            ))),
-        }
-    }
     if args.summary == Some(SummaryFormat::Json) {
         let tables: Vec<(&str, &Report)> = reports.iter().map(|(d, r)| (d.name, r)).collect();
         println!("{}", summary_json(&tables, outcome.exit_code()));

@@ -333,7 +333,10 @@ async fn execute(
         run.dest.settle_aborts().await;
         report.files_rewritten += run.publisher.rewritten();
         report.storage_retries = run.dest.storage_retries();
-        report.schema_changes = run.into_changes();
+        (report.schema_changes, report.schema) = {
+            let (changes, schema) = run.into_schema();
+            (changes, Some(schema))
+        };
     }
     stopped_by
 }

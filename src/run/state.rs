@@ -13,9 +13,10 @@ use super::budget::{CpuSlots, PageBudget};
 use super::month::Months;
 use super::plan::Context;
 use super::publish::Publisher;
-use crate::datasets::Dataset;
+use crate::datasets::{Dataset, TableFormat};
 use crate::logging::DETAIL;
 use crate::privacy::Policy;
+use crate::report::TableSchema;
 use crate::schema::{DatasetSchema, KeyKinds, SchemaChange};
 use crate::settings::Settings;
 use crate::sink::{Base, Destination, Paths, SchemaStore, StoreError, Target};
@@ -200,8 +201,15 @@ impl Run {
         }
     }
 
-    /// Every schema change of the run.
-    pub(crate) fn into_changes(self) -> Vec<SchemaChange> {
-        self.schema.into_inner().changes
+    /// Every schema change of the run, and the schema the run left: its version and the
+    /// columns of its files.
+    pub(crate) fn into_schema(self) -> (Vec<SchemaChange>, TableSchema) {
+        let state = self.schema.into_inner();
+        let table = TableSchema {
+            version: state.schema.version,
+            columns: state.schema.file_columns(),
+            format: state.schema.format.unwrap_or(TableFormat::DEFAULT).as_str(),
+        };
+        (state.changes, table)
     }
 }

@@ -71,6 +71,15 @@ pub struct Column {
     pub known: bool,
 }
 
+/// A column of the files, as lineage and orchestrators describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileColumn {
+    pub name: String,
+    /// Arrow's name of the type, as `schema.json` writes it.
+    pub ty: &'static str,
+    pub label: Option<String>,
+}
+
 /// What a merge changed, for the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SchemaChange {
@@ -332,6 +341,26 @@ impl DatasetSchema {
 
     pub(crate) fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// The data columns as a reader finds them in the files: the policy's drops left out, a
+    /// hashed column a string.
+    pub(crate) fn file_columns(&self) -> Vec<FileColumn> {
+        self.columns
+            .iter()
+            .filter_map(|c| {
+                let ty = match self.treatment(c) {
+                    Treatment::Keep => c.ty.name(),
+                    Treatment::Hash => ColumnType::Utf8.name(),
+                    Treatment::Drop => return None,
+                };
+                Some(FileColumn {
+                    name: c.name.clone(),
+                    ty,
+                    label: c.label.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Folds one partition's keys into the schema. Returns the layout changes (added columns,

@@ -69,6 +69,8 @@ def test_a_partition_is_materialized_with_the_binarys_metadata(example, sim, env
     assert [tuple(r) for s in held["scopes"] for r in s["ranges"]] == [("2019-08-02", "2019-08-02")]
     assert metadata["rows"] == held["rows"] > 0
     assert metadata["files"] == 1 and metadata["bytes"] > 0 and metadata["table"] == "call_outcomes"
+    schema = json.loads((env / "lake" / "_cube_extract" / "call_outcomes" / "schema.json").read_text())
+    assert metadata["schema_version"] == schema["version"]
 
 
 def attempts(result) -> int:

@@ -12,6 +12,8 @@ use std::io::{Read, Write};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::report::Report;
+
 const CONTEXT_VAR: &str = "DAGSTER_PIPES_CONTEXT";
 const MESSAGES_VAR: &str = "DAGSTER_PIPES_MESSAGES";
 const VERSION: &str = "0.1";
@@ -117,24 +119,24 @@ impl Pipes {
         }
     }
 
-    /// Reports a table's materialization with its figures.
-    pub(crate) fn materialized(&self, table: &str, rows: usize, files: usize, bytes: u64) {
+    /// Reports a table's materialization with what the run wrote and the schema it left.
+    pub(crate) fn materialized(&self, table: &str, report: &Report) {
         let Some(asset_key) = self.asset_key(table) else {
             return;
         };
         let int = |v: u64| json!({ "raw_value": v, "type": "int" });
+        let mut metadata = json!({
+            "table": { "raw_value": table, "type": "text" },
+            "rows": int(report.rows as u64),
+            "files": int(report.files_written() as u64),
+            "bytes": int(report.bytes_written),
+        });
+        if let Some(schema) = &report.schema {
+            metadata["schema_version"] = int(schema.version);
+        }
         self.send(
             "report_asset_materialization",
-            json!({
-                "asset_key": asset_key,
-                "data_version": null,
-                "metadata": {
-                    "table": { "raw_value": table, "type": "text" },
-                    "rows": int(rows as u64),
-                    "files": int(files as u64),
-                    "bytes": int(bytes),
-                },
-            }),
+            json!({ "asset_key": asset_key, "data_version": null, "metadata": metadata }),
         );
     }
 
