@@ -5,8 +5,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Airflow pins Flask 2, moto_server (interop tests) needs Flask 3: the Airflow tests get their own venv.
-AIRFLOW_VENV ?= .venv-airflow
+# The Airflow provider's tests, on Airflow 2.11 and 3.3 (Airflow 2 pins Flask 2, moto_server needs Flask 3).
+AIRFLOW2_VENV ?= .venv-airflow2
+AIRFLOW3_VENV ?= .venv-airflow3
 # Dagster, for the Dagster Pipes example's tests (tests/dagster).
 DAGSTER_VENV ?= .venv-dagster
 # Prefect 3, for the Prefect recipe's tests (tests/prefect).
@@ -18,17 +19,21 @@ WHEEL_PROFILE ?= release
 # DuckDB's delta extension is offline only for DuckDB 1.5.5 (.venv has DuckDB 2): its own venv.
 DUCKDB_DELTA_VENV ?= .venv-duckdb-delta
 
-.PHONY: demo test build wheel venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dagster lint bench clean fuzz
+.PHONY: demo test build wheel wheel-dev venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dagster lint bench clean fuzz
 
 demo: build
 	scripts/demo.sh
 
-test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dagster
+test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dagster wheel-dev
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --all-targets
 	CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
 		DUCKDB_DELTA_PYTHON=$(DUCKDB_DELTA_VENV)/bin/python $(PY) -m pytest -q tests/interop
-	CUBE_EXTRACT_BIN=target/debug/cube-extract $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
+	for venv in $(AIRFLOW3_VENV) $(AIRFLOW2_VENV); do \
+		$$venv/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall target/wheels-dev/*.whl && \
+		CUBE_EXTRACT_BIN=target/debug/cube-extract CUBE_SIM_BIN=target/debug/examples/cube_sim \
+			$$venv/bin/python -m pytest -q -p no:cacheprovider tests/airflow || exit 1; \
+	done
 	MATURIN=$(BUILD_VENV)/bin/maturin $(PY) -m pytest -q -p no:cacheprovider tests/wheel
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(PREFECT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/prefect
 	CUBE_EXTRACT_BIN=target/debug/cube-extract $(DAGSTER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/dagster
@@ -36,6 +41,11 @@ test: build venv venv-airflow venv-duckdb-delta venv-build venv-prefect venv-dag
 # The wheel (pip install target/wheels/cube_extract-*.whl): the binary and the `cube_extract` package.
 wheel: venv-build
 	$(BUILD_VENV)/bin/maturin build --profile $(WHEEL_PROFILE) --out target/wheels
+
+# A dev-profile wheel for the tests (the Airflow provider is tested as installed from it).
+wheel-dev: venv-build
+	rm -rf target/wheels-dev
+	$(BUILD_VENV)/bin/maturin build --profile dev --out target/wheels-dev
 
 build:
 	$(CARGO) build --all-targets
@@ -72,11 +82,15 @@ $(BUILD_VENV)/.installed: python/requirements-build.txt
 	$(BUILD_VENV)/bin/pip install --quiet --disable-pip-version-check -r python/requirements-build.txt
 	touch $@
 
-# Airflow, for the DAG examples' tests (tests/airflow).
-venv-airflow: $(AIRFLOW_VENV)/.installed
-$(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
-	python3 -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/airflow/requirements.txt
+# Airflow 3.3 and 2.11, for the provider's and the DAG examples' tests (tests/airflow).
+venv-airflow: $(AIRFLOW3_VENV)/.installed $(AIRFLOW2_VENV)/.installed
+$(AIRFLOW3_VENV)/.installed: tests/airflow/requirements-3.txt tests/airflow/constraints-3.txt
+	python3 -m venv $(AIRFLOW3_VENV)
+	$(AIRFLOW3_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/airflow/requirements-3.txt -c tests/airflow/constraints-3.txt
+	touch $@
+$(AIRFLOW2_VENV)/.installed: tests/airflow/requirements-2.txt tests/airflow/constraints-2.txt
+	python3 -m venv $(AIRFLOW2_VENV)
+	$(AIRFLOW2_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/airflow/requirements-2.txt -c tests/airflow/constraints-2.txt
 	touch $@
 
 lint:

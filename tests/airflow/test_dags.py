@@ -1,158 +1,281 @@
-"""The Airflow examples (examples/airflow): the DAG files load in a real DagBag, the exit-code
-mapping is the documented one, and the task helper fails without retry or retries on the real
-binary's exit codes.
+"""The Airflow provider (cube_extract.airflow, installed from the wheel) in a real Airflow: run in two
+venvs, Airflow 3.3 (.venv-airflow3) and Airflow 2.11 (.venv-airflow2), by `make test`.
 
-Airflow pins Flask 2 while the interop tests' moto_server needs Flask 3, so these run in a venv of
-their own: `make venv-airflow`, then `.venv-airflow/bin/python -m pytest tests/airflow`.
+Every DAG runs with `airflow dags test` against the simulator: the example daily DAG extracts
+yesterday; a test DAG (tests/airflow/dags) has one task per exit code, and the tasks' states and tries
+are read back from Airflow's database.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = REPO / "examples" / "airflow"
+EXAMPLES = REPO / "examples" / "airflow"
+TEST_DAGS = Path(__file__).parent / "dags"
 EXTRACT_BIN = Path(os.environ.get("CUBE_EXTRACT_BIN") or REPO / "target/debug/cube-extract")
+SIM_BIN = Path(os.environ.get("CUBE_SIM_BIN") or REPO / "target/debug/examples/cube_sim")
+AIRFLOW = Path(sys.executable).parent / "airflow"
+TIMEOUT = 600
 
 
-def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def airflow_version() -> int:
+    from importlib.metadata import version
+
+    return int(version("apache-airflow").split(".")[0])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def extract_bin():
     if not EXTRACT_BIN.is_file():
         pytest.fail(f"{EXTRACT_BIN} not found; run `cargo build` first", pytrace=False)
     return EXTRACT_BIN
 
 
-def test_airflow_exit_code_mapping():
-    task = _load(AIRFLOW / "cube_extract_task.py")
-    assert task.outcome(0) == task.SUCCESS
+def serve(*flags: str):
+    if not SIM_BIN.is_file():
+        pytest.fail(f"{SIM_BIN} not found; run `cargo build --all-targets` first", pytrace=False)
+    proc = subprocess.Popen([str(SIM_BIN), "serve", "--port", "0", *flags], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("listening on "), line
+    return proc, line.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def sims():
+    """The account (without product registrations), and one whose records move while read."""
+    procs = [serve("--unserved", "product_registrations"), serve("--inserts-while-paging", "50", "--page-size", "10")]
+    yield [url for _, url in procs]
+    for proc, _ in procs:
+        proc.terminate()
+        proc.wait()
+
+
+def connection(url: str, token: str = "sim-token") -> str:
+    return json.dumps({"conn_type": "cube", "host": url, "password": token})
+
+
+def airflow_env(home: Path, dags: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUBE_", "AIRFLOW", "OPENLINEAGE"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "NO_PROXY": "*",
+        **extra,
+    })
+    return env
+
+
+def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(AIRFLOW), *args], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    if check:
+        assert done.returncode == 0, f"airflow {' '.join(args)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def task_instances(env: dict[str, str], dag_id: str) -> dict[str, tuple[str, int]]:
+    """Each task's final state and how many tries it took, from Airflow's database."""
+    script = (
+        "import json, sys\n"
+        "from airflow.models import TaskInstance\n"
+        "from airflow.utils.session import create_session\n"
+        "with create_session() as s:\n"
+        "    tis = s.query(TaskInstance).filter(TaskInstance.dag_id == sys.argv[1]).all()\n"
+        "    print(json.dumps({ti.task_id: [str(ti.state), ti.try_number] for ti in tis}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, dag_id], env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def test_the_exit_code_mapping():
+    from cube_extract.airflow.operators import outcome
+
+    assert outcome(0) == "success"
     for code in (1, 130, 143, 101):
-        assert task.outcome(code) == task.RETRY, code
+        assert outcome(code) == "retry", code
     for code in (2, 3, 126, 127):
-        assert task.outcome(code) == task.FAIL, code
+        assert outcome(code) == "fail", code
 
 
-def test_airflow_backfill_months():
-    backfill = _load(AIRFLOW / "cube_extract_backfill.py")
-    assert backfill.month_spans("2023-11", "2024-02") == [
-        ["2023-11-01", "2023-11-30"], ["2023-12-01", "2023-12-31"],
-        ["2024-01-01", "2024-01-31"], ["2024-02-01", "2024-02-29"],
+def test_the_backfill_months():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from cube_extract_backfill import month_spans
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    assert [(s["from_date"], s["to_date"]) for s in month_spans("2023-11", "2024-02")] == [
+        ("2023-11-01", "2023-11-30"), ("2023-12-01", "2023-12-31"),
+        ("2024-01-01", "2024-01-31"), ("2024-02-01", "2024-02-29"),
     ]
 
 
-def test_airflow_task_fails_without_retry_on_exit_2_and_retries_on_exit_1(tmp_path, monkeypatch, extract_bin):
-    from airflow.exceptions import AirflowException, AirflowFailException
+def test_the_operator_builds_the_command_line_and_outlets():
+    from cube_extract.airflow.operators import CubeExtractOperator
 
-    task = _load(AIRFLOW / "cube_extract_task.py")
-    monkeypatch.setenv("CUBE_EXTRACT_BIN", str(extract_bin))
-    # A real usage error of the real binary: exit 2, which must not be retried.
-    with pytest.raises(AirflowFailException):
-        task.run_cube_extract(["call-outcomes", "--campaign", "x", "--dest", str(tmp_path)])
-    # An API that cannot be reached: exit 1, retried.
-    with pytest.raises(AirflowException) as raised:
-        task.run_cube_extract(["call-outcomes", "--base-url", "http://127.0.0.1:1", "--token", "t",
-                               "--campaign", "1", "--dest", str(tmp_path), "--max-attempts", "1"])
-    assert not isinstance(raised.value, AirflowFailException)
-    # A worker without the binary: 127, not retried.
-    monkeypatch.setenv("CUBE_EXTRACT_BIN", str(tmp_path / "no-such-binary"))
-    with pytest.raises(AirflowFailException, match="exited 127"):
-        task.run_cube_extract(["call-outcomes", "--campaign", "1", "--dest", str(tmp_path)])
-
-
-def test_airflow_dags_load_in_a_dagbag():
-    from airflow.models import DagBag
-
-    bag = DagBag(dag_folder=str(AIRFLOW), include_examples=False)
-    assert bag.import_errors == {}
-    assert {"cube_extract_daily", "cube_extract_backfill"} <= set(bag.dag_ids)
-    backfill = bag.dags["cube_extract_backfill"]
-    # Dynamic task mapping: one extract_month per month, then the fan-in.
-    from airflow.models.mappedoperator import MappedOperator
-
-    assert isinstance(backfill.get_task("extract_month"), MappedOperator)
-    assert backfill.get_task("reconcile").upstream_task_ids == {"extract_month"}
-    assert backfill.get_task("extract_month").upstream_task_ids == {"months"}
-    # The daily DAG is one sync of every table.
-    assert [t.task_id for t in bag.dags["cube_extract_daily"].tasks] == ["sync"]
-    for dag_id in ("cube_extract_daily", "cube_extract_backfill"):
-        for t in bag.dags[dag_id].tasks:
-            if t.task_id not in ("months",):
-                assert t.retries == 3, (dag_id, t.task_id)
+    op = CubeExtractOperator(task_id="t", command="sync", dest="s3://lake/cube", from_date="2024-03-01",
+                             keep_history=True, extra_args=["--concurrency", "4"])
+    assert op.arguments(1) == ["sync", "--dest", "s3://lake/cube", "--all-campaigns", "--from", "2024-03-01",
+                               "--keep-history", "--summary", "json", "--no-progress", "--color", "never",
+                               "--concurrency", "4"]
+    assert op.arguments(2)[-1] == "--resume"
+    assert sorted(o.uri for o in op.outlets) == sorted(
+        f"s3://lake/cube/{t}" for t in ("call_outcomes", "product_registrations", "customers", "customer_status",
+                                        "campaigns", "crm_custom_fields"))
+    one = CubeExtractOperator(task_id="u", command="customers", dest="/lake", campaigns=[101, 102])
+    assert one.arguments(1)[:5] == ["customers", "--dest", "/lake", "--campaign", "101,102"]
+    assert [o.uri for o in one.outlets] == ["file:///lake/customers"]
+    assert CubeExtractOperator(task_id="r", command="reconcile", dest="/lake").arguments(3) == [
+        "reconcile", "--dest", "/lake"]
+    with pytest.raises(ValueError, match="not a cube-extract command"):
+        CubeExtractOperator(task_id="x", command="call_outcomes", dest="/lake")
 
 
-SIM_BIN = Path(os.environ.get("CUBE_SIM_BIN") or REPO / "target/debug/examples/cube_sim")
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """An Airflow home with its database, shared by the DAG runs of this module."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    airflow(airflow_env(home, EXAMPLES, {}), "db", "migrate")
+    return home
 
 
-@pytest.fixture
-def sim_without_product_registrations():
-    """A simulated Cube account without the product-registrations module (404 on its endpoint)."""
-    import subprocess
-
-    if not SIM_BIN.is_file():
-        pytest.fail(f"{SIM_BIN} not found; run `cargo build --all-targets` first", pytrace=False)
-    proc = subprocess.Popen([str(SIM_BIN), "serve", "--port", "0", "--unserved", "product_registrations"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()
-    assert line.startswith("listening on "), line
-    yield line.split()[-1]
-    proc.terminate()
-    proc.wait()
+def test_the_provider_is_listed_and_the_dags_load(home):
+    env = airflow_env(home, EXAMPLES, {})
+    listed = airflow(env, "providers", "list", "-o", "json").stdout
+    providers = json.loads(listed[listed.index("["):listed.rindex("]") + 1])
+    assert [p["package_name"] for p in providers if "cube" in p["package_name"]] == ["cube-extract"]
+    errors = airflow(env, "dags", "list-import-errors", "-o", "json").stdout
+    assert "cube_extract" not in errors, errors
+    tasks = airflow(env, "tasks", "list", "cube_extract_backfill").stdout.split()
+    assert {"months", "extract_month", "reconcile"} <= set(tasks), tasks
+    assert "sync" in airflow(env, "tasks", "list", "cube_extract_daily").stdout.split()
 
 
-def test_airflow_daily_dag_skips_a_table_the_account_does_not_serve(tmp_path, extract_bin,
-                                                                     sim_without_product_registrations):
-    """`airflow dags test cube_extract_daily` against an account without product registrations:
-    the sync task succeeds at its first try; every other table is extracted, and none is
-    written for product registrations."""
-    import json
-    import subprocess
-    import sys
-
-    airflow = Path(sys.executable).parent / "airflow"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(AIRFLOW),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "CUBE_EXTRACT_BIN": str(extract_bin),
-        "CUBE_BASE_URL": sim_without_product_registrations,
-        "CUBE_TOKEN": "sim-token",
-        "CUBE_EXTRACT_DEST": str(tmp_path / "lake"),
-    }
-    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
-    test = subprocess.run([str(airflow), "dags", "test", "cube_extract_daily", "2024-03-02"], env=env,
-                          capture_output=True, text=True)
-    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
-    runs = subprocess.run([str(airflow), "tasks", "states-for-dag-run", "cube_extract_daily",
-                           "manual__2024-03-02T00:00:00+00:00", "-o", "json"],
-                          env=env, capture_output=True, text=True)
-    assert runs.returncode == 0, runs.stderr[-3000:]
-    # The last line is the JSON list (Airflow may log before it).
-    states = {t["task_id"]: t["state"] for t in json.loads(runs.stdout.strip().splitlines()[-1])}
-    assert states == {"sync": "success"}, states
-    assert "Marking task as UP_FOR_RETRY" not in test.stdout, "the first try succeeded"
-    assert "skipping product_registrations" in test.stdout + test.stderr
+def test_the_daily_dag_extracts_yesterday(home, tmp_path, extract_bin, sims):
+    """`airflow dags test cube_extract_daily 2024-03-02` against an account without product
+    registrations: the sync task succeeds at its first try, extracts 2024-03-01 (the data interval's
+    end less a day) and only that day, and skips product registrations."""
     lake = tmp_path / "lake"
+    env = airflow_env(home, EXAMPLES, {
+        "CUBE_EXTRACT_BIN": str(extract_bin),
+        "AIRFLOW_CONN_CUBE_DEFAULT": connection(sims[0]),
+        "CUBE_EXTRACT_DEST": str(lake),
+    })
+    test = airflow(env, "dags", "test", "cube_extract_daily", "2024-03-02")
+    assert task_instances(env, "cube_extract_daily") == {"sync": ("success", 1)}
+    assert "skipping product_registrations" in test.stdout + test.stderr
     assert (lake / "call_outcomes").is_dir()
     assert not (lake / "product_registrations").exists()
-    assert not (lake / "_cube_extract" / "product_registrations").exists()
-    # A run at 2024-03-02 00:00 extracts yesterday, 2024-03-01 (its data interval's end less a day),
-    # and only that day.
     status = subprocess.run([str(extract_bin), "status", "--dest", str(lake), "--json",
                              "--expect-from", "2024-03-01", "--expect-to", "2024-03-01"],
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stdout + status.stderr
     held = json.loads(status.stdout)
     assert held["expected"]["complete"] is True
-    ranges = {tuple(r) for scope in held["scopes"] for r in scope["ranges"]}
-    assert ranges == {("2024-03-01", "2024-03-01")}, held["scopes"]
+    assert {tuple(r) for scope in held["scopes"] for r in scope["ranges"]} == {("2024-03-01", "2024-03-01")}
+
+
+class Backend:
+    """A lineage backend on 127.0.0.1 that keeps the events posted to it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.events: list[dict] = []
+        events = self.events
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def backend():
+    b = Backend()
+    yield b
+    b.server.shutdown()
+    b.server.server_close()
+
+
+def test_each_exit_code_is_mapped(home, tmp_path, extract_bin, sims, backend):
+    """Exit 0 succeeds and pushes the summary; 1 is retried with --resume; 2, 3 and 127 fail at their
+    first try although the task may retry 3 times. Airflow's OpenLineage provider reports the tables
+    the operator wrote; the binary's own events name the task's run as their parent."""
+    record = tmp_path / "summary.json"
+    airflow_lineage = tmp_path / "airflow-lineage.jsonl"
+    env = airflow_env(home, TEST_DAGS, {
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(airflow_lineage),
+                                                       "append": True}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "airflow-test",
+        "OPENLINEAGE_URL": backend.url,
+        "CUBE_EXTRACT_BIN": str(extract_bin),
+        "CUBE_EXTRACT_DEST": str(tmp_path / "lake"),
+        "CUBE_TEST_RECORD": str(record),
+        "AIRFLOW_CONN_CUBE_DEFAULT": connection(sims[0]),
+        "AIRFLOW_CONN_CUBE_DOWN": connection("http://127.0.0.1:1"),
+        "AIRFLOW_CONN_CUBE_RESTLESS": connection(sims[1]),
+    })
+    test = airflow(env, "dags", "test", "cube_extract_exits", "2024-03-02", check=False)
+    log = test.stdout + test.stderr
+    states = task_instances(env, "cube_extract_exits")
+    assert states == {
+        "ok": ("success", 1),
+        "record": ("success", 1),
+        "partial": ("failed", 2),
+        "refused": ("failed", 1),
+        "broken": ("failed", 1),
+        "missing": ("failed", 1),
+        "held": ("success", 1),
+        "not_held": ("failed", 1),
+    }, (states, log[-5000:])
+    for code in (2, 3, 127):
+        assert f"cube-extract exited {code}" in log
+    # The retry of exit 1 resumed; its first try did not.
+    # (Airflow 2 prints each log line twice; each try has its own command line.)
+    runs = list(dict.fromkeys(line.split("Running: ", 1)[1].split(" [")[0] for line in log.splitlines()
+                              if "Running: " in line and "-partial" in line))
+    assert len(runs) == 2 and " --resume " not in runs[0] and " --resume " in runs[1], runs
+    # The XCom is the binary's summary.
+    summary = json.loads(record.read_text())
+    status = json.loads(subprocess.run([str(extract_bin), "status", "--dest", str(tmp_path / "lake"), "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert summary["exit_code"] == 0 and summary["rows"] == status["rows"] > 0
+    assert summary["tables"]["call_outcomes"]["partitions"]["committed"] == 6
+    # Airflow's COMPLETE event of `ok` has the operator's lineage: the table, its columns, what was written.
+    airflow_events = [json.loads(line) for line in airflow_lineage.read_text().splitlines() if line.strip()]
+    [ok_done] = [e for e in airflow_events if e["job"]["name"] == "cube_extract_exits.ok"
+                 and e["eventType"] == "COMPLETE"]
+    [table] = ok_done["outputs"]
+    assert (table["namespace"], table["name"]) == ("file", str((tmp_path / "lake" / "call_outcomes").resolve()))
+    assert table["outputFacets"]["outputStatistics"]["rowCount"] == summary["rows"]
+    declared = json.loads((tmp_path / "lake" / "_cube_extract" / "call_outcomes" / "schema.json").read_text())
+    assert [f["name"] for f in table["facets"]["schema"]["fields"]] == [c["name"] for c in declared["columns"]]
+    # The binary's events: START and COMPLETE of `ok`'s run, whose parent is the task's run.
+    ours = [e for e in backend.events if e["job"]["name"].startswith("cube-extract.")
+            and e["run"]["facets"].get("parent", {}).get("job", {}).get("name") == "cube_extract_exits.ok"]
+    assert [e["eventType"] for e in ours] == ["START", "COMPLETE"], backend.events
+    parent = ours[0]["run"]["facets"]["parent"]
+    assert parent["run"]["runId"] == ok_done["run"]["runId"]
+    assert parent["job"]["namespace"] == "airflow-test"
+    # The token went to the binary's environment, never to a log.
+    assert "sim-token" not in log.replace('"password": "sim-token"', "")
