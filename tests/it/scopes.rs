@@ -607,8 +607,13 @@ fn meets_a_throttling_api(retry_after_secs: u32) {
     assert_exact_table(&ws.dest(), &cfg, &[101], FROM, "2019-08-30");
     let served = sim.requests();
     let throttled = served.iter().filter(|r| r.status == 429).count();
+    // The first burst (up to `--concurrency` requests at once) meets the limit before the client
+    // can know it: up to 8 - 3 of them are throttled, more on a busy machine, where they are all
+    // still in flight together. After it, the adapted concurrency keeps throttling under 10%; a
+    // client that did not adapt would see about half its requests throttled.
+    let first_burst = 8 - 3;
     assert!(
-        throttled * 10 <= served.len(),
+        throttled <= first_burst + served.len() / 10,
         "Retry-After {retry_after_secs}: {throttled} of {} requests throttled",
         served.len()
     );
