@@ -78,11 +78,20 @@ def attempts(result) -> int:
 
 
 def test_exit_1_is_retried_with_resume(example, env, monkeypatch):
+    # The real binary behind a script that notes each command line it is given.
+    calls = env / "calls.txt"
+    wrapper = env / "cube-extract"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {EXTRACT_BIN} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CUBE_EXTRACT_BIN", str(wrapper))
     monkeypatch.setenv("CUBE_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("CUBE_EXTRACT_ARGS", "--max-attempts 1")
     result = materialize(example, "2019-08-02")
     assert not result.success
     assert attempts(result) == 4  # the first try and 3 retries
+    tries = calls.read_text().splitlines()
+    assert len(tries) == 4 and "--resume" not in tries[0].split()
+    assert all(t.split()[-1] == "--resume" for t in tries[1:]), tries
 
 
 @pytest.mark.parametrize("case", ["usage", "missing binary"])
