@@ -22,6 +22,8 @@ TEST_DAGS = Path(__file__).parent / "dags"
 EXTRACT_BIN = Path(os.environ.get("CUBE_EXTRACT_BIN") or REPO / "target/debug/cube-extract")
 SIM_BIN = Path(os.environ.get("CUBE_SIM_BIN") or REPO / "target/debug/examples/cube_sim")
 AIRFLOW = Path(sys.executable).parent / "airflow"
+sys.path.insert(0, str(REPO / "tests" / "support"))
+from lineage_backend import Backend  # noqa: E402
 TIMEOUT = 600
 
 
@@ -184,37 +186,11 @@ def test_the_daily_dag_extracts_yesterday(home, tmp_path, extract_bin, sims):
     assert {tuple(r) for scope in held["scopes"] for r in scope["ranges"]} == {("2024-03-01", "2024-03-01")}
 
 
-class Backend:
-    """A lineage backend on 127.0.0.1 that keeps the events posted to it."""
-
-    def __init__(self):
-        import http.server
-        import threading
-
-        self.events: list[dict] = []
-        events = self.events
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def backend():
     b = Backend()
     yield b
-    b.server.shutdown()
-    b.server.server_close()
+    b.close()
 
 
 def test_each_exit_code_is_mapped(home, tmp_path, extract_bin, sims, backend):

@@ -8,11 +8,10 @@ own schema; the figures are compared with the run's `--summary json` and `schema
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
 import signal
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
 from conftest import REPO, RUN_TIMEOUT, local_env, serve, tail
+
+sys.path.insert(0, str(REPO / "tests" / "support"))
+from lineage_backend import Backend  # noqa: E402
 
 SPEC = REPO.parent / "shared" / "openlineage-spec"
 SECRET_TOKEN = "tok-LINEAGE-s3cret-7731"
@@ -133,33 +135,6 @@ def test_a_run_emits_start_then_complete_with_the_summary_figures_and_the_column
     assert any(f.get("description") for o in outputs.values() for f in o["facets"]["schema"]["fields"]), \
         "some custom field has its label"
     assert SECRET_TOKEN not in events_file.read_text()
-
-
-class Backend:
-    """A lineage backend on 127.0.0.1: keeps every POST (path, headers, body), answers `status`."""
-
-    def __init__(self, status: int = 201):
-        self.received: list[tuple[str, dict, dict]] = []
-        backend = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                backend.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
