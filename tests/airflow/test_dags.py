@@ -84,14 +84,16 @@ def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
 
 
 def task_instances(env: dict[str, str], dag_id: str) -> dict[str, tuple[str, int]]:
-    """Each task's final state and how many tries it took, from Airflow's database."""
+    """Each task's final state and how many tries it took, from Airflow's database (a mapped task's
+    instances as `task[i]`)."""
     script = (
         "import json, sys\n"
         "from airflow.models import TaskInstance\n"
         "from airflow.utils.session import create_session\n"
         "with create_session() as s:\n"
         "    tis = s.query(TaskInstance).filter(TaskInstance.dag_id == sys.argv[1]).all()\n"
-        "    print(json.dumps({ti.task_id: [str(ti.state), ti.try_number] for ti in tis}))\n"
+        "    print(json.dumps({ti.task_id + (f'[{ti.map_index}]' if ti.map_index >= 0 else ''):\n"
+        "                      [str(ti.state), ti.try_number] for ti in tis}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, dag_id], env=env, capture_output=True, text=True,
                           timeout=TIMEOUT)
@@ -191,6 +193,27 @@ def backend():
     b = Backend()
     yield b
     b.close()
+
+
+def test_the_backfill_dag_maps_months_then_reconciles(home, tmp_path, extract_bin, sims):
+    """`airflow dags test cube_extract_backfill` for August and September 2019: one mapped extraction
+    per month, then `reconcile`; every day of both months is held."""
+    lake = tmp_path / "lake"
+    env = airflow_env(home, EXAMPLES, {
+        "CUBE_EXTRACT_BIN": str(extract_bin),
+        "AIRFLOW_CONN_CUBE_DEFAULT": connection(sims[0]),
+        "CUBE_EXTRACT_DEST": str(lake),
+    })
+    airflow(env, "dags", "test", "cube_extract_backfill", "2024-03-02",
+            "--conf", json.dumps({"first_month": "2019-08", "last_month": "2019-09"}))
+    assert task_instances(env, "cube_extract_backfill") == {
+        "months": ("success", 1), "extract_month[0]": ("success", 1), "extract_month[1]": ("success", 1),
+        "reconcile": ("success", 1)}
+    status = subprocess.run([str(extract_bin), "status", "--dest", str(lake), "--json",
+                             "--expect-from", "2019-08-01", "--expect-to", "2019-09-30"],
+                            capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["expected"]["complete"] is True
 
 
 def test_each_exit_code_is_mapped(home, tmp_path, extract_bin, sims, backend):
