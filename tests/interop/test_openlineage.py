@@ -282,14 +282,17 @@ def test_a_malformed_parent_is_left_out_with_a_warning(tmp_path, extract_bin, si
 
 def test_s3_outputs_are_named_by_bucket_and_key_and_hold_no_secret(tmp_path, extract_bin, sim, s3_server):
     events_file = tmp_path / "lineage.jsonl"
+    # A bucket of its own: the scenario's bucket holds only the scenario's prefix.
+    bucket = "cube-lineage"
+    s3_server.client.create_bucket(Bucket=bucket)
     done = extract(extract_bin, ["call-outcomes", "--base-url", sim.url, "--token", SECRET_TOKEN, "--all-campaigns",
-                                 "--from", "2019-08-01", "--dest", f"s3://{s3_server.bucket}/lineage/lake",
+                                 "--from", "2019-08-01", "--dest", f"s3://{bucket}/lineage/lake",
                                  "--table-format", "delta", "--openlineage-file", str(events_file)],
                    {**s3_server.env(), "AWS_SECRET_ACCESS_KEY": S3_SECRET})
     assert done.returncode == 0, tail(done.stderr)
     _, complete = events_of(events_file)
     (out,) = complete["outputs"]
-    assert (out["namespace"], out["name"]) == (f"s3://{s3_server.bucket}", "lineage/lake/call_outcomes")
+    assert (out["namespace"], out["name"]) == (f"s3://{bucket}", "lineage/lake/call_outcomes")
     assert out["facets"]["storage"]["storageLayer"] == "delta"
     text = events_file.read_text()
     assert S3_SECRET not in text and SECRET_TOKEN not in text
