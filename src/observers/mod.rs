@@ -36,9 +36,12 @@ impl Observers {
         job: &str,
         lineage_file: Option<PathBuf>,
     ) -> Result<Observers, ObserverError> {
+        // Lineage first: it sends nothing until the run starts, while Pipes says "opened" at once
+        // and must then be closed.
+        let lineage = Lineage::from_env(job, lineage_file)?;
         Ok(Observers {
             pipes: Pipes::open()?,
-            lineage: Lineage::from_env(job, lineage_file)?,
+            lineage,
         })
     }
 

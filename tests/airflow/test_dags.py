@@ -275,6 +275,6 @@ def test_each_exit_code_is_mapped(home, tmp_path, extract_bin, sims, backend):
     assert [e["eventType"] for e in ours] == ["START", "COMPLETE"], backend.events
     parent = ours[0]["run"]["facets"]["parent"]
     assert parent["run"]["runId"] == ok_done["run"]["runId"]
-    assert parent["job"]["namespace"] == "airflow-test"
+    assert parent["job"]["namespace"] == ours[0]["job"]["namespace"] == "airflow-test"
     # The token went to the binary's environment, never to a log.
     assert "sim-token" not in log.replace('"password": "sim-token"', "")

@@ -218,8 +218,12 @@ class CubeExtractOperator(BaseOperator):
         ti = context["ti"]
         command = [binary(self.binary), *self.arguments(ti.try_number)]
         with tempfile.TemporaryDirectory(prefix="cube-extract-") as tmp:
+            # The binary's lineage events, read back for Airflow's: a file of the task's own, unless the
+            # DAG asks for one.
             events = Path(tmp) / "lineage.jsonl"
-            if self.command != "reconcile":
+            if "--openlineage-file" in self.extra_args:
+                events = Path(self.extra_args[self.extra_args.index("--openlineage-file") + 1])
+            elif self.command != "reconcile":
                 command += ["--openlineage-file", str(events)]
             self.log.info("Running: %s", shlex.join(command))
             code, stdout = run_binary(command, self.environment(context), self.log, self._started)
@@ -265,9 +269,14 @@ def _last_event(path: Path) -> dict | None:
 
 def _parent_run(context) -> dict[str, str]:
     """OPENLINEAGE_PARENT_ID (and the root's) of this task's run, when Airflow's OpenLineage provider
-    is installed: the binary's lineage events name the task as their parent."""
+    is installed: the binary's lineage events name the task as their parent, and its job shares the
+    task's namespace unless OPENLINEAGE_NAMESPACE says otherwise."""
     try:
-        from airflow.providers.openlineage.plugins.macros import lineage_parent_id, lineage_root_parent_id
+        from airflow.providers.openlineage.plugins.macros import (
+            lineage_job_namespace,
+            lineage_parent_id,
+            lineage_root_parent_id,
+        )
     except ImportError:
         return {}
     ti = context["ti"]
@@ -275,6 +284,8 @@ def _parent_run(context) -> dict[str, str]:
     try:
         env["OPENLINEAGE_PARENT_ID"] = lineage_parent_id(ti)
         env["OPENLINEAGE_ROOT_PARENT_ID"] = lineage_root_parent_id(ti)
+        if "OPENLINEAGE_NAMESPACE" not in os.environ:
+            env["OPENLINEAGE_NAMESPACE"] = lineage_job_namespace()
     except Exception:  # noqa: BLE001 - lineage must never cost the task
         pass
     return env
