@@ -3,6 +3,7 @@
 //! placement itself is the publication (and an empty partition loses its file); in a Delta
 //! table one commit to its log removes the partition's files and adds the new one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -18,8 +19,10 @@ use crate::sink::delta::{DeltaError, DeltaLog, Lost, NewFile, Partition};
 use crate::sink::parquet::{file_info, rewrite, EncodeError};
 use crate::sink::{Destination, Paths, Target, DATA_FILE};
 
-/// Widenings a publication may meet (each rewrites the table's files) before it gives up.
-const MAX_WIDENINGS: usize = 4;
+/// Widenings a publication may meet, and commits a widening may lose to other writers, before
+/// it gives up. A widening's first try rewrites the table's files; a retry only those committed
+/// since.
+const MAX_WIDENINGS: usize = 16;
 
 /// Files rewritten at once by a widening.
 const REWRITES_AT_ONCE: usize = 4;
@@ -141,25 +144,39 @@ pub(crate) async fn republish_lost(run: &Run) -> Result<(), PartitionError> {
 
 /// Rewrites every file of the Delta table whose columns are not `target`'s types to a new
 /// file, and commits the new types, the old files' removal and the new ones' addition in one
-/// version. A file another writer replaced meanwhile makes it start again.
+/// version. A file another writer replaced meanwhile makes it start again; a retry rewrites only
+/// the files it has not rewritten yet (those committed since), so each is quicker than the last
+/// and other writers' commits cannot starve the widening.
 async fn widen(on: &Publishing<'_>, log: &DeltaLog, target: &Target) -> Result<(), PartitionError> {
     let columns = on.columns(target);
+    // By the path of each file rewritten so far: its new file, or `None` when it had the types.
+    let mut done: HashMap<object_store::path::Path, Option<NewFile>> = HashMap::new();
     for _ in 0..MAX_WIDENINGS {
-        let files = log
+        let files: Vec<object_store::path::Path> = log
             .active_files()
             .await?
-            .map(|(_, f)| f)
+            .map(|(_, files)| files.into_iter().map(|f| f.path).collect())
             .unwrap_or_default();
-        let rewritten: Vec<Option<(object_store::path::Path, NewFile)>> =
-            futures::stream::iter(files)
-                .map(|file| {
+        let fresh: Vec<(object_store::path::Path, Option<NewFile>)> =
+            futures::stream::iter(files.iter().filter(|p| !done.contains_key(*p)).cloned())
+                .map(|path| {
                     let columns = Arc::clone(&columns);
-                    async move { rewrite_file(on, file.path, columns, target).await }
+                    async move {
+                        let new = rewrite_file(on, path.clone(), columns, target).await?;
+                        Ok::<_, PartitionError>((path, new))
+                    }
                 })
                 .buffer_unordered(REWRITES_AT_ONCE)
                 .try_collect()
                 .await?;
-        let rewritten: Vec<_> = rewritten.into_iter().flatten().collect();
+        done.extend(fresh);
+        let rewritten: Vec<(object_store::path::Path, NewFile)> = files
+            .into_iter()
+            .filter_map(|path| {
+                let new = done.get(&path).cloned().flatten()?;
+                Some((path, new))
+            })
+            .collect();
         match log.widen(rewritten, &columns).await {
             Err(DeltaError::Moved { .. }) => continue,
             done => return done.map(|_| ()).map_err(PartitionError::from),
@@ -178,7 +195,7 @@ async fn rewrite_file(
     path: object_store::path::Path,
     columns: SchemaRef,
     target: &Target,
-) -> Result<Option<(object_store::path::Path, NewFile)>, PartitionError> {
+) -> Result<Option<NewFile>, PartitionError> {
     let Some(old) = on.dest.get(&path).await? else {
         return Ok(None);
     };
@@ -207,12 +224,11 @@ async fn rewrite_file(
         Streamed::Staged((bytes, rows), mut staged) => {
             staged.upload_parts().await?;
             staged.place().await?;
-            let file = NewFile {
+            Ok(Some(NewFile {
                 path: new,
                 bytes,
                 rows: rows as u64,
-            };
-            Ok(Some((path, file)))
+            }))
         }
         Streamed::GaveUp(()) => Ok(None),
     }
