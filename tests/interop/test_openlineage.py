@@ -1,8 +1,8 @@
 """OpenLineage events of the real binary against the simulator: written to a file
 (`--openlineage-file`) and posted to a lineage backend (a small HTTP server on 127.0.0.1 standing in
-for Marquez). Every event is validated against the OpenLineage JSON schemas in
-`shared/openlineage-spec` (offline: each file registered under its `$id`), and each facet against its
-own schema; the figures are compared with the run's `--summary json` and `schema.json`.
+for Marquez). Every event is validated against the OpenLineage JSON schemas of `shared/openlineage-spec`
+(its copy in `openlineage-spec/` beside this file; offline: each file registered under its `$id`), and
+each facet against its own schema; the figures are compared with the run's `--summary json` and `schema.json`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from conftest import REPO, RUN_TIMEOUT, local_env, serve, tail
 sys.path.insert(0, str(REPO / "tests" / "support"))
 from lineage_backend import Backend  # noqa: E402
 
-SPEC = REPO.parent / "shared" / "openlineage-spec"
+# A copy of shared/openlineage-spec, as CI's clean checkout has no ../shared (its README says so).
+SPEC = Path(__file__).parent / "openlineage-spec"
+SHARED_SPEC = REPO.parent / "shared" / "openlineage-spec"
 SECRET_TOKEN = "tok-LINEAGE-s3cret-7731"
 API_KEY = "ol-key-9f2e-do-not-leak"
 S3_SECRET = "moto-S3CRET-4471"  # moto takes any credentials
@@ -74,6 +76,14 @@ def validate(event: dict) -> None:
             schema_id, name = FACETS[key]
             check(f"{schema_id}#/$defs/{name}", facet)
             assert facet["_schemaURL"] == f"{schema_id}#/$defs/{name}", facet["_schemaURL"]
+
+
+def test_the_spec_copy_is_the_shared_one():
+    if not SHARED_SPEC.is_dir():
+        pytest.skip(f"{SHARED_SPEC} is not on this machine (a clean checkout): the copy is what the tests use")
+    copy = {p.relative_to(SPEC): p.read_bytes() for p in SPEC.rglob("*.json")}
+    shared = {p.relative_to(SHARED_SPEC): p.read_bytes() for p in SHARED_SPEC.rglob("*.json")}
+    assert copy == shared
 
 
 def events_of(path: Path) -> list[dict]:
