@@ -622,15 +622,9 @@ fn bad_delta_input_exits_2_and_changes_nothing() {
     let refused = |ws: &Workspace, args: &[&str], words: &[&str]| {
         let before = snapshot_files(&ws.dest());
         let out = ws.extract(&sim, args);
-        out.assert_code(2);
-        let errors: Vec<&str> = out
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .collect();
-        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        let error = out.refused_with_one_error();
         for w in words {
-            assert!(errors[0].contains(w), "{w}: {}", errors[0]);
+            assert!(error.contains(w), "{w}: {}", error);
         }
         assert_eq!(before, snapshot_files(&ws.dest()), "no byte changed");
     };

@@ -475,17 +475,11 @@ fn asking_a_table_for_the_other_partitioning_exits_2_and_changes_nothing() {
             "2019-08-02",
         ],
     );
-    out.assert_code(2);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    let error = out.refused_with_one_error();
     assert!(
-        errors[0].contains("--partitioning month") && errors[0].contains("new --dest"),
+        error.contains("--partitioning month") && error.contains("new --dest"),
         "{}",
-        errors[0]
+        error
     );
     let weekly = ws.extract(
         &sim,

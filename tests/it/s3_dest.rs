@@ -65,19 +65,9 @@ fn s3_error(env: Vec<(String, String)>, dest: &str, must_mention: &[&str]) {
     ];
     let mut out = run_bin_env(&args, &env);
     out.report = serde_json::from_slice(&std::fs::read(report.path()).unwrap()).ok();
-    out.assert_code(2);
-    let error_lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(error_lines.len(), 1, "one error line: {}", out.stderr);
+    let error = out.refused_with_one_error();
     for m in must_mention {
-        assert!(
-            error_lines[0].contains(m),
-            "error should mention {m:?}: {}",
-            error_lines[0]
-        );
+        assert!(error.contains(m), "error should mention {m:?}: {}", error);
     }
     let secret = env
         .iter()

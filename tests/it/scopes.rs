@@ -523,14 +523,8 @@ fn bad_scope_input_exits_2_and_changes_nothing() {
     let refused = |command: &str, args: &[&str], says: &str| {
         sim.clear_requests();
         let out = ws.extract_with(command, &sim, args, &[]);
-        out.assert_code(2);
-        let errors: Vec<&str> = out
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .collect();
-        assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
-        assert!(errors[0].contains(says), "{says}: {}", errors[0]);
+        let error = out.refused_with_one_error();
+        assert!(error.contains(says), "{says}: {}", error);
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
         assert_eq!(
             snapshot_of(&ws.dest()),

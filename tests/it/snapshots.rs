@@ -526,18 +526,8 @@ fn sync_with_rejected_credentials_exits_2_and_says_so_once() {
         ],
         &[],
     );
-    out.assert_code(2);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(
-        errors[0].contains("rejected the credentials"),
-        "{}",
-        out.stderr
-    );
+    let error = out.refused_with_one_error();
+    assert!(error.contains("rejected the credentials"), "{}", out.stderr);
     assert!(
         !out.stderr.contains("wrong"),
         "the token leaked: {}",

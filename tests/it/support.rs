@@ -169,6 +169,19 @@ impl Outcome {
         self
     }
 
+    /// A run refused with exit 2 and one sentence: that `error: ...` line (the only one).
+    #[track_caller]
+    pub fn refused_with_one_error(&self) -> &str {
+        self.assert_code(2);
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "one error line: {}", self.stderr);
+        errors[0]
+    }
+
     /// Every output a user or orchestrator sees.
     pub fn all_output(&self) -> String {
         format!(
@@ -624,17 +637,11 @@ pub fn one_multipart_day() -> SimConfig {
 
 /// A run refused by the write probe: one error line, naming the probe object and the fix.
 pub fn assert_refused_by_the_write_probe(out: &Outcome) {
-    out.assert_code(2);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one sentence: {}", out.stderr);
+    let error = out.refused_with_one_error();
     assert!(
-        errors[0].contains("_cube_extract/write-probe-") && errors[0].contains("write access"),
+        error.contains("_cube_extract/write-probe-") && error.contains("write access"),
         "{}",
-        errors[0]
+        error
     );
 }
 

@@ -63,13 +63,7 @@ fn an_unknown_zone_exits_2_with_one_sentence() {
         &sim,
         &["--campaign", "101", "--timezone", "Mars/Olympus_Mons"],
     );
-    out.assert_code(2);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(errors[0].contains("Europe/Oslo"), "{}", errors[0]);
+    let error = out.refused_with_one_error();
+    assert!(error.contains("Europe/Oslo"), "{}", error);
     assert!(!ws.dest().exists(), "nothing written");
 }
